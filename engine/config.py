@@ -1,0 +1,416 @@
+"""Parley's settings: one typed model, four sources, and where each value came from.
+
+Sources, highest first: command-line flags (passed in as ``overrides``), the environment
+(``PARLEY_`` prefix, ``__`` between nested keys), the YAML config file, the defaults.
+``PARLEY_HOME`` moves the config file, the key file and the default database under one
+directory; without it they live in the per-user directories from platformdirs.
+
+Unknown keys and bad values are errors that name the key path, raised as ``ConfigError``
+before anything else runs.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
+
+from engine.errors import ConfigError
+
+ENV_PREFIX = "PARLEY_"
+# Environment variables with the prefix that are not settings.
+RESERVED_ENV = {"PARLEY_HOME", "PARLEY_CONFIG", "PARLEY_KEY"}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DatabaseSettings(_Section):
+    """Where Parley keeps its data."""
+
+    url: str | None = None
+    """SQLAlchemy URL. Empty: an SQLite file ``parley.db`` in the data directory.
+    PostgreSQL: ``postgresql+asyncpg://user:pass@host/db``."""
+    busy_timeout_ms: int = Field(5000, ge=0)
+    """SQLite: how long a writer waits for another process's lock before failing."""
+    backup_before_upgrade: bool = True
+    """SQLite: copy the file to ``<name>.bak-<revision>`` before migrating it."""
+    pool_size: int = Field(5, ge=1)
+    """PostgreSQL: connections kept open."""
+    echo: bool = False
+    """Log every SQL statement (debugging)."""
+
+
+class CryptoSettings(_Section):
+    """Encryption at rest of chat history."""
+
+    key_env: str = "PARLEY_KEY"
+    """Environment variable holding a Fernet key or a passphrase (checked first)."""
+    key_file: Path | None = None
+    """Key file, created with mode 0600 on first run. Empty: ``key`` in the config dir."""
+    rotate_batch_size: int = Field(500, ge=1)
+    """Values re-encrypted per transaction by ``parley key rotate``."""
+
+
+class EmbeddingSettings(_Section):
+    """How text is turned into vectors."""
+
+    provider: str = "local"
+    """``local`` (the bundled offline model) or the name of an entry under ``providers``
+    whose server offers ``/embeddings``."""
+    model: str = "all-minilm-l6-v2"
+    """Model name: for ``local`` the bundled model, else the server's model id."""
+    batch_size: int = Field(16, ge=1, le=1024)
+    """Texts embedded per call."""
+    threads: int = Field(0, ge=0)
+    """CPU threads for the local model. 0: all cores."""
+
+
+class RetrievalSettings(_Section):
+    """Hybrid search and ingestion."""
+
+    top_k: int = Field(6, ge=1, le=200)
+    """Sources given to the model per question (and hits shown by search by default)."""
+    candidates: int = Field(100, ge=1, le=2000)
+    """Hits taken from each of keyword and vector search before fusion."""
+    rrf_k: float = Field(60.0, gt=0)
+    """Reciprocal rank fusion constant: larger flattens the rank curve."""
+    keyword_weight: float = Field(1.0, ge=0)
+    """Weight of the keyword (BM25) ranking in the fusion."""
+    vector_weight: float = Field(1.0, ge=0)
+    """Weight of the vector ranking in the fusion."""
+    chunk_tokens: int = Field(200, ge=32, le=2048)
+    """Token budget of one chunk."""
+    chunk_overlap: int = Field(30, ge=0, le=512)
+    """Tokens shared by neighbouring chunks."""
+    max_file_mb: float = Field(50.0, gt=0)
+    """Files larger than this are skipped with a reason."""
+    default_collection: str = "default"
+    """Collection used when none is named."""
+    ef_search: int = Field(100, ge=1, le=1000)
+    """PostgreSQL HNSW search breadth (higher: better recall, slower)."""
+
+
+class BudgetSettings(_Section):
+    """Spending limits for hosted models."""
+
+    daily: float | None = Field(None, ge=0)
+    """Maximum cost per day (in the price table's currency). Empty: no limit."""
+    monthly: float | None = Field(None, ge=0)
+    """Maximum cost per calendar month. Empty: no limit."""
+    action: Literal["warn", "refuse"] = "warn"
+    """What to do before a call that would pass a limit."""
+
+
+class ChatSettings(_Section):
+    """Answering questions."""
+
+    provider: str | None = None
+    """Name of an entry under ``providers``. Empty: the offline extractive answerer."""
+    model: str | None = None
+    """Model id on that provider."""
+    system_prompt: str | None = None
+    """System prompt for new sessions. Empty: Parley's grounded-answer prompt."""
+    temperature: float | None = Field(None, ge=0, le=2)
+    """Sampling temperature. Empty: the server's default."""
+    max_tokens: int | None = Field(None, ge=1)
+    """Longest answer in tokens. Empty: the server's default."""
+    rag: bool = True
+    """Search the session's collections for sources before answering."""
+    budget: BudgetSettings = BudgetSettings()
+
+
+class ModelSettings(_Section):
+    """What Parley needs to know about one model."""
+
+    context_window: int = Field(8192, ge=256)
+    """Tokens the model accepts (prompt and answer together)."""
+    input_price: float = Field(0.0, ge=0)
+    """Price per million prompt tokens."""
+    output_price: float = Field(0.0, ge=0)
+    """Price per million completion tokens."""
+
+
+class ProviderSettings(_Section):
+    """A model server."""
+
+    kind: Literal["openai", "extractive"] = "openai"
+    """``openai``: any OpenAI-compatible server (OpenAI, Ollama, llama.cpp, vLLM, LM Studio).
+    ``extractive``: no model, answers with cited sentences from the sources."""
+    base_url: str | None = None
+    """API root, e.g. ``http://127.0.0.1:11434/v1``."""
+    api_key: SecretStr | None = None
+    """API key (prefer ``api_key_env``)."""
+    api_key_env: str | None = None
+    """Environment variable holding the API key."""
+    timeout: float = Field(60.0, gt=0)
+    """Seconds to wait for the server to answer or send the next piece."""
+    connect_timeout: float = Field(5.0, gt=0)
+    """Seconds to wait for a connection."""
+    max_retries: int = Field(2, ge=0, le=10)
+    """Retries of a failed call before the first token arrives."""
+    models: dict[str, ModelSettings] = {}
+    """Per-model context window and prices."""
+
+
+class UISettings(_Section):
+    """The terminal interface."""
+
+    theme: str = "textual-dark"
+    """A Textual theme name."""
+    show_sidebar: bool = True
+    """Show the sessions sidebar at start."""
+    editor: str | None = None
+    """Command that opens a source at a line. Empty: ``$EDITOR``, then ``$PAGER``."""
+
+
+class Settings(BaseSettings):
+    """Every setting of Parley. See ``config.example.yaml`` for a commented copy."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_assignment=True,
+    )
+
+    user: str = Field(default_factory=lambda: _default_user())
+    """The user whose sessions and documents Parley shows (teams on PostgreSQL)."""
+    database: DatabaseSettings = DatabaseSettings()
+    crypto: CryptoSettings = CryptoSettings()
+    embedding: EmbeddingSettings = EmbeddingSettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
+    chat: ChatSettings = ChatSettings()
+    providers: dict[str, ProviderSettings] = {}
+    ui: UISettings = UISettings()
+
+    # Not settings: where this configuration was read from, filled by load_settings.
+    _sources: dict[str, str] = {}
+    _config_path: Path | None = None
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings,
+                                   dotenv_settings, file_secret_settings):  # type: ignore[no-untyped-def]
+        # load_settings merges the file and the flags itself (to know each value's origin);
+        # the model only validates the merged result.
+        return (init_settings,)
+
+    # -- resolved paths --------------------------------------------------------------------
+    def home_dirs(self) -> tuple[Path, Path]:
+        """(config dir, data dir)."""
+        return config_dir(), data_dir()
+
+    def database_url(self) -> str:
+        """The effective database URL (the SQLite default when none is set)."""
+        if self.database.url:
+            url = self.database.url
+            if url.startswith("sqlite:///") or url.startswith("sqlite+aiosqlite:///"):
+                url = "sqlite+aiosqlean:///" + url.split(":///", 1)[1]
+            return url
+        return f"sqlite+aiosqlean:///{data_dir() / 'parley.db'}"
+
+    def key_file_path(self) -> Path:
+        """The effective key file path."""
+        return Path(self.crypto.key_file).expanduser() if self.crypto.key_file else config_dir() / "key"
+
+    @property
+    def sources(self) -> dict[str, str]:
+        """Where each value came from: dotted key -> "flag" | "env" | "file" | "default"."""
+        return dict(self._sources)
+
+    @property
+    def config_path(self) -> Path | None:
+        """The config file that was read, if any."""
+        return self._config_path
+
+
+def _default_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry (containers): still a stable name
+        return "default"
+
+
+def config_dir() -> Path:
+    """Directory of the config file and key file (``PARLEY_HOME`` if set)."""
+    home = os.environ.get("PARLEY_HOME")
+    if home:
+        return Path(home).expanduser()
+    from platformdirs import user_config_path
+
+    return user_config_path("parley")
+
+
+def data_dir() -> Path:
+    """Directory of the default database (``PARLEY_HOME`` if set)."""
+    home = os.environ.get("PARLEY_HOME")
+    if home:
+        return Path(home).expanduser()
+    from platformdirs import user_data_path
+
+    return user_data_path("parley")
+
+
+def default_config_path() -> Path:
+    """Where the config file is looked for when neither ``--config`` nor ``PARLEY_CONFIG`` is set."""
+    return config_dir() / "config.yaml"
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist",
+                          "check --config or PARLEY_CONFIG") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"config file {path}{where}: {problem}",
+                          "fix the YAML syntax (indentation, quotes, colons)") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: the top level must be a mapping of keys",
+                          "see config.example.yaml")
+    return data
+
+
+def _env_values(environ: Mapping[str, str]) -> dict[str, Any]:
+    """What the environment sets, parsed by pydantic-settings' own env source."""
+    known = set(Settings.model_fields)
+    for name in environ:
+        if not name.startswith(ENV_PREFIX) or name in RESERVED_ENV:
+            continue
+        top = name[len(ENV_PREFIX):].split("__", 1)[0].lower()
+        if top not in known:
+            raise ConfigError(f"unknown setting in environment variable {name}",
+                              f"known top-level keys: {', '.join(sorted(known))}")
+    source = EnvSettingsSource(Settings, case_sensitive=False, env_prefix=ENV_PREFIX,
+                               env_nested_delimiter="__", env_parse_none_str="null")
+    source.env_vars = {k.lower(): v for k, v in environ.items()}  # read this mapping, not os.environ
+    try:
+        return source()
+    except Exception as exc:  # pydantic-settings raises SettingsError for unparsable JSON values
+        raise ConfigError(f"invalid environment setting: {exc}") from None
+
+
+def _deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _leaf_paths(data: Mapping[str, Any], prefix: str = "") -> list[str]:
+    paths: list[str] = []
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            paths.extend(_leaf_paths(value, path + "."))
+        else:
+            paths.append(path)
+    return paths
+
+
+def _format_validation_error(exc: ValidationError, origins: dict[str, str]) -> ConfigError:
+    err = exc.errors()[0]
+    path = ".".join(str(p) for p in err["loc"])
+    where = origins.get(path)
+    src = f" (from {where})" if where else ""
+    if err["type"] == "extra_forbidden":
+        parent = path.rsplit(".", 1)[0] if "." in path else ""
+        return ConfigError(f"unknown config key '{path}'{src}",
+                           "check the spelling; see config.example.yaml"
+                           + (f" for the keys of '{parent}'" if parent else ""))
+    more = f" and {len(exc.errors()) - 1} more" if len(exc.errors()) > 1 else ""
+    return ConfigError(f"invalid value for '{path}'{src}: {err['msg']}{more}",
+                       "see config.example.yaml for the allowed values")
+
+
+def load_settings(config_path: str | os.PathLike[str] | None = None,
+                  overrides: Mapping[str, Any] | None = None,
+                  environ: Mapping[str, str] | None = None) -> Settings:
+    """Build the effective settings from flags, environment, file and defaults.
+
+    ``config_path`` is ``--config``; when empty, ``PARLEY_CONFIG`` then the default path are
+    tried (the default path may be absent; an explicit one must exist). ``overrides`` are
+    nested dicts from command-line flags. Raises ``ConfigError`` naming the key path.
+    """
+    environ = os.environ if environ is None else environ
+    path: Path | None = None
+    file_values: dict[str, Any] = {}
+    explicit = config_path or environ.get("PARLEY_CONFIG")
+    if explicit:
+        path = Path(explicit).expanduser()
+        file_values = _read_yaml(path)
+    else:
+        candidate = default_config_path()
+        if candidate.exists():
+            path = candidate
+            file_values = _read_yaml(path)
+    env_values = _env_values(environ)
+    flag_values = dict(overrides or {})
+
+    origins: dict[str, str] = {}
+    for name, values in (("file", file_values), ("env", env_values), ("flag", flag_values)):
+        for leaf in _leaf_paths(values):
+            origins[leaf] = name
+            # a section set by a higher source marks its leaves too
+            for other in list(origins):
+                if other.startswith(leaf + "."):
+                    origins[other] = name
+    merged = _deep_merge(_deep_merge(file_values, env_values), flag_values)
+    try:
+        settings = Settings(**merged)
+    except ValidationError as exc:
+        raise _format_validation_error(exc, origins) from None
+    settings._sources = origins
+    settings._config_path = path
+    _check_references(settings)
+    return settings
+
+
+def _check_references(settings: Settings) -> None:
+    """Names that must point at a configured provider."""
+    if settings.chat.provider and settings.chat.provider not in settings.providers:
+        raise ConfigError(f"chat.provider '{settings.chat.provider}' is not defined under 'providers'",
+                          "add it under providers: or leave chat.provider empty for offline answers")
+    emb = settings.embedding.provider
+    if emb != "local" and emb not in settings.providers:
+        raise ConfigError(f"embedding.provider '{emb}' is not defined under 'providers'",
+                          "use 'local' for the bundled model or add the provider")
+
+
+def effective_items(settings: Settings) -> list[tuple[str, Any, str]]:
+    """(dotted key, value with secrets masked, origin) for every leaf setting."""
+    data = settings.model_dump(mode="json")
+    out: list[tuple[str, Any, str]] = []
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict) and node:
+            for key, value in node.items():
+                walk(value, f"{prefix}.{key}" if prefix else key)
+            return
+        origin = settings.sources.get(prefix, "default")
+        value = node
+        if prefix.endswith("api_key") and node:
+            value = "**********"
+        out.append((prefix, value, origin))
+
+    walk(data, "")
+    return out

@@ -1,0 +1,120 @@
+"""Schema versions: where a database stands and moving it with Alembic.
+
+The embedded SQLite default upgrades itself on open (after copying the file aside);
+PostgreSQL is never upgraded behind the operator's back: opening an old schema fails with
+the command to run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect
+from sqlalchemy.engine import Connection
+
+import migrations
+from engine.db.connect import Database, mask_url, sqlite_path
+from engine.errors import SchemaOutOfDate, SchemaTooNew
+from engine.types import SchemaStatus
+
+MIGRATIONS_DIR = Path(migrations.__file__).resolve().parent
+
+
+def alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None, "the migrations folder has no revisions"
+    return head
+
+
+def _known_revisions() -> set[str]:
+    return {rev.revision for rev in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+
+
+def _current(conn: Connection) -> str | None:
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+def _has_tables(conn: Connection) -> bool:
+    return bool(inspect(conn).get_table_names())
+
+
+async def status(db: Database) -> SchemaStatus:
+    """The applied and expected revisions."""
+    async with db.engine.connect() as conn:
+        current = await conn.run_sync(_current)
+    head = head_revision()
+    return SchemaStatus(backend=db.backend, url=mask_url(str(db.engine.url)), current=current,
+                        head=head, up_to_date=current == head)
+
+
+async def _run(db: Database, action: str, revision: str) -> None:
+    def work(conn: Connection) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = conn
+        getattr(command, action)(config, revision)
+
+    async with db.engine.begin() as conn:
+        await conn.run_sync(work)
+    # Connections opened before the vector extension existed lack pgvector's codec.
+    await db.engine.dispose()
+
+
+async def upgrade(db: Database, revision: str = "head") -> None:
+    await _run(db, "upgrade", revision)
+
+
+async def downgrade(db: Database, revision: str) -> None:
+    await _run(db, "downgrade", revision)
+
+
+def check_not_newer(current: str | None) -> None:
+    if current is not None and current not in _known_revisions():
+        raise SchemaTooNew(
+            f"the database schema ({current}) was written by a newer version of Parley",
+            "upgrade Parley (pip install -U parley), or point database.url at another database")
+
+
+async def ensure_current(db: Database, *, auto_upgrade_sqlite: bool = True,
+                         backup: bool = True) -> SchemaStatus:
+    """Make sure the schema is at head, upgrading the embedded SQLite file if allowed."""
+    state = await status(db)
+    check_not_newer(state.current)
+    if state.up_to_date:
+        return state
+    if db.backend == "sqlite" and auto_upgrade_sqlite:
+        path = sqlite_path(str(db.engine.url))
+        if backup and path is not None and state.current is not None and path.exists():
+            backup_sqlite(path, state.current)
+        await upgrade(db)
+        return await status(db)
+    async with db.engine.connect() as conn:
+        empty = not await conn.run_sync(_has_tables)
+    what = "has no Parley schema yet" if empty else f"is at revision {state.current}"
+    raise SchemaOutOfDate(f"the database {state.url} {what}; this version needs {state.head}",
+                          "run: parley db upgrade")
+
+
+def backup_sqlite(path: Path, revision: str) -> Path:
+    """Copy the database (and its WAL) aside before a migration touches it."""
+    import sqlean
+
+    target = path.with_name(f"{path.name}.bak-{revision}")
+    if target.exists():
+        target.unlink()
+    # VACUUM INTO writes a consistent copy even while the WAL holds uncheckpointed pages.
+    conn = sqlean.connect(str(path))
+    try:
+        conn.execute("VACUUM INTO ?", (str(target),))
+    finally:
+        conn.close()
+    return target

@@ -1,0 +1,198 @@
+"""``Engine``: the one object front ends talk to.
+
+Opened as an async context manager from settings. Opening connects, checks the schema
+(upgrading the embedded SQLite file, refusing an old PostgreSQL schema), checks the
+encryption key against the database before anything is written, and finds the user.
+Verbs live on small service objects (``engine.sessions``, ...) that return dataclasses
+from ``engine.types``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from types import TracebackType
+from typing import Self
+
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import ProgrammingError as SAProgrammingError
+
+from engine import crypto
+from engine.config import Settings
+from engine.db import models as m
+from engine.db import schema
+from engine.db.connect import Database, create_engine, mask_url, sqlite_path
+from engine.errors import DatabaseError, KeyMismatch, KeyMissing, ParleyError
+from engine.sessions import SessionStore
+from engine.types import SchemaStatus
+
+
+class Engine:
+    """Parley's engine over one database, for one user.
+
+    ``migrate=False`` opens without touching the schema (for ``parley db`` commands).
+    """
+
+    def __init__(self, settings: Settings, *, migrate: bool = True) -> None:
+        self.settings = settings
+        self._migrate = migrate
+        self.db: Database | None = None
+        self.user_id: int = 0
+        self.cipher: crypto.FernetCipher | None = None
+        self.key_source: str | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        url = self.settings.database_url()
+        self._prepare_sqlite_dir(url)
+        self.db = Database(create_engine(url, busy_timeout_ms=self.settings.database.busy_timeout_ms,
+                                         pool_size=self.settings.database.pool_size,
+                                         echo=self.settings.database.echo))
+        try:
+            state = await self._connect_and_check()
+            if not self._migrate:
+                return
+            if state.current is not None:
+                await self._load_key(create=False)
+            state = await schema.ensure_current(
+                self.db, backup=self.settings.database.backup_before_upgrade)
+            if self.cipher is None:
+                await self._load_key(create=True)
+            self.user_id = await self._ensure_user()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        if self.db is not None:
+            await self.db.dispose()
+            self.db = None
+
+    def _prepare_sqlite_dir(self, url: str) -> None:
+        path = sqlite_path(url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+
+    async def _connect_and_check(self) -> SchemaStatus:
+        assert self.db is not None
+        url = mask_url(self.settings.database_url())
+        try:
+            state = await schema.status(self.db)
+        except (OperationalError, DBAPIError, OSError) as exc:
+            raise _connection_error(url, exc) from None
+        schema.check_not_newer(state.current)
+        return state
+
+    # -- encryption key -----------------------------------------------------------------------
+    async def _meta(self, key: str) -> str | None:
+        assert self.db is not None
+        async with self.db.read() as s:
+            return await s.scalar(select(m.Meta.value).where(m.Meta.key == key))
+
+    async def _load_key(self, *, create: bool) -> None:
+        """Resolve the key and check it against the database; store the check value once."""
+        assert self.db is not None
+        stored_check = await self._meta(crypto.META_KEY_CHECK)
+        material = crypto.resolve_key(self.settings, create=create and stored_check is None)
+        if material is None:
+            if stored_check is None:
+                return  # nothing encrypted yet; the key file is created after migrating
+            raise KeyMissing(
+                f"no encryption key found (looked in ${self.settings.crypto.key_env} and "
+                f"{self.settings.key_file_path()})",
+                "restore your key file, or set the key in that environment variable")
+        key = material.key
+        if material.passphrase is not None:
+            salt = await self._meta(crypto.META_KDF_SALT)
+            if salt is None:
+                salt = secrets.token_hex(16)
+                async with self.db.write() as s:
+                    s.add(m.Meta(key=crypto.META_KDF_SALT, value=salt))
+            key = crypto.derive_key(material.passphrase, bytes.fromhex(salt))
+        assert key is not None
+        cipher = crypto.FernetCipher([key, *self._retiring_keys()])
+        if stored_check is None:
+            async with self.db.write() as s:
+                s.add(m.Meta(key=crypto.META_KEY_CHECK, value=cipher.check_value()))
+        elif not cipher.verify(stored_check):
+            raise KeyMismatch(f"the encryption key from {material.source} does not match this "
+                              "database", "use the key this database was created with")
+        self.cipher = cipher
+        self.key_source = material.source
+        self.db.engine.sync_engine.dialect.parley_cipher = cipher  # type: ignore[attr-defined]
+
+    def _retiring_keys(self) -> list[bytes]:
+        """Old keys still accepted for reading (during a rotation)."""
+        old = os.environ.get(self.settings.crypto.key_env + "_OLD")
+        return [old.encode("ascii")] if old and crypto.is_fernet_key(old) else []
+
+    async def _ensure_user(self) -> int:
+        assert self.db is not None
+        name = self.settings.user
+        async with self.db.read() as s:
+            found = await s.scalar(select(m.User.id).where(m.User.name == name))
+        if found is not None:
+            return found
+        async with self.db.write() as s:
+            user = m.User(name=name)
+            s.add(user)
+            await s.flush()
+            return user.id
+
+    # -- verbs ----------------------------------------------------------------------------------
+    def _require_db(self) -> Database:
+        if self.db is None:
+            raise ParleyError("the engine is not open", "use 'async with Engine(settings)'")
+        return self.db
+
+    @property
+    def sessions(self) -> SessionStore:
+        """Chat sessions and messages."""
+        return SessionStore(self._require_db(), self.user_id)
+
+    async def schema_status(self) -> SchemaStatus:
+        """Where the schema stands (applied and expected revision)."""
+        return await schema.status(self._require_db())
+
+    async def upgrade(self, revision: str = "head") -> SchemaStatus:
+        """Apply migrations (backing up an SQLite file first)."""
+        db = self._require_db()
+        state = await schema.status(db)
+        path = sqlite_path(self.settings.database_url())
+        if (path is not None and path.exists() and state.current is not None
+                and self.settings.database.backup_before_upgrade and not state.up_to_date):
+            schema.backup_sqlite(path, state.current)
+        await schema.upgrade(db, revision)
+        return await schema.status(db)
+
+    async def downgrade(self, revision: str) -> SchemaStatus:
+        """Revert migrations down to ``revision`` (``base`` removes everything)."""
+        db = self._require_db()
+        await schema.downgrade(db, revision)
+        return await schema.status(db)
+
+    async def ping(self) -> None:
+        """Fail with DatabaseError if the database does not answer."""
+        async with self._require_db().read() as s:
+            await s.execute(text("SELECT 1"))
+
+
+def _connection_error(url: str, exc: BaseException) -> DatabaseError:
+    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    if "file is not a database" in detail:
+        return DatabaseError(f"{url} is not an SQLite database ({detail})",
+                             "point database.url at a Parley database or another path")
+    if isinstance(exc, SAProgrammingError) or "password" in detail or "does not exist" in detail:
+        return DatabaseError(f"cannot open database {url}: {detail}",
+                             "check the user, password and database name in database.url")
+    return DatabaseError(f"cannot connect to database {url}: {detail}",
+                         "check database.url and that the server is running")

@@ -1,0 +1,193 @@
+"""Plain frozen dataclasses: what the engine's verbs take and return.
+
+Front ends see only these, never ORM rows, so a detached row can never trigger a lazy load
+and the UI never depends on the storage layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaStatus:
+    """Where the database schema stands relative to this version of Parley."""
+
+    backend: str  # "sqlite" or "postgresql"
+    url: str  # with any password masked
+    current: str | None  # the applied Alembic revision, None for an empty database
+    head: str  # the revision this code expects
+    up_to_date: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Citation:
+    """One source an answer cited, as stored with the message."""
+
+    marker: int
+    document_id: int | None
+    chunk_id: int | None
+    path: str
+    page: int | None
+    line_start: int | None
+    line_end: int | None
+    score: float | None
+    snippet: str
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message of a session, decrypted."""
+
+    id: int
+    session_id: int
+    parent_id: int | None
+    role: str  # "system" | "user" | "assistant"
+    content: str
+    status: str  # "complete" | "interrupted" | "error"
+    model: str | None
+    created_at: datetime
+    error: str | None = None  # set when the content could not be decrypted or the call failed
+    citations: tuple[Citation, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSummary:
+    """A chat session as listed in the sidebar or by ``parley sessions list``."""
+
+    id: int
+    title: str
+    model: str | None
+    provider: str | None
+    message_count: int
+    created_at: datetime
+    updated_at: datetime
+    archived: bool = False
+    collections: tuple[str, ...] = ()
+    system_prompt: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionDetail:
+    """A session with its messages (the active branch, oldest first)."""
+
+    session: SessionSummary
+    messages: tuple[Message, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts and cost of one model call or of a whole turn."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    embedding_tokens: int = 0
+    cost: float = 0.0
+    estimated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """One chunk found by hybrid search, with what the explain mode shows."""
+
+    rank: int
+    score: float
+    path: str
+    document_id: int
+    chunk_id: int
+    page: int | None
+    line_start: int | None
+    line_end: int | None
+    heading: str | None
+    text: str
+    keyword_rank: int | None = None
+    vector_rank: int | None = None
+    collection: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionInfo:
+    """A named set of documents indexed with one embedder."""
+
+    id: int
+    name: str
+    embedder: str
+    dimension: int
+    document_count: int = 0
+    chunk_count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentInfo:
+    """An ingested (or failed) document."""
+
+    id: int
+    collection: str
+    path: str
+    title: str | None
+    mime: str | None
+    size: int
+    status: str  # "indexed" | "error"
+    error: str | None
+    chunk_count: int
+    indexed_at: datetime | None
+    tags: tuple[str, ...] = ()
+
+
+# --- streaming events -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """A piece of answer text as it streams in."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Sources:
+    """The sources an answer cited (sent once the answer is complete)."""
+
+    citations: tuple[Citation, ...]
+    unknown_markers: tuple[int, ...] = ()  # markers in the answer that name no source
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """The end of a turn: where it was stored, how it ended, what it cost."""
+
+    session_id: int
+    message_id: int
+    status: str  # "complete" | "interrupted" | "error"
+    usage: Usage = field(default_factory=Usage)
+    model: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IngestProgress:
+    """Progress of an ingestion run: sent after each file."""
+
+    run_id: int
+    path: str
+    done: int
+    total: int
+    outcome: str  # "indexed" | "skipped" | "error" | "pruned"
+    error: str | None = None
+    chunks: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """Totals of a finished ingestion run."""
+
+    run_id: int
+    status: str  # "complete" | "interrupted"
+    files_seen: int
+    indexed: int
+    skipped: int
+    failed: int
+    pruned: int
+    chunks: int
+    errors: tuple[tuple[str, str], ...] = ()  # (path, reason)
