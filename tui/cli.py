@@ -1,0 +1,65 @@
+"""The ``parley`` command.
+
+With no subcommand it starts the terminal UI (and imports Textual only then). Every other
+command calls one engine verb. Importing this module imports neither Textual nor the
+engine: each command imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from tui.cli_common import AppContext
+
+VERSION = "0.1.0"
+
+
+@click.group(invoke_without_command=True,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar=None,
+              help="Config file (default: $PARLEY_CONFIG, then the user config dir).")
+@click.option("--db", "db_url", metavar="URL", help="Database URL (overrides database.url).")
+@click.option("--user", "user", metavar="NAME", help="Act as this user (teams on PostgreSQL).")
+@click.version_option(VERSION, "--version", prog_name="parley")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, db_url: str | None,
+        user: str | None) -> None:
+    """Parley: chat with local or hosted models, search your documents, cite sources.
+
+    \b
+    Exit codes: 0 ok, 1 error, 2 usage or configuration error, 130 interrupted.
+    Data goes to stdout (use --json where offered), messages to stderr.
+    """
+    overrides: dict[str, Any] = {}
+    if db_url:
+        overrides["database"] = {"url": db_url}
+    if user:
+        overrides["user"] = user
+    ctx.obj = AppContext(config_path, overrides)
+    if ctx.invoked_subcommand is None:
+        from tui.cli_tui import start_tui
+
+        start_tui(ctx.obj)
+
+
+def _register() -> None:
+    from tui import cli_config, cli_db
+
+    for module in (cli_db, cli_config):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli.main(prog_name="parley", standalone_mode=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
