@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import secrets
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Any, Self
 
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -26,6 +26,14 @@ from engine.db.connect import Database, create_engine, mask_url, sqlite_path
 from engine.errors import DatabaseError, KeyMismatch, KeyMissing, ParleyError
 from engine.sessions import SessionStore
 from engine.types import SchemaStatus
+
+if TYPE_CHECKING:
+    from engine.chat import Chat
+    from engine.keys import KeyManager
+    from engine.library import Library
+    from engine.providers.embedders import Embedder
+    from engine.retrieval import Retriever
+    from engine.usage import UsageLedger
 
 
 class Engine:
@@ -41,6 +49,8 @@ class Engine:
         self.user_id: int = 0
         self.cipher: crypto.FernetCipher | None = None
         self.key_source: str | None = None
+        self._services: dict[str, Any] = {}
+        self._embedder: Embedder | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def __aenter__(self) -> Self:
@@ -73,6 +83,14 @@ class Engine:
             raise
 
     async def close(self) -> None:
+        for service in self._services.values():
+            closer = getattr(service, "aclose", None)
+            if closer is not None:
+                await closer()
+        self._services.clear()
+        if self._embedder is not None:
+            await self._embedder.aclose()
+            self._embedder = None
         if self.db is not None:
             await self.db.dispose()
             self.db = None
@@ -154,10 +172,59 @@ class Engine:
             raise ParleyError("the engine is not open", "use 'async with Engine(settings)'")
         return self.db
 
+    def _service(self, name: str, factory: Any) -> Any:
+        self._require_db()
+        if name not in self._services:
+            self._services[name] = factory(self)
+        return self._services[name]
+
     @property
     def sessions(self) -> SessionStore:
-        """Chat sessions and messages."""
-        return SessionStore(self._require_db(), self.user_id)
+        """Chat sessions and messages: list, show, rename, delete, export, import, search."""
+        return self._service("sessions", lambda e: SessionStore(e._require_db(), e.user_id))
+
+    @property
+    def keys(self) -> KeyManager:
+        """The encryption key: status and rotation."""
+        from engine.keys import KeyManager
+
+        return self._service("keys", KeyManager)
+
+    @property
+    def library(self) -> Library:
+        """Collections and documents: ingest, list, remove, re-embed."""
+        from engine.library import Library
+
+        return self._service("library", Library)
+
+    @property
+    def retrieval(self) -> Retriever:
+        """Hybrid (keyword + vector) search over collections."""
+        from engine.retrieval import Retriever
+
+        return self._service("retrieval", Retriever)
+
+    @property
+    def chat(self) -> Chat:
+        """Asking questions: turns, regenerate, edit, providers."""
+        from engine.chat import Chat
+
+        return self._service("chat", Chat)
+
+    @property
+    def usage(self) -> UsageLedger:
+        """Token usage and cost records, reports and budget checks."""
+        from engine.usage import UsageLedger
+
+        return self._service("usage", UsageLedger)
+
+    def embedder(self) -> Embedder:
+        """The configured embedder, created on first use and shared by every service."""
+        if self._embedder is None:
+            from engine.providers.embedders import make_embedder
+
+            self._embedder = make_embedder(self.settings)
+        return self._embedder
 
     async def schema_status(self) -> SchemaStatus:
         """Where the schema stands (applied and expected revision)."""
