@@ -5,7 +5,7 @@ most words with it, each followed by its source's marker (``[n]``), under a firs
 says plainly this is an extractive answer. With no sources it says nothing relevant was found
 and how to add documents.
 
-Scoring is lexical and pure Python: lowercased words, stop words dropped, a crude plural
+Scoring is lexical and pure Python: lowercased words, stop words dropped, a crude suffix
 strip, each shared word weighted by its rarity among the candidate sentences (an IDF), and a
 small bonus for better-ranked sources so retrieval order breaks ties.
 
@@ -35,6 +35,8 @@ NOTHING_FOUND = ("Extractive answer (no model configured): I found nothing relev
 MAX_SENTENCES = 4
 PER_SOURCE = 2
 MAX_CHARS = 300
+# Sentences far weaker than the best one match on an incidental word ("file" in "key file").
+RELATIVE_FLOOR = 0.4
 
 _STOP_WORDS = frozenset("""
 a about above after again against all am an and any are as at be because been before being
@@ -49,6 +51,8 @@ please give show much many also
 _WORD = re.compile(r"\w+")
 # A sentence ends at . ! ? (optionally closed by a quote or bracket) before whitespace, or
 # at a line break that separates blocks (headings, list items, paragraphs).
+# Headings name a topic but state nothing: never an answer sentence.
+_HEADING = re.compile(r"^[ \t]{0,3}#{1,6}[ \t].*$", re.MULTILINE)
 _SENTENCE_END = re.compile(
     r"(?<=[.!?])\s+|(?<=[.!?][\"')\]])\s+|\n\s*\n|\n(?=\s*(?:[-*#>]|\d+[.)])\s)")
 
@@ -87,25 +91,31 @@ class ExtractiveProvider:
 
 
 def terms(text: str) -> list[str]:
-    """Lowercased content words of ``text``, plurals stripped (``indexes`` -> ``index``)."""
-    out: list[str] = []
-    for word in _WORD.findall(text.lower()):
-        if word in _STOP_WORDS or (len(word) < 2 and not word.isdigit()):
+    """Lowercased content words of ``text``, crudely stemmed (``indexing`` -> ``index``)."""
+    return [stem(word) for word in _WORD.findall(text.lower())
+            if word not in _STOP_WORDS and (len(word) > 1 or word.isdigit())]
+
+
+def stem(word: str) -> str:
+    """One common English suffix off, then a final ``e``: enough to match word forms."""
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    for suffix in ("ing", "ed", "ly", "es", "s"):
+        if not word.endswith(suffix) or len(word) - len(suffix) < 3:
             continue
-        if len(word) > 4 and word.endswith("ies"):
-            word = word[:-3] + "y"
-        elif len(word) > 4 and word.endswith("es") and word[-3] in "sxz":
-            word = word[:-2]
-        elif len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
-            word = word[:-1]
-        out.append(word)
-    return out
+        if suffix == "es" and word[-3] not in "sxz" and not word.endswith(("ches", "shes")):
+            continue  # "notes" loses only its "s"
+        if suffix == "s" and word.endswith(("ss", "us")):
+            break
+        word = word[:-len(suffix)]
+        break
+    return word[:-1] if len(word) > 3 and word.endswith("e") else word
 
 
 def sentences(text: str) -> list[str]:
     """``text`` cut into sentences, whitespace collapsed, overlong ones shortened."""
     out: list[str] = []
-    for piece in _SENTENCE_END.split(text):
+    for piece in _SENTENCE_END.split(_HEADING.sub("", text)):
         sentence = " ".join(piece.split()).lstrip("-*#> ").strip()
         if len(sentence) < 12:  # stray headings, page numbers and list bullets
             continue
@@ -145,7 +155,10 @@ def extract(question: str, sources: Sequence[SourceText],
     scored.sort(key=lambda item: (-item[0], item[1]))
     picked: list[tuple[str, int]] = []
     per_source: dict[int, int] = {}
-    for _, _, marker, sentence in scored:
+    floor = scored[0][0] * RELATIVE_FLOOR
+    for score, _, marker, sentence in scored:
+        if score < floor:
+            break
         if per_source.get(marker, 0) >= PER_SOURCE or (sentence, marker) in picked:
             continue
         per_source[marker] = per_source.get(marker, 0) + 1

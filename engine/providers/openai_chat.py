@@ -54,7 +54,7 @@ from engine.providers.base import (
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 _MAX_RETRY_AFTER = 10.0
-_KEPT = "the partial answer was kept; try again"
+_KEPT = "try again; if it keeps happening, check the server's logs"
 _CONTEXT_WORDS = ("context length", "context_length", "context window", "maximum context",
                   "too many tokens", "exceeds the context", "prompt is too long")
 
@@ -66,6 +66,11 @@ class _Retry(Exception):
         super().__init__(str(error))
         self.error = error
         self.delay = delay
+
+
+def _final(failure: _Retry | ProviderError) -> ProviderError:
+    """The error to raise where no retry is attempted."""
+    return failure.error if isinstance(failure, _Retry) else failure
 
 
 class OpenAIChatProvider:
@@ -81,6 +86,7 @@ class OpenAIChatProvider:
                               "use e.g. http://127.0.0.1:11434/v1")
         self.name = name
         self.base_url = base
+        self._who = f"provider '{name}'"
         self.is_local = is_local_url(base)
         self._settings = settings
         self._retry_backoff = retry_backoff
@@ -105,10 +111,9 @@ class OpenAIChatProvider:
         try:
             response = await self._client.get(url, headers=self._headers())
         except httpx.TransportError as exc:
-            raise self._transport_error(exc, url, answered=False).error from None
+            raise _final(self._transport_error(exc, url, answered=False)) from None
         if response.status_code >= 400:
-            failure = await self._http_error(_Failure.of(response), url, model=None)
-            raise (failure.error if isinstance(failure, _Retry) else failure)
+            raise _final(await self._http_error(_Failure.of(response), url, model=None))
         try:
             return [str(item["id"]) for item in response.json()["data"]]
         except (ValueError, KeyError, TypeError):
@@ -169,7 +174,7 @@ class OpenAIChatProvider:
                     if "error" in chunk:
                         message, _ = _fields_of(chunk)
                         raise StreamInterrupted(
-                            f"{self.name} reported an error after {received} characters: {message}",
+                            f"{self._who} reported an error after {received} characters: {message}",
                             _KEPT)
                     if chunk.get("usage"):
                         usage = _usage(chunk["usage"]) or usage
@@ -200,7 +205,7 @@ class OpenAIChatProvider:
             chunk = None
         if not isinstance(chunk, dict):
             raise StreamInterrupted(f"{url} sent a malformed event after {received} characters",
-                                    "the partial answer was kept; check the server's logs")
+                                    _KEPT)
         return chunk
 
     def _transport_error(self, exc: httpx.TransportError, url: str, answered: bool,
@@ -215,13 +220,13 @@ class OpenAIChatProvider:
                 f"the stream from {url} stopped after {received} characters: {what}", _KEPT)
         if isinstance(exc, httpx.ConnectTimeout | httpx.ConnectError | httpx.PoolTimeout):
             reason = str(exc) or type(exc).__name__
-            return _Retry(ProviderUnreachable(f"cannot reach {self.name} at {url}: {reason}", hint))
+            return _Retry(ProviderUnreachable(f"cannot reach {self._who} at {url}: {reason}", hint))
         if isinstance(exc, httpx.TimeoutException):
             return ProviderUnreachable(
-                f"{self.name} at {url} accepted the connection but did not answer in {limit:g} s",
+                f"{self._who} at {url} accepted the connection but did not answer in {limit:g} s",
                 f"the server may be busy or loading the model; raise providers.{self.name}.timeout")
         return _Retry(ProviderUnreachable(
-            f"{self.name} at {url} closed the connection without answering", hint))
+            f"{self._who} at {url} closed the connection without answering", hint))
 
     async def _http_error(self, failure: _Failure, url: str,
                           model: str | None) -> _Retry | ProviderError:
@@ -233,7 +238,7 @@ class OpenAIChatProvider:
             hint = (f"set the environment variable {env} to a valid API key" if env else
                     f"set providers.{self.name}.api_key_env to the name of an environment "
                     "variable holding the API key")
-            return ProviderAuthError(f"{self.name} refused the API key (HTTP {status}): {message}",
+            return ProviderAuthError(f"{self._who} refused the API key (HTTP {status}): {message}",
                                      hint)
         unknown = code == "model_not_found" or (status == 404 and "model" in lowered)
         if unknown and model is not None:
@@ -241,12 +246,12 @@ class OpenAIChatProvider:
                 available = ", ".join(await self.list_models()) or "none"
             except ProviderError:
                 available = "unknown (the model list failed too)"
-            return UnknownModel(f"model '{model}' is not on {self.name} ({self.base_url})",
+            return UnknownModel(f"model '{model}' is not on {self._who} ({self.base_url})",
                                 f"available models: {available}; set chat.model to one of them")
         if code == "context_length_exceeded" or any(word in lowered for word in _CONTEXT_WORDS):
             return ContextTooLong(f"the prompt is too long for this model: {message}",
                                   "start a new session, shorten the question or use fewer sources")
-        error = ProviderError(f"{self.name} at {url} answered HTTP {status}: {message}",
+        error = ProviderError(f"{self._who} at {url} answered HTTP {status}: {message}",
                               "the server is busy or failing; try again later"
                               if status in _RETRY_STATUS else
                               f"check providers.{self.name}.base_url and chat.model")
