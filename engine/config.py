@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
 from engine.errors import ConfigError
@@ -40,6 +40,23 @@ class DatabaseSettings(_Section):
     PostgreSQL: ``postgresql+asyncpg://user:pass@host/db``."""
     busy_timeout_ms: int = Field(5000, ge=0)
     """SQLite: how long a writer waits for another process's lock before failing."""
+    @field_validator("url")
+    @classmethod
+    def _valid_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        from sqlalchemy.engine import make_url
+
+        try:
+            backend = make_url(value).get_backend_name()
+        except Exception:  # SQLAlchemy raises ArgumentError or ValueError for garbage
+            raise ValueError("not a database URL: use sqlite:///PATH or "
+                             "postgresql+asyncpg://USER:PASS@HOST/DB") from None
+        if backend not in ("sqlite", "postgresql"):
+            raise ValueError(f"unsupported backend '{backend}': Parley supports SQLite and "
+                             "PostgreSQL")
+        return value
+
     backup_before_upgrade: bool = True
     """SQLite: copy the file to ``<name>.bak-<revision>`` before migrating it."""
     pool_size: int = Field(5, ge=1)
@@ -338,7 +355,8 @@ def _format_validation_error(exc: ValidationError, origins: dict[str, str]) -> C
                            "check the spelling; see config.example.yaml"
                            + (f" for the keys of '{parent}'" if parent else ""))
     more = f" and {len(exc.errors()) - 1} more" if len(exc.errors()) > 1 else ""
-    return ConfigError(f"invalid value for '{path}'{src}: {err['msg']}{more}",
+    msg = str(err['msg']).removeprefix("Value error, ")
+    return ConfigError(f"invalid value for '{path}'{src}: {msg}{more}",
                        "see config.example.yaml for the allowed values")
 
 

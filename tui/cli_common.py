@@ -58,9 +58,8 @@ def app_context() -> AppContext:
 
 def fail(message: str, hint: str | None = None, code: int = EXIT_ERROR) -> None:
     """Print one error line (and a hint) on stderr and exit."""
-    click.echo(f"parley: error: {message}", err=True)
-    if hint:
-        click.echo(f"parley: hint: {hint}", err=True)
+    # One line: scripts that capture stderr get the problem and the fix together.
+    click.echo(f"parley: error: {message}" + (f"; {hint}" if hint else ""), err=True)
     sys.exit(code)
 
 

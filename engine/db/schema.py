@@ -15,10 +15,11 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 import migrations
 from engine.db.connect import Database, mask_url, sqlite_path
-from engine.errors import SchemaOutOfDate, SchemaTooNew
+from engine.errors import DatabaseError, SchemaOutOfDate, SchemaTooNew
 from engine.types import SchemaStatus
 
 MIGRATIONS_DIR = Path(migrations.__file__).resolve().parent
@@ -63,8 +64,11 @@ async def _run(db: Database, action: str, revision: str) -> None:
         config.attributes["connection"] = conn
         getattr(command, action)(config, revision)
 
-    async with db.engine.begin() as conn:
-        await conn.run_sync(work)
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(work)
+    except DBAPIError as exc:
+        raise _migration_error(db, exc) from None
     # Connections opened before the vector extension existed lack pgvector's codec.
     await db.engine.dispose()
 
@@ -118,3 +122,16 @@ def backup_sqlite(path: Path, revision: str) -> Path:
     finally:
         conn.close()
     return target
+
+
+def _migration_error(db: Database, exc: DBAPIError) -> DatabaseError:
+    detail = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+    url = mask_url(str(db.engine.url))
+    if "vector" in detail and ("extension" in detail or "type" in detail):
+        return DatabaseError(
+            f"PostgreSQL at {url} cannot use the pgvector extension: {detail}",
+            "install pgvector on the server and run CREATE EXTENSION vector as a superuser "
+            "(or grant this user the right to), then: parley db upgrade")
+    return DatabaseError(f"migrating {url} failed: {detail}",
+                         "nothing was changed on PostgreSQL (the migration is one transaction); "
+                         "SQLite files are backed up as <file>.bak-<revision>")
