@@ -9,8 +9,6 @@ from ``engine.types``.
 
 from __future__ import annotations
 
-import os
-import secrets
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -23,7 +21,7 @@ from engine.config import Settings
 from engine.db import models as m
 from engine.db import schema
 from engine.db.connect import Database, create_engine, mask_url, sqlite_path
-from engine.errors import DatabaseError, KeyMismatch, KeyMissing, ParleyError
+from engine.errors import DatabaseError, ParleyError
 from engine.sessions import SessionStore
 from engine.types import SchemaStatus
 
@@ -117,41 +115,19 @@ class Engine:
             return await s.scalar(select(m.Meta.value).where(m.Meta.key == key))
 
     async def _load_key(self, *, create: bool) -> None:
-        """Resolve the key and check it against the database; store the check value once."""
-        assert self.db is not None
-        stored_check = await self._meta(crypto.META_KEY_CHECK)
-        material = crypto.resolve_key(self.settings, create=create and stored_check is None)
-        if material is None:
-            if stored_check is None:
-                return  # nothing encrypted yet; the key file is created after migrating
-            raise KeyMissing(
-                f"no encryption key found (looked in ${self.settings.crypto.key_env} and "
-                f"{self.settings.key_file_path()})",
-                "restore your key file, or set the key in that environment variable")
-        key = material.key
-        if material.passphrase is not None:
-            salt = await self._meta(crypto.META_KDF_SALT)
-            if salt is None:
-                salt = secrets.token_hex(16)
-                async with self.db.write() as s:
-                    s.add(m.Meta(key=crypto.META_KDF_SALT, value=salt))
-            key = crypto.derive_key(material.passphrase, bytes.fromhex(salt))
-        assert key is not None
-        cipher = crypto.FernetCipher([key, *self._retiring_keys()])
-        if stored_check is None:
-            async with self.db.write() as s:
-                s.add(m.Meta(key=crypto.META_KEY_CHECK, value=cipher.check_value()))
-        elif not cipher.verify(stored_check):
-            raise KeyMismatch(f"the encryption key from {material.source} does not match this "
-                              "database", "use the key this database was created with")
-        self.cipher = cipher
-        self.key_source = material.source
-        self.db.engine.sync_engine.dialect.parley_cipher = cipher  # type: ignore[attr-defined]
+        """Resolve the key(s) and check them against the database before anything is written.
 
-    def _retiring_keys(self) -> list[bytes]:
-        """Old keys still accepted for reading (during a rotation)."""
-        old = os.environ.get(self.settings.crypto.key_env + "_OLD")
-        return [old.encode("ascii")] if old and crypto.is_fernet_key(old) else []
+        During an unfinished key rotation this opens with both keys (see ``engine.keys``).
+        """
+        from engine.keys import open_cipher
+
+        assert self.db is not None
+        opened = await open_cipher(self.db, self.settings, create=create)
+        if opened is None:
+            return  # nothing encrypted yet; the key file is created after migrating
+        self.cipher = opened.cipher
+        self.key_source = opened.source
+        self.db.engine.sync_engine.dialect.parley_cipher = opened.cipher  # type: ignore[attr-defined]
 
     async def _ensure_user(self) -> int:
         assert self.db is not None

@@ -3,20 +3,54 @@
 Every query is scoped by the owning user. A session's messages form a tree (``parent_id``);
 the active branch runs from the root to ``sessions.current_message_id``, so editing or
 regenerating keeps the old branch.
+
+Deleting really deletes: the database cascades to messages and citations (usage rows keep
+their counts but lose the link), SQLite's ``secure_delete`` zeroes the freed bytes, and the
+WAL is checkpointed and truncated so no copy lingers there. Export, import and history
+search live in ``engine.session_io`` and ``engine.history_search``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.db import models as m
 from engine.db.coltypes import UnreadableText, utcnow
 from engine.db.connect import Database
-from engine.errors import NotFound
-from engine.types import Citation, Message, SessionDetail, SessionSummary
+from engine.errors import NotFound, UsageError
+from engine.types import (
+    Citation,
+    HistorySearchResult,
+    Message,
+    SessionDeleted,
+    SessionDetail,
+    SessionImported,
+    SessionSummary,
+)
+
+
+async def purge_wal(db: Database) -> None:
+    """SQLite: copy the WAL into the database and truncate it, so deleted or re-encrypted
+    bytes do not linger there (``secure_delete`` already zeroes them in the file).
+
+    Best effort: with a reader still open the checkpoint cannot finish; the next one will.
+    """
+    if db.backend != "sqlite":
+        return
+    async with db.engine.connect() as conn:
+        # The raw driver connection: SQLAlchemy would wrap the pragma in BEGIN IMMEDIATE,
+        # and a checkpoint cannot run inside a transaction.
+        raw = (await conn.get_raw_connection()).driver_connection
+        previous = await (await raw.execute("PRAGMA busy_timeout")).fetchone()
+        # A TRUNCATE checkpoint waits for readers: never keep a delete waiting long for one.
+        await raw.execute("PRAGMA busy_timeout = 250")
+        try:
+            await raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            await raw.execute(f"PRAGMA busy_timeout = {int(previous[0])}")
 
 
 def _citation(row: m.Citation) -> Citation:
@@ -107,25 +141,31 @@ class SessionStore:
         session.updated_at = utcnow()
         return to_message(row)
 
-    async def get(self, session_id: int) -> SessionDetail:
-        """The session and the messages of its active branch, oldest first."""
+    async def get(self, session_id: int, *, all_branches: bool = False) -> SessionDetail:
+        """The session and the messages of its active branch, oldest first.
+
+        ``all_branches`` returns every message of the session instead (by id, which is
+        creation order); ``parent_id`` tells the tree.
+        """
         async with self.db.read() as s:
             row = await self._owned(s, session_id)
-            messages = await self._branch(s, row)
-            ids = [msg.id for msg in messages]
+            rows = (await s.scalars(select(m.Message).where(m.Message.session_id == row.id)
+                                    .order_by(m.Message.id))).all()
+            messages = list(rows) if all_branches else self._branch(row, rows)
             cites: dict[int, list[m.Citation]] = {}
-            if ids:
-                for c in await s.scalars(select(m.Citation).where(m.Citation.message_id.in_(ids))
-                                         .order_by(m.Citation.marker)):
-                    cites.setdefault(c.message_id, []).append(c)
+            # Joined on the session rather than an IN list of ids: no bound-parameter limit.
+            for c in await s.scalars(
+                    select(m.Citation).join(m.Message, m.Message.id == m.Citation.message_id)
+                    .where(m.Message.session_id == row.id)
+                    .order_by(m.Citation.message_id, m.Citation.marker, m.Citation.id)):
+                cites.setdefault(c.message_id, []).append(c)
             names = await self._collection_names(s, [row.id])
             return SessionDetail(
                 session=to_summary(row, len(messages), names.get(row.id, ())),
                 messages=tuple(to_message(msg, cites.get(msg.id, ())) for msg in messages))
 
-    async def _branch(self, s: AsyncSession, session: m.Session) -> list[m.Message]:
-        rows = (await s.scalars(select(m.Message).where(m.Message.session_id == session.id)
-                                .order_by(m.Message.id))).all()
+    @staticmethod
+    def _branch(session: m.Session, rows: Sequence[m.Message]) -> list[m.Message]:
         by_id = {r.id: r for r in rows}
         branch: list[m.Message] = []
         cursor = by_id.get(session.current_message_id) if session.current_message_id else None
@@ -162,3 +202,75 @@ class SessionStore:
             rows = (await s.execute(query)).all()
             names = await self._collection_names(s, [r.id for r, _ in rows])
             return [to_summary(r, n, names.get(r.id, ())) for r, n in rows]
+
+    async def rename(self, session_id: int, title: str) -> SessionSummary:
+        """Give a session a new title (stored encrypted)."""
+        title = title.strip()
+        if not title:
+            raise UsageError("a session title cannot be empty", "give a title with some text")
+        async with self.db.write() as s:
+            row = await self._owned(s, session_id)
+            row.title = title
+        return await self._summary(session_id)
+
+    async def set_archived(self, session_id: int, archived: bool = True) -> SessionSummary:
+        """Archive a session (hidden from ``list`` unless asked) or bring it back."""
+        async with self.db.write() as s:
+            row = await self._owned(s, session_id)
+            row.archived = archived
+        return await self._summary(session_id)
+
+    async def _summary(self, session_id: int) -> SessionSummary:
+        async with self.db.read() as s:
+            row = await self._owned(s, session_id)
+            count = await s.scalar(select(func.count()).select_from(m.Message)
+                                   .where(m.Message.session_id == session_id)) or 0
+            names = await self._collection_names(s, [session_id])
+            return to_summary(row, count, names.get(session_id, ()))
+
+    async def delete(self, session_id: int) -> SessionDeleted:
+        """Delete a session, its messages and citations for good, and audit it.
+
+        The audit row names the session by id and counts only: its title is private.
+        """
+        async with self.db.write() as s:
+            await self._owned(s, session_id)
+            messages = await s.scalar(select(func.count()).select_from(m.Message)
+                                      .where(m.Message.session_id == session_id)) or 0
+            citations = await s.scalar(
+                select(func.count()).select_from(m.Citation)
+                .join(m.Message, m.Message.id == m.Citation.message_id)
+                .where(m.Message.session_id == session_id)) or 0
+            await s.execute(delete(m.Session).where(m.Session.id == session_id,
+                                                    m.Session.user_id == self.user_id))
+            actor = await s.scalar(select(m.User.name).where(m.User.id == self.user_id))
+            s.add(m.AuditLog(user_id=self.user_id, actor=actor or str(self.user_id),
+                             action="session.delete", target=f"session:{session_id}",
+                             detail={"messages": messages, "citations": citations}))
+        await purge_wal(self.db)
+        return SessionDeleted(id=session_id, messages=messages, citations=citations)
+
+    async def export(self, session_id: int, fmt: str = "json") -> str:
+        """The session as a document: ``json`` (every branch; ``import_`` reads it back
+        exactly) or ``md`` (the active branch, for reading)."""
+        from engine import session_io
+
+        return await session_io.export_session(self, session_id, fmt)
+
+    async def import_(self, data: str | bytes, *, name: str = "input") -> SessionImported:
+        """Create a session from a JSON export, with new ids. A malformed file is refused
+        with the place of the problem, and nothing is written."""
+        from engine import session_io
+
+        return await session_io.import_session(self, data, name=name)
+
+    async def search(self, query: str, *, limit: int = 50,
+                     batch_size: int = 2000) -> HistorySearchResult:
+        """Case-insensitive search of message contents and titles, newest first.
+
+        Values are decrypted in memory, ``batch_size`` at a time, off the event loop.
+        """
+        from engine.history_search import search_history
+
+        return await search_history(self.db, self.user_id, query, limit=limit,
+                                    batch_size=batch_size)

@@ -191,3 +191,168 @@ class IngestResult:
     pruned: int
     chunks: int
     errors: tuple[tuple[str, str], ...] = ()  # (path, reason)
+
+
+# --- chat turns and usage reports ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetWarning:
+    """Sent before the model is called when the call would pass a spending limit that only
+    warns (a limit that refuses raises ``BudgetExceeded`` instead)."""
+
+    message: str
+    period: str  # "day" | "month"
+    spent: float  # already spent in the period
+    estimate: float  # estimated cost of this call
+    limit: float
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    """Token usage and cost summed over one day, model or session."""
+
+    key: str  # "2025-06-01", "provider/model" or a session id ("-" when none or deleted)
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    embedding_tokens: int
+    cost: float
+    estimated_calls: int = 0  # calls whose counts are estimates
+    title: str | None = None  # the session's title when grouped by session
+
+
+# --- sessions as data, history search, encryption keys ------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SessionDeleted:
+    """What deleting a session removed."""
+
+    id: int
+    messages: int
+    citations: int
+
+
+@dataclass(frozen=True, slots=True)
+class SessionImported:
+    """A session created from an export file (with new ids)."""
+
+    session: SessionSummary
+    messages: int
+    citations: int
+    skipped_collections: tuple[str, ...] = ()  # named in the file, absent here
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryHit:
+    """A place in the chat history where the searched text occurs."""
+
+    session_id: int
+    session_title: str
+    message_id: int | None  # None when the session title matched
+    role: str | None
+    created_at: datetime
+    snippet: str  # the text around the match, on one line
+    match_start: int  # where the match is within ``snippet``
+    match_end: int
+
+
+@dataclass(frozen=True, slots=True)
+class HistorySearchResult:
+    """Hits of a history search, newest first."""
+
+    query: str
+    hits: tuple[HistoryHit, ...]
+    scanned: int  # values decrypted and searched
+    unreadable: int  # values that could not be decrypted (skipped)
+    truncated: bool  # the search stopped at its limit: older hits may exist
+
+
+@dataclass(frozen=True, slots=True)
+class RotationProgress:
+    """Progress of ``parley key rotate``: sent after each batch."""
+
+    phase: str  # "rotate" (re-encrypting) | "verify" (checking nothing needs the old key)
+    done: int  # rows visited in this phase
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class RotationState:
+    """An unfinished key rotation, as recorded in the database."""
+
+    phase: str  # "prepare" | "rotate" | "verify" | "retire"
+    done: int
+    total: int
+    rewritten: int
+    started_at: datetime
+    new_key_location: str  # "key file" or "$NAME"
+
+
+@dataclass(frozen=True, slots=True)
+class RotationResult:
+    """A finished key rotation."""
+
+    rewritten: int  # values re-encrypted under the new key
+    unreadable: int  # values no key could decrypt, left as they were
+    seconds: float
+    resumed: bool
+    new_key_location: str
+
+
+@dataclass(frozen=True, slots=True)
+class KeyStatus:
+    """Which key opens the database, and whether a rotation is unfinished."""
+
+    source: str | None  # where the key came from, None when none was found
+    key_file: str
+    key_file_exists: bool
+    matches: bool  # the key opens this database
+    problem: str | None  # why it does not, in one line
+    keys_loaded: int  # more than one while a rotation is unfinished
+    encrypted_columns: tuple[str, ...]
+    encrypted_values: int
+    rotation: RotationState | None = None
+    last_rotated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IngestRunInfo:
+    """One ingestion run as recorded: what it was asked, what it did, which files failed."""
+
+    id: int
+    collection: str | None
+    status: str  # "running" | "complete" | "interrupted" | "failed"
+    target: tuple[str, ...]
+    started_at: datetime
+    finished_at: datetime | None
+    files_seen: int
+    indexed: int
+    skipped: int
+    failed: int
+    pruned: int
+    chunks: int
+    errors: tuple[tuple[str, str], ...] = ()  # (path, reason); path "" for the run itself
+
+
+@dataclass(frozen=True, slots=True)
+class ReindexProgress:
+    """Progress of a re-embedding: sent after each batch of chunks."""
+
+    collection: str
+    done: int
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReindexResult:
+    """A finished re-embedding: the collection now searches with ``embedder``."""
+
+    collection: str
+    embedder: str
+    dimension: int
+    generation: int
+    chunks: int  # chunks embedded by this call (a resumed run counts only its own)
+    previous_embedder: str
+    status: str = "complete"  # "complete" | "unchanged"

@@ -46,9 +46,19 @@ def cli(ctx: click.Context, config_path: str | None, db_url: str | None,
 
 
 def _register() -> None:
-    from tui import cli_config, cli_db
+    from tui import (
+        cli_ask,
+        cli_config,
+        cli_db,
+        cli_ingest,
+        cli_key,
+        cli_search,
+        cli_sessions,
+        cli_usage,
+    )
 
-    for module in (cli_db, cli_config):
+    for module in (cli_db, cli_config, cli_search, cli_sessions, cli_key, cli_ingest, cli_ask,
+                   cli_usage):
         for command in module.COMMANDS:
             cli.add_command(command)
 

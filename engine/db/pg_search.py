@@ -1,8 +1,9 @@
-"""PostgreSQL's vector and keyword search: partial HNSW indexes and full-text search.
+"""PostgreSQL's vector and keyword search: partial HNSW indexes and BM25 over ``tsv``.
 
 Vectors live in one untyped ``vector`` column; each collection generation gets a partial
 HNSW index on ``embedding::vector(dim)`` restricted to its rows, so collections with
-different embedders coexist and each query uses its own index.
+different embedders coexist and each query uses its own index. Keyword ranking is a real
+BM25 (``engine/db/pg_bm25.py``), not ``ts_rank``.
 """
 
 from __future__ import annotations
@@ -10,10 +11,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sqlalchemy import bindparam, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from engine.db.fts_query import query_terms
+from engine.db.pg_bm25 import bm25
+from engine.db.search_filter import DocFilter, chunk_ids_subquery
+
+BACKEND = "postgresql"
+_iterative_scan: dict[str, bool] = {}
 
 
 def index_name(collection_id: int, generation: int) -> str:
@@ -33,32 +38,43 @@ async def drop_vector_index(s: AsyncSession, collection_id: int, generation: int
     await s.execute(text(f"DROP INDEX IF EXISTS {index_name(collection_id, generation)}"))
 
 
+async def _has_iterative_scan(s: AsyncSession) -> bool:
+    """pgvector 0.8+ can keep walking the HNSW graph until enough rows pass a filter."""
+    key = str(s.bind.url)
+    if key not in _iterative_scan:
+        version = await s.scalar(text(
+            "SELECT extversion FROM pg_extension WHERE extname = 'vector'"))
+        parts = tuple(int(p) for p in str(version or "0").split(".")[:2] if p.isdigit())
+        _iterative_scan[key] = parts >= (0, 8)
+    return _iterative_scan[key]
+
+
 async def knn(s: AsyncSession, collection_id: int, generation: int, query: np.ndarray,
-              k: int, ef_search: int = 100) -> list[tuple[int, float]]:
-    """(chunk id, cosine distance) of the ``k`` nearest chunks (HNSW, approximate)."""
+              k: int, ef_search: int = 100, *, flt: DocFilter | None = None,
+              quantized: bool = False, oversample: int = 4) -> list[tuple[int, float]]:
+    """(chunk id, cosine distance) of the ``k`` nearest chunks passing ``flt`` (HNSW).
+
+    ``quantized`` and ``oversample`` are SQLite's; HNSW needs neither."""
     vector = np.asarray(query, dtype=np.float32)
     dim, cid, gen = int(vector.shape[0]), int(collection_id), int(generation)
     # SET LOCAL lasts until the end of this transaction only.
-    await s.execute(text(f"SET LOCAL hnsw.ef_search = {max(int(ef_search), int(k))}"))
+    await s.execute(text(f"SET LOCAL hnsw.ef_search = {min(max(int(ef_search), int(k)), 1000)}"))
+    params: dict[str, object] = {"q": vector, "k": int(k)}
+    where = ""
+    if flt:
+        if await _has_iterative_scan(s):
+            await s.execute(text("SET LOCAL hnsw.iterative_scan = strict_order"))
+        sub, fparams = chunk_ids_subquery(flt, BACKEND, [cid])
+        where = f" AND chunk_id IN ({sub})"
+        params.update(fparams)
     rows = await s.execute(
         text(f"SELECT chunk_id, (embedding::vector({dim})) <=> :q AS distance "
-             f"FROM chunk_embeddings WHERE collection_id = {cid} AND generation = {gen} "
-             "ORDER BY distance LIMIT :k"), {"q": vector, "k": int(k)})
+             f"FROM chunk_embeddings WHERE collection_id = {cid} AND generation = {gen}{where} "
+             "ORDER BY distance LIMIT :k"), params)
     return [(int(chunk_id), float(dist)) for chunk_id, dist in rows]
 
 
-async def keyword(s: AsyncSession, collection_ids: Sequence[int], query: str,
-                  k: int) -> list[tuple[int, float]]:
-    """(chunk id, score, higher is better) of the best ``k`` keyword matches."""
-    terms = query_terms(query)
-    if not terms or not collection_ids:
-        return []
-    # Each term goes through plainto_tsquery (never parsed as syntax), then OR-ed together.
-    ors = " || ".join(f"plainto_tsquery('english', :t{i})" for i in range(len(terms)))
-    params = {f"t{i}": term for i, term in enumerate(terms)}
-    stmt = text(
-        f"SELECT c.id, ts_rank_cd(c.tsv, q, 1) AS score FROM chunks c, ({'SELECT ' + ors}) "
-        "AS x(q) WHERE c.tsv @@ q AND c.collection_id IN :cids "
-        "ORDER BY score DESC, c.id LIMIT :k").bindparams(bindparam("cids", expanding=True))
-    rows = await s.execute(stmt, {**params, "cids": list(collection_ids), "k": int(k)})
-    return [(int(cid), float(score)) for cid, score in rows]
+async def keyword(s: AsyncSession, collection_ids: Sequence[int], query: str, k: int, *,
+                  flt: DocFilter | None = None) -> list[tuple[int, float]]:
+    """(chunk id, BM25 score, higher is better) of the best ``k`` keyword matches."""
+    return await bm25(s, collection_ids, query, k, flt=flt)

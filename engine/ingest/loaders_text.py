@@ -1,9 +1,4 @@
-"""Text-like files: decoding, binary detection, and the line-level markup rules.
-
-The heading and fence recognisers here are the one place that knows the Markdown,
-reStructuredText and AsciiDoc line syntax; the loader uses them for titles and the chunker
-for structure, so both agree on what a heading is.
-"""
+"""Text-like files: decoding, binary detection and titles."""
 
 from __future__ import annotations
 
@@ -11,6 +6,15 @@ import codecs
 import re
 
 from engine.errors import IngestError
+from engine.ingest.loaders_markup import (
+    UNDERLINED,
+    adornment,
+    atx_heading,
+    fence_closes,
+    fence_open,
+    underline,
+    underline_level,
+)
 
 _BOMS: tuple[tuple[bytes, str], ...] = (
     # UTF-32 first: its little-endian BOM starts with the UTF-16 one
@@ -71,89 +75,6 @@ def _newlines(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
 
 
-# -- markup rules ---------------------------------------------------------------------------
-
-_ATX_MD = re.compile(r" {0,3}(#{1,6})[ \t]+(.+?)(?:[ \t]+#+)?[ \t]*$")
-_ATX_ADOC = re.compile(r"(={1,6})[ \t]+(\S.*?)[ \t]*$")
-_SETEXT_MD = re.compile(r" {0,3}(={3,}|-{3,})[ \t]*$")
-_RST_ADORN = re.compile(r"([!-/:-@\[-`{-~])\1{2,}[ \t]*$")
-_ADOC_LEVELS = {"=": 1, "-": 2, "~": 3, "^": 4, "+": 5}
-_MD_FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")
-_ADOC_FENCE = re.compile(r"(-{4,}|\.{4,}|={4,}|\*{4,}|_{4,}|\+{4,}|/{4,}|\|={3,}|`{3,})[ \t]*$")
-_NOT_A_TITLE = ("[", "/", "|", "-", "*", "+", ">", "```", "~~~", ".", "..", ":")
-MARKDOWN_LIKE = frozenset({"markdown", "html"})
-UNDERLINED = frozenset({"rst", "text"})
-
-
-def atx_heading(line: str, kind: str) -> tuple[int, str] | None:
-    """(level, title) when ``line`` is a one-line heading (``# x`` / ``== x``) of ``kind``."""
-    if kind in MARKDOWN_LIKE:
-        m = _ATX_MD.match(line)
-    elif kind == "asciidoc":
-        m = _ATX_ADOC.match(line)
-    else:
-        return None
-    return (len(m.group(1)), m.group(2).strip()) if m else None
-
-
-def underline(title: str, under: str, kind: str) -> str | None:
-    """The adornment character when ``under`` underlines ``title`` as a heading, else None.
-
-    Markdown and AsciiDoc levels follow from the character (``underline_level``); for
-    reStructuredText and plain text the caller ranks characters by first appearance.
-    """
-    head = title.strip()
-    if not head or head.startswith(_NOT_A_TITLE):
-        return None
-    mark = under.rstrip()
-    if kind in MARKDOWN_LIKE:
-        m = _SETEXT_MD.match(mark)
-        return m.group(1)[0] if m else None
-    if kind == "asciidoc":
-        if len(mark) >= 2 and mark[0] in _ADOC_LEVELS and mark == mark[0] * len(mark) \
-                and abs(len(mark) - len(title.rstrip())) <= 2:
-            return mark[0]
-        return None
-    if kind in UNDERLINED and _RST_ADORN.match(mark) and len(mark) >= len(title.rstrip()):
-        if kind == "text" and mark[0] not in "=-~*#":
-            return None
-        return mark[0]
-    return None
-
-
-def underline_level(char: str, kind: str) -> int:
-    """Heading level of a Markdown or AsciiDoc underline character."""
-    if kind == "asciidoc":
-        return _ADOC_LEVELS[char]
-    return 1 if char == "=" else 2
-
-
-def adornment(line: str) -> str | None:
-    """The character of a reStructuredText over/underline line, else None."""
-    m = _RST_ADORN.match(line)
-    return m.group(1) if m else None
-
-
-def fence_open(line: str, kind: str) -> str | None:
-    """The fence marker when ``line`` opens a code/delimited block, else None."""
-    if kind in MARKDOWN_LIKE:
-        m = _MD_FENCE.match(line)
-        return m.group(1) if m else None
-    if kind == "asciidoc":
-        m = _ADOC_FENCE.match(line)
-        return m.group(1) if m else None
-    return None
-
-
-def fence_closes(marker: str, line: str, kind: str) -> bool:
-    """True when ``line`` closes the block opened by ``marker``."""
-    stripped = line.strip()
-    if kind == "asciidoc":
-        return stripped == marker
-    return (len(stripped) >= len(marker) and stripped == marker[0] * len(stripped)
-            and len(line) - len(line.lstrip(" ")) <= 3)
-
-
 # -- titles --------------------------------------------------------------------------------
 
 _HEADER_FIELD = re.compile(r"(?im)^title:[ \t]*(\S.*)$")
@@ -172,9 +93,12 @@ def find_title(text: str, kind: str) -> str | None:
     first: str | None = None
     lines = text.split("\n", 2000)[:2000]
     marker: str | None = None
+    underlined = -1  # the index of an underline already read as part of a heading
     for i, line in enumerate(lines):
         if marker is not None:
             marker = None if fence_closes(marker, line, kind) else marker
+            continue
+        if i == underlined:
             continue
         marker = fence_open(line, kind)
         if marker is not None:
@@ -186,11 +110,12 @@ def find_title(text: str, kind: str) -> str | None:
             if char is not None:
                 level = underline_level(char, kind) if kind not in UNDERLINED else 1
                 level_title = (level, line.strip())
+                underlined = i + 1
         if level_title is not None:
             if level_title[0] == 1:
                 return _clip(level_title[1])
             first = first or level_title[1]
-    if first is None and kind == "text":
+    if first is None and kind != "markdown":
         first = next((ln.strip() for ln in lines if ln.strip()), None)
     return _clip(first) if first else None
 

@@ -1,0 +1,157 @@
+"""Search latency at 10k, 100k and 1M chunks: p50/p95 of a full hybrid search and its parts.
+
+Synthetic but shaped like the real thing: chunk texts are Zipf-distributed words (so
+keyword postings have realistic lengths), vectors are 384-d unit vectors clustered around
+real MiniLM embeddings of SciFact (noise added), so the quantised index meets the kind of
+distribution it will meet in use. Schema, collection and indexes come from Parley; rows are
+bulk-loaded with the native drivers (sqlean ``executemany``, asyncpg ``COPY``), and on
+PostgreSQL the HNSW index is built after the load, as a restore would.
+
+A full search is ``engine.retrieval.search(query, k=10)``: query embedding with the bundled
+model, BM25, KNN, fusion, reading the hits. Databases are kept in ``bench/results/`` and
+reused when they already hold the requested size.
+
+    python bench/search_latency.py --sizes 10000,100000,1000000
+    python bench/search_latency.py --pg --sizes 10000,100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.bench_support import RESULTS, postgres_url  # noqa: E402
+from bench.latency_data import DIM, bulk_load, make_queries  # noqa: E402
+
+QUERIES = 60
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def show(name: str, ms: list[float]) -> None:
+    print(f"  {name:44} p50 {pct(ms, 0.5):8.1f} ms   p95 {pct(ms, 0.95):8.1f} ms")
+
+
+async def timed(fn: object, *args: object, **kwargs: object) -> tuple[float, object]:
+    started = time.perf_counter()
+    result = await fn(*args, **kwargs)  # type: ignore[operator]
+    return (time.perf_counter() - started) * 1000, result
+
+
+async def measure(url: str, size: int) -> None:
+    from engine import Engine, load_settings
+    from engine.db.search_backend import for_backend
+
+    settings = load_settings(overrides={"database": {"url": url}})
+    async with Engine(settings, migrate=False) as admin:
+        await admin.upgrade()
+    async with Engine(settings) as engine:
+        assert engine.db is not None
+        built = await bulk_load(engine, size)
+        print(f"{engine.db.backend}, {size:,} chunks"
+              + (f" (loaded in {built:.0f} s)" if built else " (reused)"))
+        texts, vectors = make_queries(QUERIES)
+        backend = for_backend(engine.db.backend)
+        retrieval = engine.retrieval
+        embedder = engine.embedder()
+        await retrieval.search(texts[0], k=10)  # loads the model, warms caches
+        cid = 1
+        parts: dict[str, list[float]] = {k: [] for k in
+                                         ("full", "embed", "keyword", "exact", "bits", "memory")}
+        recall: dict[str, list[float]] = {"bits": [], "memory": []}
+        quantized = engine.db.backend == "sqlite"
+        if quantized:
+            from engine.db import sqlite_bits
+
+            async with engine.db.read() as s:
+                await backend.knn(s, cid, 1, vectors[0], 10, quantized=True)
+            started = time.perf_counter()
+            await sqlite_bits.wait_ready()
+            print(f"  in-memory bit copy built in {time.perf_counter() - started:.2f} s")
+            memory_lookup = sqlite_bits.lookup
+        for text, vector in zip(texts, vectors, strict=True):
+            ms, _ = await timed(retrieval.search, text, k=10)
+            parts["full"].append(ms)
+            ms, _ = await timed(embedder.embed_query, text)
+            parts["embed"].append(ms)
+            async with engine.db.read() as s:
+                ms, _ = await timed(backend.keyword, s, [cid], text, 100)
+                parts["keyword"].append(ms)
+                ms, exact = await timed(backend.knn, s, cid, 1, vector, 100,
+                                        settings.retrieval.ef_search)
+                parts["exact"].append(ms)
+                if not quantized:
+                    continue
+                truth = {c for c, _ in exact[:10]}  # type: ignore[index]
+                for name in ("bits", "memory"):
+                    # "bits": as before the in-memory copy exists (sqlite-vec's bit table)
+                    sqlite_bits.lookup = memory_lookup if name == "memory" else \
+                        (lambda key, current: None)
+                    ms, found = await timed(backend.knn, s, cid, 1, vector, 100,
+                                            quantized=True)
+                    sqlite_bits.lookup = memory_lookup
+                    parts[name].append(ms)
+                    recall[name].append(len(truth & {c for c, _ in found[:10]}) / 10)  # type: ignore[index]
+        mode = "bits + re-rank" if quantized and size > settings.retrieval.quantize_above \
+            else ("exact vec0" if quantized else f"HNSW ef_search={settings.retrieval.ef_search}")
+        show(f"full search, k=10 (vectors: {mode})", parts["full"])
+        show("  query embedding", parts["embed"])
+        show("  keyword, BM25 (100 candidates)", parts["keyword"])
+        show("  vector, " + ("exact vec0" if quantized else "HNSW") + " (100 candidates)",
+             parts["exact"])
+        if quantized:
+            show("  vector, vec0 bit table + re-rank (100)", parts["bits"])
+            show("  vector, in-memory bits + re-rank (100)", parts["memory"])
+            print(f"  recall@10 against exact: vec0 bits {statistics.mean(recall['bits']):.3f}, "
+                  f"in-memory bits {statistics.mean(recall['memory']):.3f}")
+
+
+async def main(args: argparse.Namespace) -> None:
+    home = Path(tempfile.mkdtemp(prefix="parley-latency-"))
+    os.environ["PARLEY_HOME"] = str(home)
+    sizes = [int(x) for x in args.sizes.split(",")]
+    print(f"{QUERIES} queries per size, {DIM}-d vectors, {os.cpu_count()} cores")
+    async with postgres_url(args.db, args.pg) as pg:
+        for size in sizes:
+            if pg:
+                await measure(await _pg_database(pg, size), size)
+            else:
+                RESULTS.mkdir(parents=True, exist_ok=True)
+                await measure(f"sqlite:///{RESULTS / f'latency-{size}.db'}", size)
+
+
+async def _pg_database(url: str, size: int) -> str:
+    """A database per size on the server of ``url`` (created when missing)."""
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    name = f"parley_latency_{size}"
+    conn = await asyncpg.connect(parsed.set(drivername="postgresql")
+                                 .render_as_string(hide_password=False))
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return parsed.set(database=name).render_as_string(hide_password=False)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--db", metavar="URL", help="a PostgreSQL server (databases per size)")
+    parser.add_argument("--pg", action="store_true", help="start a throwaway PostgreSQL")
+    asyncio.run(main(parser.parse_args()))

@@ -1,0 +1,105 @@
+"""Start-up of the terminal UI, measured from the shell.
+
+Launches the real ``parley`` command ``--runs`` times (default 10) in a 120x40 tmux pane
+and polls ``capture-pane`` every few milliseconds. Prints the median, minimum and maximum
+of, counted from the moment the shell starts ``parley``:
+
+- first paint: the status bar and the focused prompt are on screen (keys typed from now
+  on land in the prompt);
+- ready: the database is open and the sidebar listed its sessions (the status bar names
+  the backend): a question sent now is answered at once;
+- for scale, ``parley --version`` run the same way (Python, click and the config).
+
+The database (SQLite, in a temporary PARLEY_HOME) holds ``--sessions`` sessions (default
+1,000). Polling adds a few milliseconds of resolution.
+
+Run: ``.venv/bin/python bench/tui_startup.py [--runs 10] [--sessions 1000]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.tui_render import make_sessions  # noqa: E402
+
+PARLEY = Path(sys.executable).with_name("parley")
+
+
+def launch(env: dict[str, str], command: str, checks: dict[str, Callable[[str], bool]],
+           timeout: float = 30.0) -> dict[str, float]:
+    """Seconds from launch until each check first holds on the screen."""
+    socket = f"parley-bench-{uuid.uuid4().hex[:8]}"
+    base = ["tmux", "-L", socket]
+    seen: dict[str, float] = {}
+    started = time.perf_counter()
+    subprocess.run([*base, "new-session", "-d", "-x", "120", "-y", "40", "-s", "b",
+                    "sh", "-c", command + "; sleep 30"], env=env, check=True)
+    try:
+        while len(seen) < len(checks) and time.perf_counter() - started < timeout:
+            screen = subprocess.run([*base, "capture-pane", "-p", "-t", "b"],
+                                    capture_output=True, text=True).stdout
+            now = time.perf_counter() - started
+            for name, check in checks.items():
+                if name not in seen and check(screen):
+                    seen[name] = now
+    finally:
+        subprocess.run([*base, "kill-server"], capture_output=True)
+    missing = set(checks) - set(seen)
+    if missing:
+        raise SystemExit(f"never saw: {', '.join(sorted(missing))}")
+    return seen
+
+
+def summary(values: list[float]) -> str:
+    ms = sorted(v * 1000 for v in values)
+    return f"median {statistics.median(ms):6.0f} ms   (min {ms[0]:.0f}, max {ms[-1]:.0f})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--sessions", type=int, default=1000)
+    args = parser.parse_args()
+    if not shutil.which("tmux"):
+        raise SystemExit("tmux is needed")
+    home = Path(tempfile.mkdtemp(prefix="parley-bench-tui-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
+    env.update(PARLEY_HOME=str(home), TERM="xterm-256color")
+    os.environ["PARLEY_HOME"] = str(home)
+    asyncio.run(make_sessions(args.sessions))
+    parley = shlex.quote(str(PARLEY))
+
+    version = [launch(env, f"{parley} --version", {"printed": lambda s: "parley" in s})
+               ["printed"] for _ in range(args.runs)]
+    paint: list[float] = []
+    ready: list[float] = []
+    for _ in range(args.runs):
+        seen = launch(env, parley, {
+            "paint": lambda s: "Ask a question" in s and "parley" in s,
+            "ready": lambda s: "sqlite" in s and "session 0" in s})
+        paint.append(seen["paint"])
+        ready.append(seen["ready"])
+    print(f"TUI start-up, {args.runs} launches, {args.sessions:,} sessions in the database")
+    print(f"  parley --version        {summary(version)}")
+    print(f"  first paint (prompt)    {summary(paint)}")
+    print(f"  database open, sidebar  {summary(ready)}")
+    shutil.rmtree(home, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

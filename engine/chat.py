@@ -1,0 +1,260 @@
+"""Asking questions: one turn from the question to the stored, cited answer.
+
+A turn stores the question and commits before anything else can fail, so a question is
+never lost. It then retrieves sources from the session's collections, builds the prompt
+within the model's context budget, checks the spending budget, and streams the answer with
+no database transaction open. At the end one transaction stores the answer (``complete``,
+``interrupted`` or ``error``), the citations it actually used and its usage record.
+
+Whatever stops the stream keeps what arrived: a provider error (the answer is stored with
+its status, ``Sources`` and ``Done`` are sent, then the error is raised so front ends can
+show its hint), a consumer that stops iterating, or a cancelled task (Ctrl-C): the final
+write is shielded and finishes before the cancellation goes on.
+
+Which session: ``session_id``, else a new one with ``new=True``, else the most recent one.
+Which model: the call's ``provider``/``model``, else the session's, else ``chat.*`` in the
+config; no provider at all means the offline extractive answerer. Arguments of ``ask`` apply
+to that turn; a session created by the turn keeps them.
+
+Which collections: the call's, else the session's, else ``retrieval.default_collection``
+when it exists. A session that names collections searches only those.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from engine.branches import Branches, last_exchange
+from engine.db import models as m
+from engine.errors import ConfigError, NotFound, ProviderError, UsageError
+from engine.prompt import DEFAULT_SYSTEM_PROMPT
+from engine.providers.base import ChatProvider
+from engine.providers.registry import make_chat_provider
+from engine.turn import EXTRACTIVE, ChatEvent, Turn, run_turn
+from engine.types import SessionDetail, SessionSummary
+
+if TYPE_CHECKING:
+    from engine.facade import Engine
+
+TITLE_CHARS = 60
+
+
+def title_from(question: str) -> str:
+    """A session title: the question's first line, cut at a word near 60 characters."""
+    line = " ".join(question.strip().splitlines()[0].split()) if question.strip() else ""
+    if len(line) <= TITLE_CHARS:
+        return line or "New chat"
+    return line[:TITLE_CHARS].rsplit(" ", 1)[0].rstrip(",.;:") + "…"
+
+
+class Chat:
+    """Turns, regenerate, edit, and the per-session model, system prompt and collections."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.branches = Branches(engine._require_db(), engine.user_id)
+        self._providers: dict[str, ChatProvider] = {}
+
+    async def aclose(self) -> None:
+        """Close the providers' connection pools."""
+        providers, self._providers = list(self._providers.values()), {}
+        for provider in providers:
+            await provider.aclose()
+
+    def provider(self, name: str | None) -> ChatProvider:
+        """The chat provider ``name`` (None or ``extractive``: the offline answerer)."""
+        key = name or EXTRACTIVE
+        if key not in self._providers:
+            builtin = name is None or (name == EXTRACTIVE
+                                       and EXTRACTIVE not in self.engine.settings.providers)
+            self._providers[key] = make_chat_provider(self.engine.settings,
+                                                      None if builtin else name)
+        return self._providers[key]
+
+    # -- turns ----------------------------------------------------------------------------------
+    async def ask(self, question: str, *, session_id: int | None = None, new: bool = False,
+                  collections: Sequence[str] | None = None, rag: bool | None = None,
+                  model: str | None = None, provider: str | None = None,
+                  system_prompt: str | None = None) -> AsyncIterator[ChatEvent]:
+        """Ask ``question`` and stream the answer: ``BudgetWarning``?, ``Delta``*, ``Sources``,
+        ``Done``. A failed call still sends ``Sources`` and ``Done`` (status ``error`` or
+        ``interrupted``), then raises the ``ProviderError``."""
+        question = question.strip()
+        if not question:
+            raise UsageError("the question is empty", "type a question, or pipe one on stdin")
+        if new and session_id is not None:
+            raise UsageError("choose either a new session or an existing one, not both")
+        detail = None if new else await self._find_session(session_id)
+        summary = detail.session if detail else None
+        name, chosen = await self._choose_model(summary, provider, model)
+        names = await self._collections(summary, collections)
+        async with self.engine._require_db().write() as s:
+            if summary is None:
+                session = await self._create_in(s, question, provider,
+                                                model, system_prompt, collections or ())
+            else:
+                session = await self.branches.owned(s, summary.id)
+                if summary.message_count == 0 and summary.title == "New chat":
+                    session.title = title_from(question)
+            row = await self.branches.add_in(s, session, "user", question,
+                                             parent_id=session.current_message_id)
+        turn = Turn(session.id, row.id, question, detail.messages if detail else (), names,
+                    name, chosen, self._system_prompt(summary, system_prompt), self._rag(rag))
+        async with contextlib.aclosing(run_turn(self, turn)) as events:
+            async for event in events:
+                yield event
+
+    async def regenerate(self, session_id: int, *, model: str | None = None,
+                         provider: str | None = None,
+                         rag: bool | None = None) -> AsyncIterator[ChatEvent]:
+        """Answer the last question again as a new branch (the old answer is kept)."""
+        detail = await self._find_session(session_id)
+        assert detail is not None
+        summary, last = detail.session, last_exchange(detail)
+        name, chosen = await self._choose_model(summary, provider, model)
+        turn = Turn(session_id, last.question.id, last.question.content, last.history,
+                    await self._collections(summary, None), name, chosen,
+                    self._system_prompt(summary, None), self._rag(rag))
+        async with contextlib.aclosing(run_turn(self, turn)) as events:
+            async for event in events:
+                yield event
+
+    async def edit_last(self, session_id: int, question: str, *, model: str | None = None,
+                        provider: str | None = None,
+                        rag: bool | None = None) -> AsyncIterator[ChatEvent]:
+        """Replace the last question with ``question`` as a new branch and answer it."""
+        question = question.strip()
+        if not question:
+            raise UsageError("the question is empty", "type the new question")
+        detail = await self._find_session(session_id)
+        assert detail is not None
+        summary, last = detail.session, last_exchange(detail)
+        name, chosen = await self._choose_model(summary, provider, model)
+        names = await self._collections(summary, None)
+        async with self.engine._require_db().write() as s:
+            session = await self.branches.owned(s, session_id)
+            row = await self.branches.add_in(s, session, "user", question,
+                                             parent_id=last.question.parent_id)
+        turn = Turn(session_id, row.id, question, last.history, names, name, chosen,
+                    self._system_prompt(summary, None), self._rag(rag))
+        async with contextlib.aclosing(run_turn(self, turn)) as events:
+            async for event in events:
+                yield event
+
+    # -- per-session settings ----------------------------------------------------------------
+    async def set_model(self, session_id: int, model: str | None,
+                        provider: str | None = None) -> SessionSummary:
+        """Use ``model`` (on ``provider``; None keeps the configured provider) in a session.
+        ``model`` None returns the session to the configured default."""
+        if provider is not None and provider != EXTRACTIVE \
+                and provider not in self.engine.settings.providers:
+            raise ConfigError(f"provider '{provider}' is not defined under 'providers'",
+                              f"defined: {', '.join(sorted(self.engine.settings.providers))}")
+        async with self.engine._require_db().write() as s:
+            session = await self.branches.owned(s, session_id)
+            session.model, session.provider = model, provider
+        return (await self.engine.sessions.get(session_id)).session
+
+    async def set_system_prompt(self, session_id: int, prompt: str | None) -> SessionSummary:
+        """The session's system prompt (None: the configured or built-in one)."""
+        async with self.engine._require_db().write() as s:
+            session = await self.branches.owned(s, session_id)
+            session.system_prompt = prompt.strip() if prompt and prompt.strip() else None
+        return (await self.engine.sessions.get(session_id)).session
+
+    async def set_collections(self, session_id: int, names: Sequence[str]) -> SessionSummary:
+        """The collections the session searches (empty: the default collection)."""
+        async with self.engine._require_db().write() as s:
+            session = await self.branches.owned(s, session_id)
+            rows = await self._collection_rows(s, names)
+            await s.execute(delete(m.SessionCollection)
+                            .where(m.SessionCollection.session_id == session.id))
+            s.add_all(m.SessionCollection(session_id=session.id, collection_id=row.id)
+                      for row in rows)
+        return (await self.engine.sessions.get(session_id)).session
+
+    # -- choices --------------------------------------------------------------------------------
+    async def _find_session(self, session_id: int | None) -> SessionDetail | None:
+        """The session and its active branch: ``session_id``'s, else the latest one."""
+        if session_id is None:
+            latest = await self.engine.sessions.list(limit=1)
+            if not latest:
+                return None
+            session_id = latest[0].id
+        return await self.engine.sessions.get(session_id)
+
+    def _system_prompt(self, summary: SessionSummary | None, given: str | None) -> str:
+        return (given or (summary.system_prompt if summary else None)
+                or self.engine.settings.chat.system_prompt or DEFAULT_SYSTEM_PROMPT)
+
+    def _rag(self, given: bool | None) -> bool:
+        return self.engine.settings.chat.rag if given is None else given
+
+    async def _choose_model(self, summary: SessionSummary | None, provider: str | None,
+                            model: str | None) -> tuple[str | None, str]:
+        """(provider name or None for the extractive answerer, model id)."""
+        chat = self.engine.settings.chat
+        name = provider or (summary.provider if summary else None) or chat.provider
+        if self.provider(name).kind == EXTRACTIVE:
+            if model and name is None:
+                raise ConfigError(f"--model {model} needs a model server, and no chat provider "
+                                  "is configured", "set chat.provider, or pass --provider NAME")
+            return (name if name in self.engine.settings.providers else None), EXTRACTIVE
+        if model:
+            return name, model
+        if summary and summary.model and (summary.provider or chat.provider) == name:
+            return name, summary.model
+        if chat.model and chat.provider == name:
+            return name, chat.model
+        configured = self.engine.settings.providers[name].models if name else {}
+        if configured:
+            return name, next(iter(configured))
+        try:
+            offered = ", ".join(await self.provider(name).list_models()) or "none"
+        except ProviderError as exc:
+            offered = f"unknown ({exc.message})"
+        raise ConfigError(f"no model chosen for provider '{name}'",
+                          f"set chat.model or pass --model; the server offers: {offered}")
+
+    async def _collections(self, summary: SessionSummary | None,
+                           given: Sequence[str] | None) -> tuple[str, ...]:
+        async with self.engine._require_db().read() as s:
+            if given:
+                return tuple(row.name for row in await self._collection_rows(s, given))
+            if summary and summary.collections:
+                return tuple(summary.collections)
+            default = self.engine.settings.retrieval.default_collection
+            found = await s.scalar(select(m.Collection.name).where(
+                m.Collection.user_id == self.engine.user_id, m.Collection.name == default))
+            return (found,) if found else ()
+
+    async def _collection_rows(self, s: AsyncSession,
+                               names: Sequence[str]) -> list[m.Collection]:
+        wanted = list(dict.fromkeys(names))
+        if not wanted:
+            return []
+        rows = list(await s.scalars(select(m.Collection).where(
+            m.Collection.user_id == self.engine.user_id, m.Collection.name.in_(wanted))))
+        missing = sorted(set(wanted) - {row.name for row in rows})
+        if missing:
+            raise NotFound(f"no collection named {', '.join(missing)}",
+                           "list them: parley collections list")
+        return sorted(rows, key=lambda row: wanted.index(row.name))
+
+    async def _create_in(self, s: AsyncSession, question: str, provider: str | None,
+                         model: str | None, system_prompt: str | None,
+                         collections: Sequence[str]) -> m.Session:
+        session = m.Session(user_id=self.engine.user_id, title=title_from(question),
+                            model=model, provider=provider,
+                            system_prompt=system_prompt.strip() if system_prompt else None)
+        s.add(session)
+        await s.flush()
+        for row in await self._collection_rows(s, collections):
+            s.add(m.SessionCollection(session_id=session.id, collection_id=row.id))
+        return session
+

@@ -1,0 +1,246 @@
+"""Running one turn once its question is stored: sources, prompt, budget, stream, final write.
+
+The stream runs with no database transaction open. The final write is one transaction:
+the answer (``complete``, ``interrupted`` or ``error``), the citations it actually used and
+its usage record. It runs whatever stopped the stream, and it is shielded: a cancelled task
+(Ctrl-C) or a consumer that closes the iterator still gets what arrived stored before the
+cancellation goes on.
+
+Usage: the server's counts when it reported them; otherwise an estimate marked as
+estimated (the prompt estimate of ``engine.prompt``, the answer at the same rate). A call
+refused before the server answered (no text, not a cut-off stream) records no tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from engine.citations import first_positions, resolve
+from engine.db import models as m
+from engine.errors import ProviderError, StreamInterrupted
+from engine.prompt import Prompt, build_prompt, estimate_tokens
+from engine.providers.base import ChatMessage, StreamUsage, TextDelta
+from engine.types import (
+    BudgetWarning,
+    Citation,
+    Delta,
+    Done,
+    Message,
+    SearchHit,
+    Sources,
+    Usage,
+)
+
+if TYPE_CHECKING:
+    from engine.chat import Chat
+    from engine.facade import Engine
+
+ChatEvent = Delta | Sources | Done | BudgetWarning
+T = TypeVar("T")
+EXTRACTIVE = "extractive"
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """Everything a turn needs once its question is stored."""
+
+    session_id: int
+    question_id: int
+    question: str
+    history: tuple[Message, ...]
+    collections: tuple[str, ...]
+    provider_name: str | None  # None: the built-in extractive answerer
+    model: str
+    system_prompt: str
+    rag: bool
+
+
+@dataclass
+class _Call:
+    """What one streamed model call produced so far."""
+
+    started: float = field(default_factory=time.monotonic)
+    parts: list[str] = field(default_factory=list)
+    first: float | None = None
+    usage: StreamUsage | None = None
+
+    def add(self, text: str) -> None:
+        if self.first is None:
+            self.first = time.monotonic()
+        self.parts.append(text)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+@dataclass(frozen=True, slots=True)
+class _Saved:
+    message_id: int
+    citations: tuple[Citation, ...]
+    unknown: tuple[int, ...]
+    usage: Usage
+
+
+async def shielded(awaitable: Awaitable[T]) -> T:
+    """Wait for ``awaitable`` even through cancellation, then let the cancellation go on."""
+    task = asyncio.ensure_future(awaitable)
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(task)
+            break
+        except asyncio.CancelledError:
+            if task.done():
+                result = task.result()
+                break
+            cancelled = True  # keep waiting: the answer must be stored before we stop
+    if cancelled:
+        raise asyncio.CancelledError
+    return result
+
+
+async def retrieve(engine: Engine, turn: Turn) -> list[SearchHit]:
+    """The turn's sources: hybrid search over its collections (none without RAG)."""
+    if not turn.rag or not turn.collections:
+        return []
+    # explain: a hit with a vector rank tells that the question was embedded
+    return list(await engine.retrieval.search(turn.question, k=engine.settings.retrieval.top_k,
+                                              collections=list(turn.collections), explain=True))
+
+
+def query_embedding(engine: Engine, question: str) -> tuple[int, bool]:
+    """(tokens, estimated) of embedding the question for vector search."""
+    from engine.providers.embedders import count_tokens
+
+    if engine.settings.embedding.provider == "local":
+        limit = engine.embedder().max_tokens
+        return min(count_tokens(question) + 2, limit), False  # + [CLS] and [SEP]
+    return estimate_tokens(question), True
+
+
+async def run_turn(chat: Chat, turn: Turn) -> AsyncIterator[ChatEvent]:
+    """Answer a stored question (see the module docstring)."""
+    engine, settings = chat.engine, chat.engine.settings
+    hits = await retrieve(engine, turn)
+    embedded = (query_embedding(engine, turn.question)
+                if any(hit.vector_rank is not None for hit in hits) else (0, False))
+    price = engine.usage.prices(turn.provider_name, turn.model)
+    prompt = build_prompt(system_prompt=turn.system_prompt, question=turn.question,
+                          history=turn.history, hits=hits,
+                          context_window=price.context_window,
+                          max_tokens=settings.chat.max_tokens)
+    estimate = engine.usage.cost(turn.provider_name, turn.model, prompt_tokens=prompt.tokens,
+                                 completion_tokens=settings.chat.max_tokens or 0)
+    warning = await engine.usage.check_budget(estimate)
+    if warning is not None:
+        yield warning
+    call = _Call()
+    failure: ProviderError | None = None
+    provider = chat.provider(turn.provider_name)
+    messages = prompt.messages
+    if provider.kind == EXTRACTIVE:  # it matches the question's words, not the sources'
+        messages = (*messages[:-1], ChatMessage("user", turn.question))
+    stream = provider.stream(messages, model=turn.model, temperature=settings.chat.temperature,
+                             max_tokens=settings.chat.max_tokens, sources=prompt.source_texts())
+    try:
+        async with contextlib.aclosing(stream) as events:
+            async for event in events:
+                if isinstance(event, TextDelta):
+                    call.add(event.text)
+                    yield Delta(event.text)
+                elif isinstance(event, StreamUsage):
+                    call.usage = event
+    except ProviderError as exc:
+        failure = exc
+    except (asyncio.CancelledError, GeneratorExit):
+        await shielded(_save(chat, turn, prompt, call, embedded, "interrupted",
+                             "stopped before the answer was complete"))
+        raise
+    except Exception as exc:
+        await shielded(_save(chat, turn, prompt, call, embedded, "error",
+                             f"{type(exc).__name__}: {exc}"))
+        raise
+    status = ("complete" if failure is None else
+              "interrupted" if isinstance(failure, StreamInterrupted) else "error")
+    saved = await shielded(_save(chat, turn, prompt, call, embedded, status,
+                                 failure.message if failure else None, failure))
+    yield Sources(saved.citations, saved.unknown)
+    yield Done(session_id=turn.session_id, message_id=saved.message_id, status=status,
+               usage=saved.usage, model=turn.model,
+               error=failure.message if failure else None)
+    if failure is not None:
+        raise failure
+
+
+async def _save(chat: Chat, turn: Turn, prompt: Prompt, call: _Call, embedded: tuple[int, bool],
+                status: str, error: str | None,
+                failure: ProviderError | None = None) -> _Saved:
+    """Store the answer, its citations and its usage (the model call, and the question's
+    embedding when vectors were searched) in one transaction."""
+    engine = chat.engine
+    text = call.text
+    citations, unknown = resolve(text, prompt.sources)
+    positions = first_positions(text)
+    if call.usage is not None:
+        prompt_tokens, completion, estimated = (call.usage.prompt_tokens,
+                                                call.usage.completion_tokens, False)
+    else:
+        reached = failure is None or bool(text) or isinstance(failure, StreamInterrupted)
+        prompt_tokens, completion, estimated = (prompt.tokens if reached else 0,
+                                                estimate_tokens(text), True)
+    ended = time.monotonic()
+    provider = turn.provider_name or EXTRACTIVE
+    async with engine._require_db().write() as s:
+        session = await chat.branches.owned(s, turn.session_id)
+        row = await chat.branches.add_in(s, session, "assistant", text,
+                                         parent_id=turn.question_id, status=status,
+                                         model=turn.model, provider=provider, error=error)
+        citations = await _live(s, citations)
+        s.add_all(m.Citation(
+            user_id=engine.user_id, message_id=row.id, chunk_id=c.chunk_id,
+            document_id=c.document_id, marker=c.marker, position=positions.get(c.marker),
+            path=c.path, page=c.page, line_start=c.line_start, line_end=c.line_end,
+            score=c.score, snippet=c.snippet) for c in citations)
+        usage = await engine.usage.record_in(
+            s, "chat", provider=provider, model=turn.model, prompt_tokens=prompt_tokens,
+            completion_tokens=completion, estimated=estimated,
+            cost=engine.usage.cost(turn.provider_name, turn.model, prompt_tokens=prompt_tokens,
+                                   completion_tokens=completion),
+            latency_ms=(ended - call.started) * 1000,
+            first_token_ms=(call.first - call.started) * 1000 if call.first else None,
+            session_id=turn.session_id, message_id=row.id)
+        if embedded[0]:
+            emb = engine.settings.embedding
+            spent = await engine.usage.record_in(
+                s, "embedding", provider=emb.provider, model=emb.model,
+                embedding_tokens=embedded[0], estimated=embedded[1],
+                cost=0.0 if emb.provider == "local" else None,
+                session_id=turn.session_id, message_id=row.id)
+            usage = Usage(usage.prompt_tokens, usage.completion_tokens, spent.embedding_tokens,
+                          usage.cost + spent.cost, usage.estimated or spent.estimated)
+    return _Saved(row.id, tuple(citations), tuple(unknown), usage)
+
+
+async def _live(s: AsyncSession, citations: list[Citation]) -> list[Citation]:
+    """The citations with links to chunks or documents deleted meanwhile cleared (a
+    re-index during the stream must not lose the answer); path, span and snippet stay."""
+    chunk_ids = [c.chunk_id for c in citations if c.chunk_id is not None]
+    doc_ids = [c.document_id for c in citations if c.document_id is not None]
+    if not chunk_ids and not doc_ids:
+        return citations
+    live_chunks = set(await s.scalars(select(m.Chunk.id).where(
+        m.Chunk.id.in_(chunk_ids)))) if chunk_ids else set()
+    live_docs = set(await s.scalars(select(m.Document.id).where(
+        m.Document.id.in_(doc_ids)))) if doc_ids else set()
+    return [replace(c, chunk_id=c.chunk_id if c.chunk_id in live_chunks else None,
+                    document_id=c.document_id if c.document_id in live_docs else None)
+            for c in citations]

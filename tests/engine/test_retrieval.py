@@ -1,0 +1,323 @@
+"""Hybrid search on both backends: rankings, fusion, filters, explain, safety, scoping.
+
+The corpus is embedded with the bundled model (real vectors), so the semantic match is a
+real one: the query shares no word with the document it must find.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import Counter
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy import delete, select, text
+
+from engine import Engine
+from engine.db import models as m
+from engine.db.search_backend import for_backend
+from engine.errors import EmbedderMismatch, NotFound
+from engine.retrieval import fuse, fuse_convex
+
+
+@dataclass(frozen=True)
+class Doc:
+    path: str
+    kind: str
+    body: str
+    tags: tuple[str, ...] = ()
+    page: int | None = None
+
+
+CORPUS = [
+    Doc("/notes/garden.md", "markdown",
+        "Tomatoes need six hours of direct sun and deep watering twice a week.", ("home",)),
+    Doc("/notes/battery.txt", "text",
+        "To extend notebook power endurance, dim the display and close background apps.",
+        ("tech",)),
+    Doc("/notes/errors.md", "markdown",
+        "Error code E4711 means the backup volume is full; delete old snapshots.", ("tech",)),
+    Doc("/notes/recipes/bread.md", "markdown",
+        "Knead the dough for ten minutes, then let it rise for an hour before baking."),
+    Doc("/manuals/warranty.pdf", "pdf",
+        "The warranty covers battery replacement within two years of purchase.", (), 3),
+    Doc("/notes/cats.txt", "text", "Cats sleep most of the day and hunt at dawn.", ("home",)),
+]
+
+NASTY = ['"unbalanced', 'say "hello" world', "fox AND", "OR", "NOT cats", "a AND (b OR",
+         "NEAR(cats dawn)", "NEAR(", "*", "cat*", "-cats", "--", "((((", "))", "the of and",
+         "", "   ", "'; DROP TABLE chunks; --", "col:umn", "^start", "back\\slash", "ünïcødé",
+         "E4711:*", "a & b | !c", "<->", "x" * 5000, "word " * 200]
+
+
+async def add_collection(engine: Engine, name: str, docs: list[Doc], *,
+                         embedder: str | None = None, vectors: bool = True,
+                         user_id: int | None = None) -> int:
+    """A collection with one chunk per document, embedded with the configured model."""
+    assert engine.db is not None
+    model = engine.embedder()
+    matrix = await model.embed_documents([d.body for d in docs]) if vectors else None
+    async with engine.db.write() as s:
+        coll = m.Collection(user_id=user_id or engine.user_id, name=name,
+                            embedder=embedder or model.name, dimension=model.dimension)
+        s.add(coll)
+        await s.flush()
+        await for_backend(engine.db.backend).create_vector_index(s, coll.id, 1, model.dimension)
+        for i, doc in enumerate(docs):
+            row = m.Document(user_id=coll.user_id, collection_id=coll.id, source_path=doc.path,
+                             path_hash=hashlib.sha256(doc.path.encode()).hexdigest(),
+                             kind=doc.kind, chunk_count=1, size=len(doc.body))
+            s.add(row)
+            await s.flush()
+            s.add_all([m.DocumentTag(document_id=row.id, tag=t) for t in doc.tags])
+            chunk = m.Chunk(user_id=coll.user_id, document_id=row.id, collection_id=coll.id,
+                            chunk_index=0, text=doc.body, content_hash=str(i), page=doc.page,
+                            heading_path="Notes > " + doc.path.rsplit("/", 1)[-1],
+                            line_start=1, line_end=1, char_start=0, char_end=len(doc.body),
+                            token_count=len(doc.body.split()))
+            s.add(chunk)
+            await s.flush()
+            if matrix is not None:
+                s.add(m.ChunkEmbedding(chunk_id=chunk.id, generation=1, collection_id=coll.id,
+                                       embedding=matrix[i]))
+    return coll.id
+
+
+async def seed(engine: Engine) -> None:
+    await add_collection(engine, "notes", CORPUS)
+
+
+def paths(hits: list) -> list[str]:
+    return [h.path for h in hits]
+
+
+async def test_keyword_match_ranks_first_with_its_keyword_rank(engine: Engine) -> None:
+    await seed(engine)
+    hits = await engine.retrieval.search("E4711", k=3, explain=True)
+    assert hits[0].path == "/notes/errors.md"
+    assert hits[0].keyword_rank == 1
+    assert hits[0].rank == 1 and hits[0].collection == "notes"
+    assert [h.rank for h in hits] == list(range(1, len(hits) + 1))
+
+
+async def test_semantic_match_without_shared_words(engine: Engine) -> None:
+    await seed(engine)
+    query = "how can my laptop run longer without charging"
+    hits = await engine.retrieval.search(query, k=3, explain=True)
+    assert hits[0].path == "/notes/battery.txt"
+    assert hits[0].vector_rank == 1
+    assert hits[0].keyword_rank is None  # no word in common: found by meaning alone
+
+
+async def test_fused_order_prefers_chunks_both_rankings_found(engine: Engine) -> None:
+    await seed(engine)
+    query = "when does the battery warranty end"
+    hits = await engine.retrieval.search(query, k=6, explain=True)
+    top = hits[0]
+    assert top.path == "/manuals/warranty.pdf"
+    assert top.keyword_rank == 1 and top.vector_rank == 1
+    assert top.page == 3
+    assert top.score == pytest.approx(1.0)  # best of both lists: 1 on each 0..1 scale
+    assert all(0.0 <= h.score <= 1.0 for h in hits)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    # rank fusion: every hit's score is exactly the weighted RRF of its ranks
+    engine.settings.retrieval.fusion = "rrf"
+    r = engine.settings.retrieval
+    ranked = await engine.retrieval.search(query, k=6, explain=True)
+    assert ranked[0].path == "/manuals/warranty.pdf"
+    for hit in ranked:
+        expected = sum(w / (r.rrf_k + rank) for w, rank in
+                       ((r.keyword_weight, hit.keyword_rank), (r.vector_weight, hit.vector_rank))
+                       if rank is not None)
+        assert hit.score == pytest.approx(expected)
+
+
+def test_fuse_convex_scales_each_list_then_weights() -> None:
+    keyword = [(1, 9.0), (2, 5.0), (3, 1.0)]  # BM25, higher is better
+    vector = [(3, 0.1), (4, 0.3), (1, 0.5)]  # cosine distance, lower is better
+    fused = dict(fuse_convex(keyword, vector, keyword_weight=1.0, vector_weight=1.0))
+    assert fused == pytest.approx({1: 0.5, 2: 0.25, 3: 0.5, 4: 0.25})
+    order = [c for c, _ in fuse_convex(keyword, vector, keyword_weight=1.0, vector_weight=1.0)]
+    assert order == [1, 3, 2, 4]  # ties: better single rank, then smaller id
+    heavy = fuse_convex(keyword, vector, keyword_weight=3.0, vector_weight=1.0)
+    assert heavy[0] == (1, pytest.approx(0.75))
+    assert fuse_convex([(5, 2.0)], [], keyword_weight=1.0, vector_weight=1.0) == \
+        [(5, pytest.approx(0.5))]
+    assert fuse_convex([], [], keyword_weight=0.0, vector_weight=0.0) == []
+
+
+async def test_explain_off_leaves_ranks_empty(engine: Engine) -> None:
+    await seed(engine)
+    hits = await engine.retrieval.search("battery", k=2)
+    assert hits and all(h.keyword_rank is None and h.vector_rank is None for h in hits)
+    assert hits[0].heading is not None and hits[0].text
+
+
+@pytest.mark.parametrize(("filters", "expected"), [
+    ({"tags": ["tech"]}, {"/notes/battery.txt", "/notes/errors.md"}),
+    ({"tags": ["tech", "home"]}, {"/notes/battery.txt", "/notes/errors.md",
+                                  "/notes/garden.md", "/notes/cats.txt"}),
+    ({"path_glob": "*.md"}, {"/notes/garden.md", "/notes/errors.md", "/notes/recipes/bread.md"}),
+    ({"path_glob": "recipes/*"}, {"/notes/recipes/bread.md"}),
+    ({"path_glob": ["/manuals/*", "*cats*"]}, {"/manuals/warranty.pdf", "/notes/cats.txt"}),
+    ({"path_glob": "*.[mt][dx]*"}, {"/notes/garden.md", "/notes/errors.md",
+                                    "/notes/recipes/bread.md", "/notes/battery.txt",
+                                    "/notes/cats.txt"}),
+    ({"path_glob": "*.[!m]??"}, {"/notes/battery.txt", "/notes/cats.txt",
+                                 "/manuals/warranty.pdf"}),
+    ({"kinds": ["pdf"]}, {"/manuals/warranty.pdf"}),
+    ({"kinds": ["text"], "tags": ["home"]}, {"/notes/cats.txt"}),
+    ({"tags": ["nope"]}, set()),
+])
+async def test_filters_apply_to_both_rankings(engine: Engine, filters: dict,
+                                              expected: set[str]) -> None:
+    await seed(engine)
+    # a query every document matches a little, by meaning at least
+    hits = await engine.retrieval.search("notes about home, tech, food and warranty", k=10,
+                                         explain=True, **filters)
+    assert set(paths(hits)) == expected
+
+
+async def test_collections_scope_and_unknown_collection(engine: Engine) -> None:
+    await seed(engine)
+    await add_collection(engine, "other", [Doc("/other/e.md", "markdown",
+                                               "Error code E4711 again, in another place.")])
+    both = await engine.retrieval.search("E4711", k=5)
+    assert {"/notes/errors.md", "/other/e.md"} <= set(paths(both))
+    only = await engine.retrieval.search("E4711", k=5, collections=["other"])
+    assert paths(only) == ["/other/e.md"]
+    with pytest.raises(NotFound) as err:
+        await engine.retrieval.search("E4711", collections=["notes", "missing"])
+    assert "missing" in str(err.value) and err.value.hint
+
+
+async def test_other_users_documents_are_never_found(engine: Engine) -> None:
+    assert engine.db is not None
+    async with engine.db.write() as s:
+        intruder = m.User(name="someone-else")
+        s.add(intruder)
+        await s.flush()
+    await add_collection(engine, "theirs", [Doc("/secret.md", "markdown",
+                                                 "Error code E4711 in a private file.")],
+                         user_id=intruder.id)
+    await seed(engine)
+    hits = await engine.retrieval.search("E4711 private file", k=10)
+    assert "/secret.md" not in paths(hits)
+    with pytest.raises(NotFound):
+        await engine.retrieval.search("E4711", collections=["theirs"])
+
+
+@pytest.mark.parametrize("query", NASTY)
+async def test_any_string_is_a_safe_query(engine: Engine, query: str) -> None:
+    await seed(engine)
+    hits = await engine.retrieval.search(query, k=3)
+    assert isinstance(hits, list)
+    assert all(h.path for h in hits)
+
+
+async def test_only_stop_words_or_no_words_give_no_keyword_hits(engine: Engine) -> None:
+    await seed(engine)
+    assert await engine.retrieval.search("", k=3) == []
+    hits = await engine.retrieval.search("the of and", k=3, explain=True)
+    if engine.db is not None and engine.db.backend == "postgresql":
+        assert all(h.keyword_rank is None for h in hits)  # English stop words are dropped
+
+
+async def test_embedder_mismatch_names_reindex(engine: Engine) -> None:
+    await add_collection(engine, "old", CORPUS[:2], embedder="openai:ollama/nomic-embed-text")
+    with pytest.raises(EmbedderMismatch) as err:
+        await engine.retrieval.search("battery")
+    assert "parley reindex --embed" in (err.value.hint or "")
+    assert "nomic-embed-text" in str(err.value)
+
+
+async def test_collection_without_vectors_is_searched_by_keywords(engine: Engine) -> None:
+    await add_collection(engine, "fresh", CORPUS, embedder="some/other-model", vectors=False)
+    hits = await engine.retrieval.search("E4711 backup", k=3, explain=True)
+    assert hits[0].path == "/notes/errors.md"
+    assert all(h.vector_rank is None for h in hits)
+
+
+async def test_deleted_documents_never_come_back(engine: Engine) -> None:
+    await seed(engine)
+    assert engine.db is not None
+    async with engine.db.write() as s:
+        await s.execute(delete(m.Document).where(m.Document.source_path == "/notes/errors.md"))
+    hits = await engine.retrieval.search("E4711 backup volume", k=6)
+    assert "/notes/errors.md" not in paths(hits)
+
+
+async def test_search_many_keeps_query_order(engine: Engine) -> None:
+    await seed(engine)
+    found = await engine.retrieval.search_many(["E4711", "knead dough", ""], k=1)
+    assert [paths(h) for h in found] == [["/notes/errors.md"], ["/notes/recipes/bread.md"], []]
+
+
+async def test_quantised_search_matches_exact_search(engine: Engine) -> None:
+    """Above ``quantize_above`` SQLite searches sign bits, first in its bit table, then in
+    memory once that copy is built; both re-rank exactly. PostgreSQL ignores the setting."""
+    from engine.db import sqlite_bits
+
+    await seed(engine)
+    query = "laptop power saving"
+
+    async def ranked(**filters: object) -> list[tuple[int, int | None]]:
+        hits = await engine.retrieval.search(query, k=6, explain=True, **filters)
+        return [(h.chunk_id, h.vector_rank) for h in hits]
+
+    exact, exact_tech = await ranked(), await ranked(tags=["tech"])
+    engine.settings.retrieval.quantize_above = 1  # every collection counts as large
+    assert await ranked() == exact  # bit table (the in-memory copy is being built)
+    await sqlite_bits.wait_ready()
+    assert engine.db is not None
+    url = engine.settings.database.url or ""
+    mine = [key for key in sqlite_bits._ready if url.endswith(key[0])]
+    assert len(mine) == (1 if engine.db.backend == "sqlite" else 0)
+    assert await ranked() == exact  # in-memory bits
+    assert await ranked(tags=["tech"]) == exact_tech
+    await add_collection(engine, "more", [Doc("/more.txt", "text", "Laptop power tips.")])
+    hits = await engine.retrieval.search(query, k=1)  # changed: never a stale copy
+    assert hits[0].path == "/more.txt"
+
+
+async def test_keyword_scores_are_bm25(engine: Engine) -> None:
+    """The PostgreSQL ranking is Okapi BM25 over the lexemes PostgreSQL indexed; SQLite's is
+    FTS5's bm25(). Both rank a rare term above a common one and a short chunk above a long
+    one with the same matches."""
+    docs = [Doc("/a", "text", "zebra apple"), Doc("/b", "text", "apple banana"),
+            Doc("/c", "text", "apple cherry"),
+            Doc("/d", "text", "zebra apple " + "filler words there " * 3),
+            *(Doc(f"/x{i}", "text", f"mango kiwi melon {i}") for i in range(6))]
+    cid = await add_collection(engine, "bm", docs, vectors=False)
+    assert engine.db is not None
+    backend = for_backend(engine.db.backend)
+    async with engine.db.read() as s:
+        ranked = await backend.keyword(s, [cid], "zebra apple", 10)
+        ids = dict((await s.execute(select(m.Chunk.id, m.Document.source_path).join(
+            m.Document, m.Document.id == m.Chunk.document_id))).all())
+        assert [ids[c] for c, _ in ranked][:2] == ["/a", "/d"]
+        if engine.db.backend != "postgresql":
+            return
+        rows = (await s.execute(text(
+            "SELECT c.id, c.token_count, tsvector_to_array(c.tsv) FROM chunks c"))).all()
+        counts = {}
+        for chunk_id, _, _ in rows:
+            pairs = (await s.execute(text(
+                "SELECT lexeme, cardinality(positions) FROM chunks, unnest(tsv) "
+                "WHERE id = :id"), {"id": chunk_id})).all()
+            counts[chunk_id] = Counter(dict(pairs))
+    lengths = {chunk_id: tokens for chunk_id, tokens, _ in rows}
+    n, avg = len(rows), sum(lengths.values()) / len(rows)
+    expected = {}
+    for chunk_id, tf in counts.items():
+        score = 0.0
+        for lex in ("zebra", "appl"):
+            df = sum(1 for c in counts.values() if lex in c)
+            if lex in tf:
+                idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
+                norm = 1.2 * (0.25 + 0.75 * lengths[chunk_id] / avg)
+                score += idf * tf[lex] * 2.2 / (tf[lex] + norm)
+        expected[chunk_id] = score
+    assert {c: pytest.approx(sc) for c, sc in ranked} == \
+        {c: pytest.approx(expected[c]) for c, _ in ranked}

@@ -1,0 +1,110 @@
+"""Fixtures for the terminal UI: a local model server, settings that use it, helpers.
+
+Every flow runs the real app (``ParleyApp``) with a real engine on a real database (both
+backends through ``database_url``) and real HTTP to ``OpenAITestServer`` on 127.0.0.1, for
+answers and for embeddings (so no model has to load).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+
+from engine import Engine, Settings, load_settings
+from tests.conftest import migrate
+from tests.support.openai_server import OpenAITestServer
+from tui.open_source import OpenCommand, SourceOpener
+
+REPLY = "Paris is the capital of France [1]."
+PARIS = ("# Paris\n\nParis is the capital of France. It is known for the Louvre museum.\n\n"
+         "## History\n\nParis was founded in the 3rd century BC by the Parisii.\n")
+BERLIN = "Berlin is the capital of Germany.\nIt has many museums too.\n"
+
+
+def overrides_for(database_url: str, server: OpenAITestServer, **extra: Any) -> dict[str, Any]:
+    """Settings overrides: this database, the test server for chat and embeddings."""
+    values: dict[str, Any] = {
+        "database": {"url": database_url},
+        "providers": {"test": server.provider_config(max_retries=0)},
+        "chat": {"provider": "test", "model": "test-model"},
+        "embedding": {"provider": "test", "model": "test-embedding"},
+    }
+    for key, value in extra.items():
+        values[key] = {**values.get(key, {}), **value}
+    return values
+
+
+@pytest.fixture
+def chat_server() -> Iterator[OpenAITestServer]:
+    """A model server that answers ``REPLY`` (change ``reply`` per test)."""
+    with OpenAITestServer(reply=REPLY) as server:
+        yield server
+
+
+@pytest.fixture
+async def tui_settings(database_url: str, parley_home: Path,
+                       chat_server: OpenAITestServer) -> Settings:
+    """Settings for the backend under test, chatting with and embedding on the test server,
+    on a migrated database (PostgreSQL is never migrated behind the operator's back)."""
+    settings = load_settings(overrides=overrides_for(database_url, chat_server))
+    await migrate(settings)
+    return settings
+
+
+@pytest.fixture
+def docs(tmp_path: Path) -> Path:
+    """A folder with two small documents."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "paris.md").write_text(PARIS)
+    (folder / "berlin.txt").write_text(BERLIN)
+    return folder
+
+
+async def ingest(settings: Settings, *paths: Path) -> None:
+    """Index ``paths`` (migrating the database first, as the app would)."""
+    async with Engine(settings) as engine:
+        await engine.library.run_ingest([str(p) for p in paths])
+
+
+class RecordingOpener(SourceOpener):
+    """A source opener whose runner records the command instead of starting it."""
+
+    def __init__(self) -> None:
+        super().__init__(runner=self.record)
+        self.commands: list[OpenCommand] = []
+
+    def record(self, command: OpenCommand) -> None:
+        self.commands.append(command)
+
+
+async def settle(pilot: Pilot[Any], rounds: int = 100) -> None:
+    """Wait until no worker runs (workers may start others) and the screen caught up."""
+    app = pilot.app
+    for _ in range(rounds):
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        if not any(worker.is_running for worker in app.workers):
+            return
+    raise AssertionError("workers never settled")
+
+
+async def type_text(pilot: Pilot[Any], text: str) -> None:
+    """Type ``text`` key by key (about 70 ms a key: keep it short)."""
+    await pilot.press(*text)
+
+
+async def ask(pilot: Pilot[Any], question: str, *, wait: bool = True) -> None:
+    """Put ``question`` in the focused prompt, press Enter and (by default) settle."""
+    from tui.widgets.prompt import PromptInput
+
+    prompt = pilot.app.screen.query_one(PromptInput)
+    prompt.focus()
+    prompt.load_text(question)
+    await pilot.press("enter")
+    if wait:
+        await settle(pilot)

@@ -1,0 +1,145 @@
+"""``ParleyApp``: the Textual app. It wires screens, the engine and error reporting.
+
+The first screen paints before the engine opens: opening (connecting, migrating the
+embedded database, checking the key) runs in a worker after mount, and screens wait for it
+in their own workers (``ready_engine``). Screens do the work; this module only connects
+them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import traceback
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding, BindingType
+from textual.reactive import reactive
+
+from engine.errors import ParleyError
+from tui.commands import ParleyCommands
+from tui.open_source import SourceOpener
+from tui.screens.chat import ChatScreen
+from tui.screens.dialogs import ErrorDialog
+from tui.screens.help import HelpScreen
+from tui.screens.library import LibraryScreen
+from tui.screens.search import SearchScreen
+from tui.screens.usage import UsageScreen
+from tui.widgets.status import StatusInfo, model_status
+
+if TYPE_CHECKING:
+    from engine import Engine, Settings
+
+STYLES = Path(__file__).parent / "styles"
+
+
+class ParleyApp(App[None]):
+    """Chat, sources, library, search and usage in one terminal app."""
+
+    TITLE = "Parley"
+    CSS_PATH = [STYLES / name for name in ("app.tcss", "chat.tcss", "library.tcss",
+                                           "search.tcss", "usage.tcss", "dialogs.tcss")]
+    MODES = {"chat": ChatScreen, "search": SearchScreen, "library": LibraryScreen,
+             "usage": UsageScreen}
+    DEFAULT_MODE = "chat"
+    COMMANDS = App.COMMANDS | {ParleyCommands}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f1", "help", "Help"),
+        Binding("f2", "switch_mode('chat')", "Chat", show=False),
+        Binding("f3", "switch_mode('search')", "Search", show=False),
+        Binding("f4", "switch_mode('library')", "Library", show=False),
+        Binding("f5", "switch_mode('usage')", "Usage", show=False),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+    ]
+
+    status: reactive[StatusInfo] = reactive(StatusInfo, init=False)
+
+    def __init__(self, settings: Settings, *, opener: SourceOpener | None = None) -> None:
+        super().__init__()
+        self.settings = settings
+        self.opener = opener or SourceOpener(settings.ui.editor)
+        self.engine: Engine | None = None
+        self._engine_opened = asyncio.Event()
+        self._engine_error: BaseException | None = None
+
+    def on_mount(self) -> None:
+        if self.settings.ui.theme in self.available_themes:
+            self.theme = self.settings.ui.theme
+        else:
+            self.notify(f"Unknown theme '{self.settings.ui.theme}': using {self.theme}",
+                        severity="warning")
+        self.set_model(None, None, 0, False)
+        self.call_after_refresh(self.open_engine)
+
+    # -- the engine ---------------------------------------------------------------------------
+    @work(group="engine", exclusive=True, exit_on_error=False)
+    async def open_engine(self) -> None:
+        """Open the engine (after the first paint)."""
+        from engine import Engine
+
+        engine = Engine(self.settings)
+        try:
+            await engine.open()
+        except Exception as exc:
+            self._engine_error = exc
+            self.status = replace(self.status, state="error")
+            self.report(exc)
+        else:
+            self.engine = engine
+            backend = (await engine.schema_status()).backend
+            self.status = replace(self.status, state="ready", backend=backend)
+            self.set_model(None, None, self.status.context_used, self.status.context_estimated)
+        finally:
+            self._engine_opened.set()
+
+    async def ready_engine(self) -> Engine:
+        """The open engine; waits while it opens. Raises the error that stopped it."""
+        await self._engine_opened.wait()
+        if self.engine is None:
+            error = self._engine_error
+            if isinstance(error, ParleyError):
+                raise ParleyError(f"the database is not open: {error.message}", error.hint)
+            raise ParleyError("the database is not open", "see the error shown at start")
+        return self.engine
+
+    async def on_unmount(self) -> None:
+        if self.engine is not None:
+            engine, self.engine = self.engine, None
+            await engine.close()
+
+    # -- status -------------------------------------------------------------------------------
+    def set_model(self, provider: str | None, model: str | None, used: int,
+                  estimated: bool) -> None:
+        """Show the model in use (None: the configured one) and the context it holds."""
+        self.status = model_status(self.status, self.settings, provider, model, used, estimated)
+
+    def set_context(self, used: int, estimated: bool) -> None:
+        """Show the context tokens the last call used."""
+        self.status = replace(self.status, context_used=used, context_estimated=estimated)
+
+    def set_note(self, note: str) -> None:
+        """Show a short note on what is happening (empty clears it)."""
+        self.status = replace(self.status, note=note)
+
+    # -- errors and actions ---------------------------------------------------------------------
+    def report(self, exc: BaseException) -> None:
+        """Expected errors become notifications; anything else opens the error dialog."""
+        if isinstance(exc, ParleyError):
+            self.notify(exc.one_line(), title="Error", severity="error", timeout=10)
+            return
+        details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        self.push_screen(ErrorDialog(f"Unexpected error: {type(exc).__name__}",
+                                     str(exc) or type(exc).__name__, details))
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    async def action_goto(self, mode: str, action: str = "") -> None:
+        """Switch to ``mode`` and run one of its screen's actions (palette entries)."""
+        await self.switch_mode(mode)
+        if action:
+            await self.screen.run_action(action)

@@ -1,0 +1,213 @@
+"""``parley sessions``: the chat history as data (list, show, rename, delete, archive,
+export, import, search)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from tui.cli_common import fail, info, json_option, open_engine, print_json, run
+
+if TYPE_CHECKING:
+    from engine.types import Message, SessionDetail
+
+
+@click.group("sessions")
+def sessions_group() -> None:
+    """Chat history: list, show, rename, delete, export, import, search."""
+
+
+def _when(value: object) -> str:
+    return f"{value:%Y-%m-%d %H:%M}"
+
+
+@sessions_group.command("list")
+@click.option("--all", "include_archived", is_flag=True, help="Include archived sessions.")
+@click.option("--limit", type=click.IntRange(min=1), help="Show at most this many.")
+@json_option
+@run
+async def list_sessions(include_archived: bool, limit: int | None, as_json: bool) -> None:
+    """List sessions, most recently updated first."""
+    async with open_engine() as engine:
+        sessions = await engine.sessions.list(limit=limit, include_archived=include_archived)
+    if as_json:
+        print_json(sessions)
+        return
+    if not sessions:
+        info("no sessions yet")
+        return
+    click.echo(f"{'ID':>5}  {'UPDATED':16}  {'MSGS':>5}  {'MODEL':20}  TITLE")
+    for s in sessions:
+        title = s.title + (" [archived]" if s.archived else "")
+        click.echo(f"{s.id:>5}  {_when(s.updated_at):16}  {s.message_count:>5}  "
+                   f"{(s.model or '-')[:20]:20}  {title}")
+
+
+def _print_message(msg: Message) -> None:
+    status = "" if msg.status == "complete" else f" ({msg.status})"
+    click.echo(f"--- {msg.id} · {msg.role}{status} · {_when(msg.created_at)}"
+               + (f" · {msg.model}" if msg.model else ""))
+    click.echo(msg.content)
+    for c in msg.citations:
+        where = ", ".join(x for x in (c.path, f"p. {c.page}" if c.page else "",
+                                      f"lines {c.line_start}-{c.line_end}"
+                                      if c.line_start is not None else "") if x)
+        click.echo(f"  [{c.marker}] {where}")
+    click.echo("")
+
+
+def _unreadable(detail: SessionDetail) -> list[str]:
+    from engine.db.coltypes import UnreadableText
+
+    bad = [f"message {m.id}" for m in detail.messages if isinstance(m.content, UnreadableText)]
+    bad += [f"a citation of message {m.id}" for m in detail.messages for c in m.citations
+            if isinstance(c.snippet, UnreadableText)]
+    if isinstance(detail.session.title, UnreadableText):
+        bad.insert(0, "the title")
+    return bad
+
+
+@sessions_group.command("show")
+@click.argument("session_id", type=int)
+@click.option("--all-branches", is_flag=True,
+              help="Every message of every branch, not only the active one.")
+@json_option
+@run
+async def show(session_id: int, all_branches: bool, as_json: bool) -> None:
+    """Show a session: every message with its role, status, time and citations.
+
+    A value that cannot be decrypted is shown as unreadable, the rest of the session
+    still prints, and the command exits with 1.
+    """
+    async with open_engine() as engine:
+        detail = await engine.sessions.get(session_id, all_branches=all_branches)
+    if as_json:
+        print_json(detail)
+    else:
+        s = detail.session
+        click.echo(f"# {s.title}\n{s.message_count} messages · model {s.model or '-'} · "
+                   f"updated {_when(s.updated_at)}\n")
+        if s.system_prompt:
+            click.echo(f"system prompt: {s.system_prompt}\n")
+        for msg in detail.messages:
+            _print_message(msg)
+    bad = _unreadable(detail)
+    if bad:
+        fail(f"{', '.join(bad)} of session {session_id} cannot be decrypted (corrupted, or "
+             "written under another key)", "the rest of the session is shown above")
+
+
+@sessions_group.command("rename")
+@click.argument("session_id", type=int)
+@click.argument("title")
+@run
+async def rename(session_id: int, title: str) -> None:
+    """Give session SESSION_ID a new TITLE."""
+    async with open_engine() as engine:
+        summary = await engine.sessions.rename(session_id, title)
+    info(f"session {summary.id} renamed")
+
+
+@sessions_group.command("delete")
+@click.argument("session_id", type=int)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@run
+async def delete(session_id: int, yes: bool) -> None:
+    """Delete a session, its messages and citations, for good."""
+    async with open_engine() as engine:
+        summary = (await engine.sessions.get(session_id)).session
+        confirmed = yes or click.confirm(
+            f"Delete session {session_id} \"{summary.title}\" and its messages for good?",
+            err=True)
+        gone = await engine.sessions.delete(session_id) if confirmed else None
+    if gone is None:
+        fail("not deleted", "pass --yes to delete without asking")
+        return
+    info(f"deleted session {gone.id} ({gone.messages} messages, {gone.citations} citations)")
+
+
+@sessions_group.command("archive")
+@click.argument("session_id", type=int)
+@click.option("--undo", is_flag=True, help="Bring an archived session back.")
+@run
+async def archive(session_id: int, undo: bool) -> None:
+    """Archive a session (hidden from 'sessions list' unless --all)."""
+    async with open_engine() as engine:
+        summary = await engine.sessions.set_archived(session_id, not undo)
+    info(f"session {summary.id} {'archived' if summary.archived else 'restored'}")
+
+
+@sessions_group.command("export")
+@click.argument("session_id", type=int)
+@click.option("--format", "fmt", type=click.Choice(["json", "md"]), default="json",
+              show_default=True, help="json keeps everything (import reads it); md is for reading.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write to this file (mode 0600) instead of stdout.")
+@run
+async def export(session_id: int, fmt: str, output: Path | None) -> None:
+    """Export a session. The export is plain text: keep it as safe as the key."""
+    async with open_engine() as engine:
+        text = await engine.sessions.export(session_id, fmt)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    info(f"exported session {session_id} to {output}")
+
+
+@sessions_group.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
+@json_option
+@run
+async def import_(file: Path, as_json: bool) -> None:
+    """Import a session from a JSON export (FILE, or - for stdin). It gets new ids."""
+    from engine.errors import UsageError
+
+    try:
+        data = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {file}: {exc.strerror}", "check the path") from None
+    async with open_engine() as engine:
+        result = await engine.sessions.import_(data, name="stdin" if str(file) == "-" else
+                                               str(file))
+    if as_json:
+        print_json(result)
+        return
+    click.echo(result.session.id)
+    info(f"imported \"{result.session.title}\" as session {result.session.id} "
+         f"({result.messages} messages, {result.citations} citations)")
+    if result.skipped_collections:
+        info(f"collections not found here, not attached: {', '.join(result.skipped_collections)}")
+
+
+@sessions_group.command("search")
+@click.argument("text")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@json_option
+@run
+async def search(text: str, limit: int, as_json: bool) -> None:
+    """Search message contents and titles of every session (case-insensitive)."""
+    async with open_engine() as engine:
+        result = await engine.sessions.search(text, limit=limit)
+    if as_json:
+        print_json(result)
+    else:
+        for hit in result.hits:
+            where = f"{hit.session_id}/{hit.message_id}" if hit.message_id else \
+                f"{hit.session_id}"
+            click.echo(f"{where:>12}  {_when(hit.created_at)}  {hit.role or 'title':9}  "
+                       f"{hit.snippet}")
+        info(f"{len(result.hits)} hit(s){', more exist: raise --limit' if result.truncated else ''}"
+             f" in {result.scanned} values")
+    if result.unreadable:
+        info(f"parley: warning: {result.unreadable} value(s) could not be decrypted and were "
+             "not searched")
+
+
+COMMANDS = [sessions_group]

@@ -1,0 +1,235 @@
+"""Turns on the chat screen: ask, regenerate, edit the last question, stop, show sources.
+
+One worker (group ``turn``) streams an answer into the transcript. Escape cancels it; the
+engine keeps what arrived (status ``interrupted``). A failed call shows its error and puts
+the question back in the prompt, so nothing typed is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from textual import on
+from textual.reactive import reactive
+from textual.widgets import Static
+
+from engine.types import BudgetWarning, Citation, Delta, Done, Sources
+from tui.screens.base import ParleyScreen, engine_task
+from tui.widgets.message import Answer, MessageView
+from tui.widgets.prompt import PromptInput
+from tui.widgets.sources import SourcesPanel
+from tui.widgets.transcript import Transcript
+
+if TYPE_CHECKING:
+    from engine import Engine
+    from tui.widgets.sessions import Sidebar
+    from tui.widgets.sources import SourcesPanel as _Sources
+
+EDIT_NOTE = "Editing your last question: Enter asks it again as a new branch, Esc cancels."
+
+
+class ChatTurns(ParleyScreen):
+    """The turn-taking half of the chat screen (``ChatScreen`` adds the rest)."""
+
+    streaming: reactive[bool] = reactive(False, init=False)
+    session_id: int | None = None
+    editing = False
+
+    if TYPE_CHECKING:
+        transcript: Transcript
+        prompt: PromptInput
+        sources: _Sources
+        sidebar: Sidebar
+
+    # -- sending --------------------------------------------------------------------------------
+    @on(PromptInput.Submitted)
+    def _submitted(self, event: PromptInput.Submitted) -> None:
+        if self.streaming:
+            self.notify("Still answering: press Esc to stop first", severity="warning")
+            return
+        self.prompt.remember(event.text)
+        self.prompt.clear()
+        kind = "edit" if self.editing else "ask"
+        self.end_edit()
+        self.run_turn(kind, event.text)
+
+    def action_regenerate(self) -> None:
+        if self.streaming:
+            return
+        if self.session_id is None or self.transcript.last_view("assistant") is None:
+            self.notify("Nothing to regenerate yet: ask a question first", severity="warning")
+            return
+        self.run_turn("regenerate", "")
+
+    def action_edit_last(self) -> None:
+        last = self.transcript.last_view("user")
+        if self.streaming or last is None or self.session_id is None:
+            self.notify("No question to edit yet", severity="warning")
+            return
+        self.editing = True
+        self.prompt.restore(last.content)
+        self.prompt.add_class("-editing")
+        note = self.query_one("#prompt-note", Static)
+        note.update(EDIT_NOTE)
+        note.display = True
+        self.prompt.focus()
+
+    def end_edit(self, *, restore: bool = False) -> None:
+        """Leave edit mode (``restore`` empties the prompt again)."""
+        if not self.editing:
+            return
+        self.editing = False
+        self.prompt.remove_class("-editing")
+        self.query_one("#prompt-note", Static).display = False
+        if restore:
+            self.prompt.clear()
+
+    def stop_turn(self, *, notify: bool = False) -> None:
+        """Cancel a streaming answer; the engine keeps what arrived."""
+        if self.streaming:
+            self.workers.cancel_group(self, "turn")
+            if notify:
+                self.notify("Stopped. The partial answer is kept.", timeout=3)
+
+    def watch_streaming(self, streaming: bool) -> None:
+        self.refresh_bindings()
+        self.parley.set_note("answering…" if streaming else "")
+
+    def _events(self, engine: Engine, kind: str, text: str) -> AsyncIterator[Any]:
+        chat = engine.chat
+        if kind == "regenerate":
+            assert self.session_id is not None
+            return chat.regenerate(self.session_id)
+        if kind == "edit":
+            assert self.session_id is not None
+            return chat.edit_last(self.session_id, text)
+        if self.session_id is None:
+            return chat.ask(text, new=True)
+        return chat.ask(text, session_id=self.session_id)
+
+    async def _prepare(self, kind: str, text: str) -> MessageView:
+        transcript = self.transcript
+        if kind in ("regenerate", "edit"):
+            answer = transcript.last_view("assistant")
+            if answer is not None:
+                await answer.remove()
+        if kind == "edit":
+            question = transcript.last_view("user")
+            if question is not None:
+                await question.remove()
+        if kind in ("ask", "edit"):
+            await transcript.add(MessageView("user", text))
+        info = self.parley.status
+        return await transcript.add(MessageView("assistant", streaming=True,
+                                                answer=Answer(model=info.model or None)))
+
+    @engine_task("turn")
+    async def run_turn(self, kind: str, text: str) -> None:
+        """Stream one answer (``kind``: ask, regenerate or edit)."""
+        self.streaming = True
+        view: MessageView | None = None
+        answer = Answer(model=self.parley.status.model or None)
+        done: Done | None = None
+        try:
+            view = await self._prepare(kind, text)
+            engine = await self.engine()
+            stream = view.stream()
+            try:
+                async with contextlib.aclosing(self._events(engine, kind, text)) as events:
+                    async for event in events:
+                        if isinstance(event, Delta):
+                            await stream.write(event.text)
+                        elif isinstance(event, Sources):
+                            answer.citations = event.citations
+                            answer.unknown_markers = event.unknown_markers
+                        elif isinstance(event, Done):
+                            done = event
+                        elif isinstance(event, BudgetWarning):
+                            self.notify(event.message, title="Budget", severity="warning",
+                                        timeout=10)
+            finally:
+                await stream.stop()
+        except asyncio.CancelledError:
+            answer.status = "interrupted"
+            raise
+        except Exception as exc:
+            answer.status = "error"
+            answer.error = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+            if kind != "regenerate" and (view is None or not view.content.strip()) \
+                    and not self.prompt.text.strip():
+                self.prompt.restore(text)
+            raise
+        finally:
+            self.streaming = False
+            await self._finish(view, answer, done)
+
+    async def _finish(self, view: MessageView | None, answer: Answer, done: Done | None) -> None:
+        if done is not None:
+            answer.status = done.status if answer.status == "complete" else answer.status
+            answer.model = done.model or answer.model
+            answer.error = done.error or answer.error
+            self.session_id = done.session_id
+            view_id = done.message_id
+            used = done.usage.prompt_tokens + done.usage.completion_tokens
+            self.parley.set_context(used, done.usage.estimated)
+            if view is not None:
+                view.message_id = view_id
+        if view is not None and view.is_attached:
+            with contextlib.suppress(Exception):  # the screen may be closing
+                await view.finish(answer)
+        if view is not None and view.is_attached:
+            self.show_sources(answer)
+        if done is not None:
+            self.refresh_session_entry(done.session_id)
+
+    @engine_task("sessions-top")
+    async def refresh_session_entry(self, session_id: int) -> None:
+        """Move the session just answered to the top of the sidebar."""
+        engine = await self.engine()
+        latest = await engine.sessions.list(limit=1)
+        if latest and latest[0].id == session_id:
+            self.sidebar.upsert_top(latest[0])
+
+    # -- sources -----------------------------------------------------------------------------
+    def show_sources(self, answer: Answer | None) -> None:
+        """List an answer's sources; the panel appears when there is something to show."""
+        citations = answer.citations if answer else ()
+        unknown = answer.unknown_markers if answer else ()
+        self.sources.show(citations, unknown)
+        if citations:
+            self.sources.display = True
+
+    @on(Transcript.Selected)
+    def _message_selected(self, event: Transcript.Selected) -> None:
+        if event.view.role == "assistant":
+            self.show_sources(event.view.answer)
+
+    @on(Transcript.CitationPicked)
+    def _citation_picked(self, event: Transcript.CitationPicked) -> None:
+        self.show_sources(event.view.answer)
+        if not self.sources.pick(event.number):
+            self.notify(f"[{event.number}] names no source in this answer",
+                        severity="warning", timeout=3)
+
+    @on(SourcesPanel.OpenRequested)
+    def _open_requested(self, event: SourcesPanel.OpenRequested) -> None:
+        self.open_citation(event.citation)
+
+    def open_citation(self, citation: Citation) -> None:
+        """Open a cited source at its line or page."""
+        try:
+            command = self.parley.opener.open(self.app, citation.path, line=citation.line_start,
+                                              page=citation.page)
+        except Exception as exc:
+            self.parley.report(exc)
+            return
+        if command.note:
+            self.notify(command.note, timeout=5)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("regenerate", "edit_last") and self.streaming:
+            return None  # shown dimmed while an answer streams
+        return True

@@ -1,0 +1,265 @@
+"""The library screen: collections, their documents with status and errors, and ingestion.
+
+Ingestion runs in a worker that feeds the ingest panel's progress bar, so the app stays
+responsive. Re-index (re-read a file), re-embed (a whole collection) and remove run in
+workers too; removing asks first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from textual import on
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.content import Content
+from textual.widget import Widget
+from textual.widgets import DataTable, Input, Label, OptionList, Static
+from textual.widgets.option_list import Option
+
+from engine.errors import ParleyError
+from engine.types import CollectionInfo, DocumentInfo, IngestProgress, IngestResult
+from tui.screens.base import ParleyScreen, engine_task
+from tui.screens.dialogs import ConfirmDialog
+from tui.widgets.format import count, one_line, short_path, when
+from tui.widgets.ingest import IngestPanel
+
+ALL = "*"
+NO_DOCS = "No documents yet: press i to ingest a folder."
+STATUS_MARK = {"indexed": ("✔", "$text-success"), "error": ("✖", "$text-error")}
+
+
+def collection_prompt(info: CollectionInfo) -> Content:
+    """Name, then document and chunk counts and the embedder."""
+    return Content.assemble(
+        (info.name, "bold"), "\n",
+        (f"{info.document_count:,} docs · {count(info.chunk_count)} chunks · {info.embedder}",
+         "$text-muted"), "\n")
+
+
+def size_text(size: int) -> str:
+    """``12 KB``, ``3.4 MB``."""
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
+
+
+class LibraryScreen(ParleyScreen):
+    """Collections and documents, and ingestion with live progress."""
+
+    MODE = "library"
+    AUTO_FOCUS = "#documents"
+    BINDINGS = [
+        Binding("i", "focus_ingest", "Ingest a path"),
+        Binding("r", "reindex_document", "Re-index document"),
+        Binding("e", "reembed_collection", "Re-embed collection"),
+        Binding("d,delete", "remove_document", "Remove document"),
+        Binding("g", "refresh", "Refresh"),
+        Binding("escape", "stop_ingest", "Stop ingest", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.documents: list[DocumentInfo] = []
+        self.collection: str | None = None  # None: all collections
+        self.errors: list[tuple[str, str]] = []
+        self._run_shown = False  # the last run's summary is shown once, when the screen opens
+
+    def compose_body(self) -> Iterable[Widget]:
+        with Horizontal(id="library-main"):
+            with Vertical(id="collections-pane"):
+                yield Label("Collections", classes="panel-title")
+                yield OptionList(id="collections")
+            with Vertical(id="documents-pane"):
+                yield Label("Documents", classes="panel-title", id="documents-title")
+                yield DataTable(id="documents", cursor_type="row", zebra_stripes=True)
+                yield Static(NO_DOCS, classes="empty-state", id="documents-empty")
+        yield IngestPanel(id="ingest")
+
+    def on_mount(self) -> None:
+        table = self.query_one("#documents", DataTable)
+        table.add_column("", key="status", width=1)
+        table.add_column("Path", key="path")
+        table.add_column("Chunks", key="chunks")
+        table.add_column("Size", key="size")
+        table.add_column("Indexed", key="indexed")
+        table.add_column("Error", key="error")
+
+    def on_screen_resume(self) -> None:
+        self.refresh_library()
+
+    # -- loading ------------------------------------------------------------------------------
+    @engine_task("library")
+    async def refresh_library(self) -> None:
+        """Reload collections and documents (and, the first time, the last run's errors)."""
+        engine = await self.engine()
+        collections = await engine.library.collections()
+        names = {c.name for c in collections}
+        if self.collection not in names:
+            self.collection = None
+        self.documents = await engine.library.documents(self.collection)
+        self._show_collections(collections)
+        self._show_documents()
+        if not self._run_shown:
+            self._run_shown = True
+            runs = await engine.library.runs(limit=1)
+            if runs:
+                self.query_one(IngestPanel).show_run(runs[0])
+
+    def _show_collections(self, collections: list[CollectionInfo]) -> None:
+        option_list = self.query_one("#collections", OptionList)
+        total_docs = sum(c.document_count for c in collections)
+        options = [Option(Content.assemble(("All collections", "bold"), "\n",
+                                           (f"{total_docs:,} docs", "$text-muted"), "\n"), id=ALL)]
+        options += [Option(collection_prompt(c), id=f"c:{c.name}") for c in collections]
+        option_list.set_options(options)
+        key = f"c:{self.collection}" if self.collection else ALL
+        with contextlib.suppress(Exception):
+            option_list.highlighted = option_list.get_option_index(key)
+
+    def _show_documents(self) -> None:
+        table = self.query_one("#documents", DataTable)
+        keep = table.cursor_row
+        table.clear()
+        for doc in self.documents:
+            mark, style = STATUS_MARK.get(doc.status, ("•", "$text-warning"))
+            table.add_row(Content.styled(mark, style), short_path(doc.path, 70),
+                          f"{doc.chunk_count:,}", size_text(doc.size),
+                          when(doc.indexed_at) if doc.indexed_at else "–",
+                          Content.styled(one_line(doc.error or "", 40), "$text-error"),
+                          key=str(doc.id))
+        if self.documents:
+            table.move_cursor(row=min(keep, len(self.documents) - 1))
+        errors = sum(1 for d in self.documents if d.status == "error")
+        where = f" in {self.collection}" if self.collection else ""
+        title = f"Documents{where}  ({len(self.documents):,}"
+        title += f", {errors:,} with errors)" if errors else ")"
+        self.query_one("#documents-title", Label).update(title)
+        table.display = bool(self.documents)
+        self.query_one("#documents-empty").display = not self.documents
+
+    @on(OptionList.OptionHighlighted, "#collections")
+    def _collection_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        chosen = None if event.option.id == ALL else (event.option.id or "")[2:]
+        if chosen != self.collection:
+            self.collection = chosen
+            self.refresh_library()
+
+    def _selected_document(self) -> DocumentInfo | None:
+        table = self.query_one("#documents", DataTable)
+        if not self.documents or table.cursor_row >= len(self.documents):
+            return None
+        return self.documents[table.cursor_row]
+
+    # -- actions ------------------------------------------------------------------------------
+    def action_refresh(self) -> None:
+        self.refresh_library()
+
+    def action_focus_ingest(self) -> None:
+        self.query_one("#ingest-path", Input).focus()
+
+    def action_stop_ingest(self) -> None:
+        if any(w.group == "ingest" and w.is_running for w in self.workers):
+            self.workers.cancel_group(self, "ingest")
+            self.notify("Ingestion stopped: files done so far are kept", timeout=3)
+        else:
+            self.query_one("#documents", DataTable).focus()
+
+    @on(IngestPanel.Requested)
+    def _ingest_requested(self, event: IngestPanel.Requested) -> None:
+        path = os.path.expanduser(event.path)
+        if not Path(path).exists():
+            self.notify(f"{event.path} does not exist: check the path", severity="error")
+            return
+        self.run_ingest([path], event.collection)
+
+    def action_reindex_document(self) -> None:
+        doc = self._selected_document()
+        if doc is None:
+            self.notify("Select a document first", severity="warning")
+            return
+        self.run_ingest([doc.path], doc.collection, force=True)
+
+    @engine_task("ingest")
+    async def run_ingest(self, paths: list[str], collection: str | None,
+                         force: bool = False) -> None:
+        """Ingest ``paths`` with live progress."""
+        panel = self.query_one(IngestPanel)
+        panel.started(paths[0])
+        self.errors = []
+        result: IngestResult | None = None
+        note = ""
+        try:
+            engine = await self.engine()
+            events = engine.library.ingest(paths, collection=collection, force=force)
+            async with contextlib.aclosing(events) as stream:
+                async for event in stream:
+                    if isinstance(event, IngestProgress):
+                        if event.outcome == "error":
+                            self.errors.append((event.path, event.error or "failed"))
+                        panel.progress(event, self.errors)
+                        self.parley.set_note(f"indexing {event.done:,}/{event.total:,}")
+                    elif isinstance(event, IngestResult):
+                        result = event
+        except ParleyError as exc:
+            note = f"Failed: {exc.one_line()}"
+            raise
+        finally:
+            self.parley.set_note("")
+            panel.finished(result, note or "Stopped: files done so far are kept.")
+            self.refresh_library()
+
+    def action_remove_document(self) -> None:
+        doc = self._selected_document()
+        if doc is None:
+            return
+
+        def answered(sure: bool | None) -> None:
+            if sure:
+                self.remove_document(doc.id)
+
+        self.app.push_screen(ConfirmDialog(
+            "Remove document?", f"{doc.path}\n\nIts chunks, vectors and keyword rows are "
+            "deleted. The file itself is not touched.", confirm="Remove"), answered)
+
+    @engine_task("library-edit")
+    async def remove_document(self, doc_id: int) -> None:
+        """Remove one document from the library."""
+        engine = await self.engine()
+        removed = await engine.library.remove_documents(doc_id)
+        self.notify(f"Removed {removed[0].path if removed else 'the document'}", timeout=3)
+        self.refresh_library()
+
+    def action_reembed_collection(self) -> None:
+        name = self.collection or (doc.collection if (doc := self._selected_document()) else
+                                   None)
+        if name is None:
+            self.notify("Select a collection first", severity="warning")
+            return
+        self.reembed(name)
+
+    @engine_task("ingest")
+    async def reembed(self, name: str) -> None:
+        """Re-embed a collection with the configured embedder."""
+        from engine.types import ReindexProgress, ReindexResult
+
+        engine = await self.engine()
+        self.notify(f"Re-embedding {name}…", timeout=3)
+        try:
+            async with contextlib.aclosing(engine.library.reindex(name)) as events:
+                async for event in events:
+                    if isinstance(event, ReindexProgress):
+                        self.parley.set_note(f"embedding {event.done:,}/{event.total:,}")
+                    elif isinstance(event, ReindexResult):
+                        done = ("already up to date" if event.status == "unchanged"
+                                else f"{event.chunks:,} chunks embedded with {event.embedder}")
+                        self.notify(f"{name}: {done}", timeout=5)
+        finally:
+            self.parley.set_note("")
+            self.refresh_library()

@@ -1,0 +1,118 @@
+"""The sources panel: what an answer cited, with file, page, lines and the quoted passage.
+
+Select a source and press Enter (or ``o``) to open it where it was found: in ``$EDITOR`` at
+the line, in ``$PAGER``, or in the system viewer for PDFs at the page. A marker that names
+no source is listed as such, never attached to another document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.content import Content
+from textual.message import Message
+from textual.widgets import Label, OptionList, Static
+from textual.widgets.option_list import Option
+
+from engine.types import Citation
+from tui.widgets.format import location, one_line, short_path
+
+EMPTY_TEXT = ("No sources for this answer.\n\nAnswers cite the passages they use, like [1]. "
+              "Ingest documents in the Library (F4) to give Parley something to cite.")
+
+
+def citation_prompt(citation: Citation) -> Content:
+    """Two to four lines: the marker and location, then the start of the passage."""
+    # The panel is narrow: keep the end of the path (the file name) on the first line.
+    where = location(short_path(citation.path, 24), citation.page, citation.line_start,
+                     citation.line_end)
+    snippet = one_line(citation.snippet, 220)
+    return Content.assemble((f"[{citation.marker}] ", "bold $text-accent"), (where, "bold"),
+                            "\n", (snippet, "$text-muted"), "\n")
+
+
+class SourceList(OptionList):
+    """The cited sources; Enter or ``o`` opens the highlighted one."""
+
+    BINDINGS = [
+        Binding("o", "open_source", "Open source"),
+        Binding("y", "copy_source", "Copy passage"),
+    ]
+
+    def action_open_source(self) -> None:
+        self.action_select()
+
+    def action_copy_source(self) -> None:
+        panel = next((a for a in self.ancestors if isinstance(a, SourcesPanel)), None)
+        citation = panel.highlighted if panel else None
+        if citation is not None:
+            self.app.copy_to_clipboard(citation.snippet)
+            self.notify(f"Copied the passage of [{citation.marker}]", timeout=2)
+
+
+class SourcesPanel(Vertical):
+    """The citations of one answer."""
+
+    class OpenRequested(Message):
+        """The user asked to open ``citation`` in a viewer."""
+
+        def __init__(self, citation: Citation) -> None:
+            super().__init__()
+            self.citation = citation
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.citations: tuple[Citation, ...] = ()
+        self.unknown: tuple[int, ...] = ()
+
+    def compose(self) -> ComposeResult:
+        yield Label("Sources", classes="panel-title")
+        yield SourceList(id="source-list")
+        yield Static(EMPTY_TEXT, classes="empty-state", id="sources-empty")
+
+    @property
+    def source_list(self) -> SourceList:
+        return self.query_one(SourceList)
+
+    def show(self, citations: Sequence[Citation], unknown: Sequence[int] = ()) -> None:
+        """List ``citations`` (and the markers that named no source)."""
+        self.citations = tuple(citations)
+        self.unknown = tuple(unknown)
+        options: list[Option] = [Option(citation_prompt(c), id=f"cite-{c.marker}")
+                                 for c in self.citations]
+        options.extend(Option(Content.assemble((f"[{n}] ", "bold $text-warning"),
+                                               ("names no source in this answer",
+                                                "$text-warning")), disabled=True)
+                       for n in self.unknown)
+        source_list = self.source_list
+        source_list.set_options(options)
+        source_list.display = bool(options)
+        self.query_one("#sources-empty").display = not options
+        if self.citations:
+            source_list.highlighted = 0
+
+    def pick(self, marker: int) -> bool:
+        """Highlight the source with ``marker``. False when the answer has no such source."""
+        for index, citation in enumerate(self.citations):
+            if citation.marker == marker:
+                self.source_list.highlighted = index
+                return True
+        return False
+
+    @property
+    def highlighted(self) -> Citation | None:
+        """The highlighted citation, if any."""
+        index = self.source_list.highlighted
+        if index is None or index >= len(self.citations):
+            return None
+        return self.citations[index]
+
+    @on(OptionList.OptionSelected, "#source-list")
+    def _selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        if event.option_index < len(self.citations):
+            self.post_message(self.OpenRequested(self.citations[event.option_index]))
