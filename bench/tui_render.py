@@ -34,7 +34,8 @@ sys.path.insert(0, str(REPO))
 
 PARAGRAPH = ("Parley keeps every answer tied to its sources [1], so a claim can be checked "
              "against the passage it came from [2]. The index is local and fast. ")
-CODE = "```python\nfor hit in engine.retrieval.search(query):\n    print(hit.path, hit.score)\n```\n"
+CODE = ("```python\nfor hit in engine.retrieval.search(query):\n"
+        "    print(hit.path, hit.score)\n```\n")
 
 
 def settings(**extra: Any) -> Any:

@@ -83,6 +83,7 @@ def main() -> None:
     os.environ["PARLEY_HOME"] = str(home)
     asyncio.run(make_sessions(args.sessions))
     parley = shlex.quote(str(PARLEY))
+    newest = f"session {args.sessions - 1} "  # the sidebar lists it first
 
     version = [launch(env, f"{parley} --version", {"printed": lambda s: "parley" in s})
                ["printed"] for _ in range(args.runs)]
@@ -91,7 +92,7 @@ def main() -> None:
     for _ in range(args.runs):
         seen = launch(env, parley, {
             "paint": lambda s: "Ask a question" in s and "parley" in s,
-            "ready": lambda s: "sqlite" in s and "session 0" in s})
+            "ready": lambda s: "sqlite" in s and newest in s})
         paint.append(seen["paint"])
         ready.append(seen["ready"])
     print(f"TUI start-up, {args.runs} launches, {args.sessions:,} sessions in the database")

@@ -9,7 +9,9 @@ them.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import traceback
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -24,16 +26,23 @@ from tui.commands import ParleyCommands
 from tui.open_source import SourceOpener
 from tui.screens.chat import ChatScreen
 from tui.screens.dialogs import ErrorDialog
-from tui.screens.help import HelpScreen
-from tui.screens.library import LibraryScreen
-from tui.screens.search import SearchScreen
-from tui.screens.usage import UsageScreen
 from tui.widgets.status import StatusInfo, model_status
 
 if TYPE_CHECKING:
+    from textual.screen import Screen
+
     from engine import Engine, Settings
 
 STYLES = Path(__file__).parent / "styles"
+
+
+def _later(module: str, name: str) -> Callable[[], Screen[None]]:
+    """A screen imported when first shown: only the chat screen is needed for first paint."""
+
+    def make() -> Screen[None]:
+        return getattr(importlib.import_module(module), name)()  # type: ignore[no-any-return]
+
+    return make
 
 
 class ParleyApp(App[None]):
@@ -42,8 +51,9 @@ class ParleyApp(App[None]):
     TITLE = "Parley"
     CSS_PATH = [STYLES / name for name in ("app.tcss", "chat.tcss", "library.tcss",
                                            "search.tcss", "usage.tcss", "dialogs.tcss")]
-    MODES = {"chat": ChatScreen, "search": SearchScreen, "library": LibraryScreen,
-             "usage": UsageScreen}
+    MODES = {"chat": ChatScreen, "search": _later("tui.screens.search", "SearchScreen"),
+             "library": _later("tui.screens.library", "LibraryScreen"),
+             "usage": _later("tui.screens.usage", "UsageScreen")}
     DEFAULT_MODE = "chat"
     COMMANDS = App.COMMANDS | {ParleyCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -135,6 +145,8 @@ class ParleyApp(App[None]):
                                      str(exc) or type(exc).__name__, details))
 
     def action_help(self) -> None:
+        from tui.screens.help import HelpScreen
+
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 

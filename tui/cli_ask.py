@@ -11,6 +11,7 @@ exits 1; the question and the partial answer are stored either way.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 from typing import TYPE_CHECKING, Any
@@ -59,6 +60,65 @@ def read_question(words: tuple[str, ...]) -> str:
     return question
 
 
+class _Output:
+    """Writes a turn's events in the chosen format, keeping what the end needs."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode  # "plain" | "json" | "stream-json"
+        self.parts: list[str] = []
+        self.sources: Sources | None = None
+        self.done: Done | None = None
+
+    def event(self, event: object) -> None:
+        from engine.types import BudgetWarning, Delta, Done, Sources
+
+        if isinstance(event, BudgetWarning):
+            info(f"parley: warning: {event.message}")
+        elif isinstance(event, Delta):
+            self.parts.append(event.text)
+            if self.mode == "stream-json":
+                _line({"type": "delta", "text": event.text})
+            elif self.mode == "plain":
+                sys.stdout.write(event.text)
+                sys.stdout.flush()
+        elif isinstance(event, Sources):
+            self.sources = event
+            if self.mode == "stream-json":
+                _line({"type": "sources",
+                       "citations": [citation_json(c) for c in event.citations],
+                       "unknown_markers": list(event.unknown_markers)})
+        elif isinstance(event, Done):
+            self.done = event
+            if self.mode == "stream-json":
+                _line({"type": "usage", **{n: getattr(event.usage, n) for n in USAGE_FIELDS}})
+                _line({"type": "done", "session_id": event.session_id,
+                       "message_id": event.message_id, "status": event.status,
+                       "model": event.model, "error": event.error})
+
+    def end_line(self) -> None:
+        """End a streamed plain answer with a newline."""
+        if self.mode == "plain" and self.parts and not self.parts[-1].endswith("\n"):
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+
+    def finish(self) -> None:
+        """What comes after the answer: the JSON document, or the cited sources."""
+        from engine.citations import location
+
+        if self.mode == "json" and self.done is not None:
+            print_json(answer_json("".join(self.parts), self.sources, self.done))
+        elif self.mode == "plain":
+            self.end_line()
+            if self.sources is not None and self.sources.citations:
+                click.echo()
+                for c in self.sources.citations:
+                    click.echo(f"[{c.marker}] "
+                               f"{location(c.path, c.page, c.line_start, c.line_end)}")
+        if self.sources is not None and self.sources.unknown_markers:
+            listed = ", ".join(f"[{n}]" for n in self.sources.unknown_markers)
+            info(f"parley: warning: the answer cites {listed}, which names no source")
+
+
 @click.command("ask")
 @click.argument("question", nargs=-1)
 @click.option("--new", is_flag=True, help="Start a new session (default: continue the latest).")
@@ -83,75 +143,33 @@ async def ask(question: tuple[str, ...], new: bool, session_id: int | None,
               as_json: bool) -> None:
     """Ask QUESTION (or read it from stdin) and stream a cited answer."""
     from engine.errors import ParleyError, UsageError
-    from engine.types import BudgetWarning, Delta, Done, Sources
 
     if as_json and stream_json:
         raise UsageError("--json and --stream-json cannot be combined",
                          "--json prints one document, --stream-json one event per line")
     text = read_question(question)
-    parts: list[str] = []
-    sources: Sources | None = None
-    done: Done | None = None
+    out = _Output("json" if as_json else "stream-json" if stream_json else "plain")
     failure: ParleyError | None = None
     async with open_engine() as engine:
+        turn = engine.chat.ask(text, session_id=session_id, new=new,
+                               collections=collections or None, rag=False if no_rag else None,
+                               model=model, provider=provider, system_prompt=system_prompt)
         try:
-            async for event in engine.chat.ask(
-                    text, session_id=session_id, new=new, collections=collections or None,
-                    rag=False if no_rag else None, model=model, provider=provider,
-                    system_prompt=system_prompt):
-                if isinstance(event, BudgetWarning):
-                    info(f"parley: warning: {event.message}")
-                elif isinstance(event, Delta):
-                    parts.append(event.text)
-                    if stream_json:
-                        _line({"type": "delta", "text": event.text})
-                    elif not as_json:
-                        sys.stdout.write(event.text)
-                        sys.stdout.flush()
-                elif isinstance(event, Sources):
-                    sources = event
-                    if stream_json:
-                        _line({"type": "sources",
-                               "citations": [citation_json(c) for c in event.citations],
-                               "unknown_markers": list(event.unknown_markers)})
-                elif isinstance(event, Done):
-                    done = event
-                    if stream_json:
-                        _line({"type": "usage", **{name: getattr(event.usage, name)
-                                                   for name in USAGE_FIELDS}})
-                        _line({"type": "done", "session_id": event.session_id,
-                               "message_id": event.message_id, "status": event.status,
-                               "model": event.model, "error": event.error})
+            # aclosing: a closed pipe on stdout still stores what arrived, at once
+            async with contextlib.aclosing(turn) as events:
+                async for event in events:
+                    out.event(event)
         except asyncio.CancelledError:  # Ctrl-C: the engine stored what arrived
-            _end_plain(parts, as_json or stream_json)
+            out.end_line()
             raise
         except ParleyError as exc:
-            if done is None:
-                _end_plain(parts, as_json or stream_json)
+            if out.done is None:
+                out.end_line()
                 raise
-            failure = exc  # the answer is stored: report it first, then the error
-    if as_json and done is not None:
-        print_json(answer_json("".join(parts), sources, done))
-    elif not stream_json:
-        _end_plain(parts, False)
-        if sources is not None and sources.citations:
-            from engine.citations import location
-
-            click.echo()
-            for c in sources.citations:
-                click.echo(f"[{c.marker}] {location(c.path, c.page, c.line_start, c.line_end)}")
-    if sources is not None and sources.unknown_markers:
-        listed = ", ".join(f"[{n}]" for n in sources.unknown_markers)
-        info(f"parley: warning: the answer cites {listed}, which names no source")
+            failure = exc  # the answer is stored: show it first, then the error
+    out.finish()
     if failure is not None:
         raise failure
-
-
-def _end_plain(parts: list[str], machine: bool) -> None:
-    """End the streamed answer with a newline (plain output only)."""
-    if not machine and parts and not parts[-1].endswith("\n"):
-        sys.stdout.write("\n")
-        sys.stdout.flush()
 
 
 COMMANDS = [ask]

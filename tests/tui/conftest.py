@@ -93,6 +93,15 @@ async def settle(pilot: Pilot[Any], rounds: int = 100) -> None:
     raise AssertionError("workers never settled")
 
 
+async def wait_until(pilot: Pilot[Any], check: Any, timeout: float = 20.0) -> None:
+    """Pause until ``check()`` holds (for timers such as the filter's typing delay)."""
+    for _ in range(int(timeout / 0.05)):
+        if check():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("the condition never held")
+
+
 async def type_text(pilot: Pilot[Any], text: str) -> None:
     """Type ``text`` key by key (about 70 ms a key: keep it short)."""
     await pilot.press(*text)

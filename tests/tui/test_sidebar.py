@@ -7,7 +7,7 @@ import pytest
 
 from engine import Engine, Settings
 from engine.sessions import SessionStore
-from tests.tui.conftest import ask, settle, type_text
+from tests.tui.conftest import ask, settle, type_text, wait_until
 from tui.app import ParleyApp
 from tui.screens.chat import ChatScreen
 from tui.screens.dialogs import ConfirmDialog, ErrorDialog, TextDialog
@@ -58,9 +58,9 @@ async def test_filter_open_rename_and_delete_a_session(tui_settings: Settings) -
         assert isinstance(screen, ChatScreen)
         await pilot.press("ctrl+f")
         await type_text(pilot, "banan")
-        await pilot.pause(0.4)  # the filter waits for typing to pause
-        await settle(pilot)
         sessions = screen.sidebar.session_list
+        await wait_until(pilot, lambda: sessions.option_count == 1)  # after a typing pause
+        await settle(pilot)
         assert [o.id for o in sessions.options] == [str(ids[1])]
         await pilot.press("enter", "enter")  # to the list, then open the session
         await settle(pilot)
@@ -123,8 +123,7 @@ async def test_an_unexpected_error_opens_the_error_dialog_and_the_app_goes_on(
     async with app.run_test(size=(120, 36)) as pilot:
         await settle(pilot)
         await pilot.press("ctrl+f", "x")
-        await pilot.pause(0.4)
-        await settle(pilot)
+        await wait_until(pilot, lambda: isinstance(app.screen, ErrorDialog))
         dialog = app.screen
         assert isinstance(dialog, ErrorDialog)
         assert "search index exploded" in dialog.message

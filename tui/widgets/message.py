@@ -1,8 +1,8 @@
 """One message in the transcript: a header line and a Markdown body.
 
 Answers stream into the body through ``AnswerStream``: batched, and split into segments, so
-a long answer does not get slower as it grows. When the answer is complete its citation markers become links: ``[2]``
-is clickable and selects source 2 in the sources panel.
+a long answer does not get slower as it grows. When the answer is complete its citation
+markers become links: ``[2]`` is clickable and selects source 2 in the sources panel.
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ class MessageView(Vertical):
             return
         if self.role != "assistant":
             return
-        for body in self.bodies:
+        for body in self.bodies:  # segments closed while streaming are linked already
             if find_markers(body.source):
                 await body.update(link_markers(body.source))
 
@@ -199,6 +199,9 @@ class AnswerStream:
                     return
                 await self._stream.write(text[:cut])
                 await self._stream.stop()
+                closed = self.view.bodies[-1]
+                if find_markers(closed.source):  # link its markers now, not all at the end
+                    await closed.update(link_markers(closed.source))
                 segment = Markdown(classes="message-body", open_links=False)
                 await self.view.mount(segment)
                 self._stream = Markdown.get_stream(segment)

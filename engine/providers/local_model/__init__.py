@@ -86,7 +86,7 @@ class MiniLM:
         self._graph: onnxruntime.InferenceSession | None = None
         self._tokenizer: Tokenizer | None = None
         self._load_lock = threading.Lock()
-        # One inference at a time: ORT already uses every configured thread, and two
+        # One batch at a time: ORT already uses every configured thread, and two
         # concurrent runs would only oversubscribe the cores and double the arena memory.
         self._run_lock = threading.Lock()
 
@@ -124,22 +124,24 @@ class MiniLM:
         lengths = [len(e.ids) for e in encodings]
         # Similar lengths in one batch waste less work on padding.
         order = sorted(range(len(texts)), key=lengths.__getitem__)
-        with self._run_lock:
-            for first in range(0, len(order), self.batch_size):
-                rows = order[first:first + self.batch_size]
-                width = max(lengths[i] for i in rows)
-                ids = np.zeros((len(rows), width), dtype=np.int64)
-                mask = np.zeros((len(rows), width), dtype=np.int64)
-                for r, i in enumerate(rows):
-                    ids[r, :lengths[i]] = encodings[i].ids
-                    mask[r, :lengths[i]] = 1
+        for first in range(0, len(order), self.batch_size):
+            rows = order[first:first + self.batch_size]
+            width = max(lengths[i] for i in rows)
+            ids = np.zeros((len(rows), width), dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            for r, i in enumerate(rows):
+                ids[r, :lengths[i]] = encodings[i].ids
+                mask[r, :lengths[i]] = 1
+            # locked per batch, not per call: a search query waits for one batch of a
+            # long ingestion call, not for all of it
+            with self._run_lock:
                 hidden = graph.run(["last_hidden_state"], {
                     "input_ids": ids, "attention_mask": mask,
                     "token_type_ids": np.zeros_like(ids),
                 })[0]
-                weights = mask[:, :, None].astype(np.float32)
-                pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
-                out[rows] = pooled
+            weights = mask[:, :, None].astype(np.float32)
+            pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+            out[rows] = pooled
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         out /= np.maximum(norms, 1e-12)
         return out, sum(lengths)
