@@ -166,7 +166,7 @@ async def _load_postgres(engine: Any, size: int) -> None:
                                              "embedding"),
                 records=[(first + i, 1, 1, v) for i, v in enumerate(vectors)])
     finally:
-        await raw.close()
+        raw.close()
     async with engine.db.write() as s:
         await s.execute(text("SET LOCAL maintenance_work_mem = '2GB'"))
         await pg_search.create_vector_index(s, 1, 1, DIM)

@@ -22,7 +22,6 @@ import asyncio
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -75,8 +74,9 @@ async def measure(url: str, size: int) -> None:
         if quantized:
             from engine.db import sqlite_bits
 
-            async with engine.db.read() as s:
-                await backend.knn(s, cid, 1, vectors[0], 10, quantized=True)
+            for _ in range(2):  # the second search of a process starts the in-memory copy
+                async with engine.db.read() as s:
+                    await backend.knn(s, cid, 1, vectors[0], 10, quantized=True)
             started = time.perf_counter()
             await sqlite_bits.wait_ready()
             print(f"  in-memory bit copy built in {time.perf_counter() - started:.2f} s")
@@ -140,7 +140,9 @@ async def _hnsw_recall(s: object, backend: object, vector: object,
 
 
 async def main(args: argparse.Namespace) -> None:
-    home = Path(tempfile.mkdtemp(prefix="parley-latency-"))
+    # one home (and key) for the kept databases, so later runs can open them
+    home = RESULTS / "latency-home"
+    home.mkdir(parents=True, exist_ok=True)
     os.environ["PARLEY_HOME"] = str(home)
     sizes = [int(x) for x in args.sizes.split(",")]
     print(f"{QUERIES} queries per size, {DIM}-d vectors, {os.cpu_count()} cores")

@@ -54,7 +54,7 @@ async def build(engine: Any, total: int, big: int) -> int:
     sizes = [big] + [200] * ((total - big) // 200)
     next_id = 1
     async with engine.db.write() as s:
-        sessions = [m.Session(user_id=engine.user_id, title=f"session {i} {_text(rng)[:40]}")
+        sessions = [m.Session(user_id=engine.user_id, title=f"Chat {i} about travel plans")
                     for i in range(len(sizes))]
         s.add_all(sessions)
         await s.flush()
@@ -89,7 +89,7 @@ class DecryptTimer:
 
 async def measure(label: str, runs: int, timer: DecryptTimer,
                   action: Callable[[], Awaitable[Any]]) -> None:
-    walls, shares = [], []
+    walls, shares, per_value = [], [], []
     for _ in range(runs):
         timer.seconds, timer.calls = 0.0, 0
         start = time.perf_counter()
@@ -97,8 +97,10 @@ async def measure(label: str, runs: int, timer: DecryptTimer,
         wall = time.perf_counter() - start
         walls.append(wall)
         shares.append(timer.seconds / wall)
+        per_value.append(timer.seconds / max(timer.calls, 1))
     print(f"{label:44} {statistics.median(walls) * 1000:8.0f} ms  decrypt "
-          f"{statistics.median(shares) * 100:4.0f}%  ({timer.calls} values) {result}")
+          f"{statistics.median(shares) * 100:4.0f}% ({statistics.median(per_value) * 1e6:.0f} us "
+          f"x {timer.calls} values)  {result}")
 
 
 async def main(args: argparse.Namespace) -> None:

@@ -97,13 +97,18 @@ async def search_history(db: Database, user_id: int, query: str, *, limit: int =
             and (hit := _hit(pattern, text, session_id=sid, title=text, message_id=None,
                              role=None, when=when)) is not None][:limit]
     found: list[tuple[int, int, str, str]] = []  # message id, session id, role, text
-    pending = asyncio.ensure_future(_batch(db, user_id, None, batch_size))
+    # Small batches first: a common word is found in the newest messages at once.
+    step, size = 0, min(batch_size, 250)
+    pending = asyncio.ensure_future(_batch(db, user_id, None, size)) \
+        if len(hits) < limit else None
     while pending is not None:
-        rows = await pending
+        rows, asked = await pending, size
+        step += 1
+        size = min(batch_size, 250 * 4**step)
         # The next batch is read while this one is decrypted (SQLite and asyncpg do their
-        # work outside the GIL): about a third faster at 100k messages.
-        pending = asyncio.ensure_future(_batch(db, user_id, rows[-1][0], batch_size)) \
-            if len(rows) == batch_size else None
+        # work outside the GIL).
+        pending = asyncio.ensure_future(_batch(db, user_id, rows[-1][0], size)) \
+            if len(rows) == asked else None
         texts = await asyncio.to_thread(decrypt_all, cipher, [row[3] for row in rows])
         scanned += len(rows)
         unreadable += texts.count(None)

@@ -7,16 +7,17 @@ candidates, so a large collection is better served by holding its sign bits in m
 (48 bytes per 384-d vector: 48 MB for a million chunks) and computing Hamming distances
 with numpy, then re-ranking the best few hundred exactly from the float32 BLOBs.
 
-The copy is built in a worker thread, on its own read-only connection, the first time a
-large collection is searched; until it is ready (and whenever the collection has changed
-since) searches use sqlite-vec's tables, so results never wait for it and never come from
-stale data. It is a candidate generator only: the final distances are always exact, read
+The copy is built in a worker thread, on its own read-only connection, when a process
+searches a large collection a second time; until it is ready (and whenever the collection
+has changed since) searches use sqlite-vec's tables, so results never wait for it and never
+come from stale data. It is a candidate generator only: the final distances are always exact, read
 from the live rows.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,8 +33,10 @@ class BitIndex:
     words: np.ndarray  # (n, dim / 64) uint64 (or (n, dim / 8) uint8) sign bits
 
 
-_ready: dict[tuple[str, int, int], BitIndex] = {}
-_building: dict[tuple[str, int, int], asyncio.Task[None]] = {}
+Key = tuple[str, int, int]  # (database file, collection id, generation)
+_ready: dict[Key, BitIndex] = {}
+_building: dict[Key, asyncio.Future[None]] = {}
+_misses: dict[Key, int] = {}
 
 
 def quantize(vectors: np.ndarray) -> np.ndarray:
@@ -57,24 +60,45 @@ async def version(s: AsyncSession, collection_id: int) -> tuple[object, ...]:
     return tuple(row)
 
 
-def lookup(key: tuple[str, int, int], current: tuple[object, ...]) -> BitIndex | None:
-    """The in-memory index when it is up to date, else None (and a rebuild is started)."""
+def lookup(key: Key, current: tuple[object, ...]) -> BitIndex | None:
+    """The in-memory index when it is up to date, else None.
+
+    A rebuild starts at the second miss: a process that searches once (``parley search
+    QUERY``) never pays for a copy it would not use."""
     index = _ready.get(key)
     if index is not None and index.version == current:
         return index
-    task = _building.get(key)
-    if task is None or task.done():
-        _building[key] = asyncio.get_running_loop().create_task(_build(key, current))
+    _misses[key] = _misses.get(key, 0) + 1
+    pending = _building.get(key)
+    if _misses[key] >= 2 and (pending is None or pending.done()):
+        _building[key] = _start(key, current)
     return None
 
 
-async def _build(key: tuple[str, int, int], current: tuple[object, ...]) -> None:
-    path, cid, gen = key
-    try:
-        ids, words = await asyncio.to_thread(_read, path, cid, gen)
-    except Exception:  # the vec0 path keeps working; the next search tries again
-        return
-    _ready[key] = BitIndex(current, ids, words)
+def _start(key: Key, current: tuple[object, ...]) -> asyncio.Future[None]:
+    """Read the bits in a daemon thread: a process that ends meanwhile does not wait."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def finish(index: BitIndex | None) -> None:
+        if index is not None:
+            _ready[key] = index
+            _misses.pop(key, None)
+        if not done.done():
+            done.set_result(None)
+
+    def work() -> None:
+        try:
+            index: BitIndex | None = BitIndex(current, *_read(*key))
+        except Exception:  # the vec0 path keeps working; a later search tries again
+            index = None
+        try:
+            loop.call_soon_threadsafe(finish, index)
+        except RuntimeError:  # the event loop is closed: the process is ending
+            pass
+
+    threading.Thread(target=work, name="parley-vector-bits", daemon=True).start()
+    return done
 
 
 def _read(path: str, collection_id: int, generation: int) -> tuple[np.ndarray, np.ndarray]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from sqlalchemy.exc import DataError, IntegrityError
 
 from engine.errors import ParleyError, ProviderError
 from engine.ingest import runs as run_rows
@@ -257,10 +259,17 @@ class IngestJob:
             async with self.db.write() as s:
                 await store.write_failed(s, t, item)
             return "error"
-        async with self.db.write() as s:
-            await store.check_target(s, t)
-            await store.write_indexed(s, t, item, vectors)
-            await store.add_usage(s, t.user_id, self._usage)
+        try:
+            async with self.db.write() as s:
+                await store.check_target(s, t)
+                await store.write_indexed(s, t, item, vectors)
+                await store.add_usage(s, t.user_id, self._usage)
+        except (DataError, IntegrityError) as exc:
+            # This file's values cannot be stored (the transaction left nothing behind):
+            # record it like any bad file. A lost connection is not caught: it stops the run.
+            detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0][:200]
+            item.error = f"cannot store the document: {detail}"
+            return await self._write_file(dataclasses.replace(item, outcome="error"), None)
         self._usage.clear()
         self.totals.indexed += 1
         self.totals.chunks += len(item.chunks)

@@ -7,9 +7,11 @@ short reason, so one bad file cannot stop a run.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from engine.ingest.chunking import ChunkSpec, TokenCounter, chunk_document
 from engine.ingest.loaders import LoadedDocument, load_document
 
 _READ_BLOCK = 1 << 20
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +88,18 @@ def read_reason(exc: OSError) -> str:
     return f"cannot read the file: {exc.strerror or exc}"
 
 
+def _storable(doc: LoadedDocument) -> LoadedDocument:
+    """The document with NUL characters and lone surrogates replaced by U+FFFD.
+
+    PostgreSQL text cannot hold NUL and neither backend can encode a lone surrogate (PDF
+    text layers have both). One character for one keeps every span exact.
+    """
+    if not _UNSTORABLE.search(doc.text) and not (doc.title and _UNSTORABLE.search(doc.title)):
+        return doc
+    return dataclasses.replace(doc, text=_UNSTORABLE.sub("\ufffd", doc.text),
+                               title=_UNSTORABLE.sub("\ufffd", doc.title) if doc.title else None)
+
+
 def prepare_file(path: Path, known: Known | None, opts: PrepareOptions) -> Prepared:
     """Hash ``path``; skip it when the index already holds this content; else load and chunk."""
     key = str(path)
@@ -103,7 +118,7 @@ def prepare_file(path: Path, known: Known | None, opts: PrepareOptions) -> Prepa
                     and known.content_hash == out.content_hash):
                 out.outcome = "skip"
                 return out
-        out.doc = load_document(path, max_bytes=opts.max_bytes)
+        out.doc = _storable(load_document(path, max_bytes=opts.max_bytes))
         out.chunks = chunk_document(out.doc, max_tokens=opts.max_tokens,
                                     overlap_tokens=opts.overlap_tokens,
                                     count_tokens=opts.count_tokens)

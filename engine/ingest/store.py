@@ -52,6 +52,11 @@ class UsageRecord:
     latency_ms: float
 
 
+def _size(size: int) -> int:
+    # The column is a 32-bit integer on PostgreSQL; an oversized file is still recorded.
+    return min(size, 2**31 - 1)
+
+
 def reembed_hint(collection: str) -> str:
     return f"run 'parley reindex --embed --collection {collection}' to re-embed it"
 
@@ -119,7 +124,7 @@ async def write_indexed(s: AsyncSession, t: Target, item: Prepared,
          "embedding": vec} for cid, vec in zip(ids, vectors, strict=True)])
     doc.content_hash = item.content_hash
     doc.kind, doc.mime, doc.title = item.doc.kind, item.doc.mime, item.doc.title
-    doc.size, doc.mtime = item.size, item.mtime
+    doc.size, doc.mtime = _size(item.size), item.mtime
     doc.status, doc.error = "indexed", None
     doc.chunk_count = len(ids)
     doc.token_count = sum(c.token_count for c in item.chunks)
@@ -133,7 +138,7 @@ async def write_failed(s: AsyncSession, t: Target, item: Prepared) -> None:
     that is briefly unreadable (locked, half-written) must not lose its index."""
     doc = await _document_row(s, t, item)
     doc.status, doc.error = "error", item.error
-    doc.size, doc.mtime = item.size, item.mtime
+    doc.size, doc.mtime = _size(item.size), item.mtime
     await add_tags(s, doc.id, t.tags)
 
 

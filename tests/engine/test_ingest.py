@@ -209,6 +209,8 @@ async def test_bad_files_are_reported_and_the_run_goes_on(engine: Engine,
     (bad / "binary.txt").write_bytes(bytes(range(256)) * 64)
     (bad / "empty.md").write_bytes(b"")
     (bad / "huge.txt").write_text("word " * 700_000)  # 3.5 MB, over the cap below
+    with (bad / "sparse.log").open("wb") as fh:  # 3 GB without using the disk: its size
+        fh.truncate(3 * 1024**3)                  # overflows a 32-bit column
     (bad / "latin1.txt").write_bytes("Le café était très crème.\n".encode("cp1252"))
     (bad / "loop").symlink_to(bad / "loop")
     (bad / "sub").mkdir()
@@ -228,6 +230,7 @@ async def test_bad_files_are_reported_and_the_run_goes_on(engine: Engine,
         "binary.txt": "binary",
         "empty.md": "empty file",
         "huge.txt": "too large",
+        "sparse.log": "too large",
         "loop": "symlink loop",
         "sub/up": "symlink loop",
         "pipe.md": "not a regular file (a named pipe)",
@@ -245,14 +248,15 @@ async def test_bad_files_are_reported_and_the_run_goes_on(engine: Engine,
     assert "café était très crème" in " ".join(c[2] for c in state["chunks"])
     arabic = " ".join(c[2] for c in state["chunks"] if c[0] == "habibi.pdf")
     assert any("\u0600" <= ch <= "\u06ff" for ch in arabic)
-    for name in ("binary.txt", "empty.md", "huge.txt", "cmyk-image.pdf", "pipe.md"):
+    for name in ("binary.txt", "empty.md", "huge.txt", "sparse.log", "cmyk-image.pdf"):
         if name in state["docs"]:  # failed files have a row with the reason and no chunks
             status, error, chunk_count, _ = state["docs"][name]
             assert (status, chunk_count) == ("error", 0) and error
     assert not any(c[0] in expected for c in state["chunks"])
     errors = await engine.library.documents("bad", status="error")
     assert {os.path.relpath(d.path, bad) for d in errors} >= {"binary.txt", "empty.md",
-                                                              "huge.txt", "cmyk-image.pdf"}
+                                                              "huge.txt", "sparse.log",
+                                                              "cmyk-image.pdf"}
     run = (await engine.library.runs("bad"))[0]
     assert (run.status, run.failed, run.indexed) == ("complete", len(expected), 3)
     assert dict(run.errors) == reasons
@@ -393,3 +397,44 @@ def test_discovery_rules(tmp_path: Path) -> None:
 
     assert not is_gone(str(root / "a.md"))
     assert is_gone(str(root / "nope.md")) and is_gone(str(root / "a.md" / "x"))
+
+
+async def test_an_embedder_failure_stops_the_run_cleanly_and_a_rerun_finishes(
+        settings: Any, tmp_path: Path, database_url: str) -> None:
+    from engine import load_settings
+    from engine.errors import ProviderError
+    from tests.conftest import migrate
+    from tests.support.openai_server import OpenAITestServer
+
+    docs = copy_fixtures(tmp_path / "docs")
+    await migrate(settings)
+    with OpenAITestServer(embedding_dim=16) as server:
+        served = load_settings(overrides={
+            "database": {"url": database_url},
+            "embedding": {"provider": "lab", "model": "test-embedding"},
+            "providers": {"lab": server.provider_config(max_retries=0)}})
+        async with Engine(served) as engine:
+            await engine.library.create_collection("notes")  # learns the dimension
+            server.fail_next = 1000
+            with pytest.raises(ProviderError):
+                await engine.library.ingest([docs], collection="notes")
+            runs = await engine.library.runs("notes")
+            assert runs[0].status == "failed" and runs[0].finished_at is not None
+            assert runs[0].errors[-1][0] == "" and "stopped" in runs[0].errors[-1][1]
+            assert (await engine.library.collection("notes")).chunk_count == 0
+            server.fail_next = 0
+            result = await engine.library.ingest([docs], collection="notes")
+            assert (result.status, result.indexed) == ("complete", 7)
+            await index_state(engine, "notes", docs)
+
+
+def test_text_that_no_database_can_store_is_replaced_char_for_char() -> None:
+    from engine.ingest.loaders import LoadedDocument, PageSpan
+    from engine.ingest.prepare import _storable
+
+    doc = LoadedDocument("/x.pdf", "pdf", "application/pdf", "T\x00itle",
+                         "ab\x00cd \ud835 ef", (PageSpan(1, 0, 10),))
+    clean = _storable(doc)
+    assert clean.text == "ab\ufffdcd \ufffd ef" and len(clean.text) == len(doc.text)
+    assert clean.title == "T\ufffditle" and clean.pages == doc.pages
+    assert _storable(clean) is clean

@@ -104,10 +104,15 @@ async def test_escape_stops_the_answer_and_keeps_what_arrived(
         assert answer is not None and answer.answer.status == "interrupted"
         assert 0 < len(answer.content) < len(chat_server.reply)
         assert not screen.streaming
+        assert screen.session_id is not None  # the stopped chat is the current session
+        chat_server.chunk_delay = 0
+        await ask(pilot, "Go on")  # continues that session
     async with Engine(tui_settings) as engine:
         [summary] = await engine.sessions.list()
-        stored = (await engine.sessions.get(summary.id)).messages[-1]
-        assert stored.status == "interrupted"
+        messages = (await engine.sessions.get(summary.id)).messages
+        assert [m.status for m in messages] == ["complete", "interrupted", "complete",
+                                                "complete"]
+        stored = messages[1]
         assert stored.content and chat_server.reply.startswith(stored.content.rstrip())
 
 
@@ -231,3 +236,27 @@ async def test_a_source_opens_in_the_editor_at_its_line(
         assert [c.argv for c in opener.commands] == [
             ("vim", f"+{citation.line_start}", citation.path)]
         assert opener.commands[0].terminal
+
+
+async def test_starting_a_new_chat_mid_answer_stops_it_cleanly(
+        tui_settings: Settings, chat_server: OpenAITestServer) -> None:
+    chat_server.reply = "slowly " * 300
+    chat_server.chunk_delay = 0.02
+    app = ParleyApp(tui_settings)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        screen, transcript, prompt = chat_parts(app)
+        await ask(pilot, QUESTION, wait=False)
+        for _ in range(500):
+            await pilot.pause(0.01)
+            answer = transcript.last_view("assistant")
+            if answer is not None and len(answer.content) > 20:
+                break
+        await pilot.press("ctrl+n")
+        await settle(pilot)
+        assert app.screen is screen and not screen.streaming  # no error dialog
+        assert not transcript.views and screen.session_id is None
+        assert not [n for n in app._notifications if n.severity == "error"]
+    async with Engine(tui_settings) as engine:
+        [summary] = await engine.sessions.list()
+        assert (await engine.sessions.get(summary.id)).messages[-1].status == "interrupted"

@@ -20,7 +20,7 @@ from tui.screens.chat_turns import ChatTurns
 from tui.screens.dialogs import ConfirmDialog, TextDialog
 from tui.widgets.message import Answer
 from tui.widgets.prompt import PromptInput
-from tui.widgets.sessions import SessionList, Sidebar
+from tui.widgets.sessions import SessionList, Sidebar, session_prompt
 from tui.widgets.sources import SourcesPanel
 from tui.widgets.transcript import Transcript
 
@@ -132,6 +132,7 @@ class ChatScreen(ChatTurns):
     async def open_session(self, session_id: int) -> None:
         """Show a stored session (its active branch)."""
         self.stop_turn()
+        self.shown += 1
         engine = await self.engine()
         detail = await engine.sessions.get(session_id)
         self.session_id = session_id
@@ -146,6 +147,7 @@ class ChatScreen(ChatTurns):
 
     def action_new_session(self) -> None:
         self.stop_turn()
+        self.shown += 1
         self.session_id = None
         self.end_edit()
         self.sidebar.session_list.highlighted = None
@@ -180,8 +182,6 @@ class ChatScreen(ChatTurns):
         """Give a session a new title."""
         engine = await self.engine()
         summary = await engine.sessions.rename(session_id, title)
-        from tui.widgets.sessions import session_prompt
-
         if any(o.id == str(session_id) for o in self.sidebar.session_list.options):
             self.sidebar.session_list.replace_option_prompt(str(session_id),
                                                             session_prompt(summary))

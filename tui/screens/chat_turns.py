@@ -26,7 +26,6 @@ from tui.widgets.transcript import Transcript
 if TYPE_CHECKING:
     from engine import Engine
     from tui.widgets.sessions import Sidebar
-    from tui.widgets.sources import SourcesPanel as _Sources
 
 EDIT_NOTE = "Editing your last question: Enter asks it again as a new branch, Esc cancels."
 
@@ -37,11 +36,13 @@ class ChatTurns(ParleyScreen):
     streaming: reactive[bool] = reactive(False, init=False)
     session_id: int | None = None
     editing = False
+    shown = 0
+    """Counts the sessions shown: a turn that ends after the user moved on leaves it alone."""
 
     if TYPE_CHECKING:
         transcript: Transcript
         prompt: PromptInput
-        sources: _Sources
+        sources: SourcesPanel
         sidebar: Sidebar
 
     # -- sending --------------------------------------------------------------------------------
@@ -130,6 +131,7 @@ class ChatTurns(ParleyScreen):
     async def run_turn(self, kind: str, text: str) -> None:
         """Stream one answer (``kind``: ask, regenerate or edit)."""
         self.streaming = True
+        shown = self.shown
         view: MessageView | None = None
         answer = Answer(model=self.parley.status.model or None)
         done: Done | None = None
@@ -164,34 +166,43 @@ class ChatTurns(ParleyScreen):
             raise
         finally:
             self.streaming = False
-            await self._finish(view, answer, done)
+            await self._finish(view, answer, done, still_shown=shown == self.shown)
 
-    async def _finish(self, view: MessageView | None, answer: Answer, done: Done | None) -> None:
+    async def _finish(self, view: MessageView | None, answer: Answer, done: Done | None, *,
+                      still_shown: bool) -> None:
         if done is not None:
             answer.status = done.status if answer.status == "complete" else answer.status
             answer.model = done.model or answer.model
             answer.error = done.error or answer.error
-            self.session_id = done.session_id
-            view_id = done.message_id
-            used = done.usage.prompt_tokens + done.usage.completion_tokens
-            self.parley.set_context(used, done.usage.estimated)
             if view is not None:
-                view.message_id = view_id
+                view.message_id = done.message_id
         if view is not None and view.is_attached:
             with contextlib.suppress(Exception):  # the screen may be closing
                 await view.finish(answer)
-        if view is not None and view.is_attached:
             self.show_sources(answer)
+        if not still_shown:
+            return  # the user opened another session meanwhile: leave it as it is
         if done is not None:
+            self.session_id = done.session_id
+            used = done.usage.prompt_tokens + done.usage.completion_tokens
+            self.parley.set_context(used, done.usage.estimated)
             self.refresh_session_entry(done.session_id)
+        elif answer.status == "interrupted":
+            # Stopped with Esc there is no Done, but the engine stored the turn (and created
+            # the session, for a new chat): follow it, so the next question continues it.
+            self.refresh_session_entry(self.session_id, adopt=self.session_id is None)
 
     @engine_task("sessions-top")
-    async def refresh_session_entry(self, session_id: int) -> None:
-        """Move the session just answered to the top of the sidebar."""
+    async def refresh_session_entry(self, session_id: int | None, adopt: bool = False) -> None:
+        """Move the session just answered to the top of the sidebar (``adopt``: and make
+        the newest session the current one, after a first answer was stopped)."""
         engine = await self.engine()
         latest = await engine.sessions.list(limit=1)
-        if latest and latest[0].id == session_id:
-            self.sidebar.upsert_top(latest[0])
+        if not latest or (latest[0].id != session_id and not adopt):
+            return
+        if adopt and self.session_id is None:
+            self.session_id = latest[0].id
+        self.sidebar.upsert_top(latest[0])
 
     # -- sources -----------------------------------------------------------------------------
     def show_sources(self, answer: Answer | None) -> None:

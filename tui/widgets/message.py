@@ -166,7 +166,10 @@ class AnswerStream:
         self._segment = ""  # text written to the current segment
         self._stream: MarkdownStream = Markdown.get_stream(view.bodies[-1])
         self._lock = asyncio.Lock()
-        self._timer = view.set_interval(1 / self.FPS, self.flush)
+        self._closed = False
+        # The timer only queues a flush on the view: a timer's own task is cancelled when
+        # the timer stops, which must never happen in the middle of a flush.
+        self._timer = view.set_interval(1 / self.FPS, lambda: view.call_later(self.flush))
 
     async def write(self, text: str) -> None:
         """Add text; it reaches the screen at the next flush."""
@@ -189,6 +192,8 @@ class AnswerStream:
     async def flush(self) -> None:
         """Hand pending text to the Markdown widget (a new segment when one is long)."""
         async with self._lock:
+            if self._closed or not self.view.is_attached:  # gone: another session is shown
+                return
             text = "".join(self._pending)
             self._pending.clear()
             while text:
@@ -212,7 +217,9 @@ class AnswerStream:
         """Show the rest and end the stream."""
         self._timer.stop()
         await self.flush()
-        await self._stream.stop()
+        async with self._lock:
+            self._closed = True
+            await self._stream.stop()
 
 
 def _open_fence(text: str) -> str | None:
