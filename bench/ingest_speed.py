@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import os
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -32,15 +33,16 @@ from bench.bench_support import postgres_url  # noqa: E402
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "bench-data" / "docs-corpus"
 
 
-def pick_files(corpus: Path, limit: int | None) -> list[str]:
-    """Every document file of the corpus, or ``limit`` of them spread evenly."""
+def pick_files(corpus: Path, limit: int | None) -> tuple[list[str], int]:
+    """(what to ingest, how many files): the corpus folder itself, or ``limit`` of its
+    files spread evenly."""
     from engine.ingest.walker import discover
 
     files = [str(p) for p in discover([corpus]).files]
     if limit is None or limit >= len(files):
-        return files
+        return [str(corpus)], len(files)
     step = len(files) / limit
-    return [files[int(i * step)] for i in range(limit)]
+    return [files[int(i * step)] for i in range(limit)], limit
 
 
 def peak_rss_mb() -> float:
@@ -48,15 +50,23 @@ def peak_rss_mb() -> float:
 
 
 async def run(args: argparse.Namespace) -> None:
+    files, count = pick_files(args.corpus, args.limit)
+    home = Path(tempfile.mkdtemp(prefix="parley-bench-ingest-"))
+    os.environ["PARLEY_HOME"] = str(home)
+    try:
+        await measure(args, files, count, home)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+async def measure(args: argparse.Namespace, files: list[str], count: int,
+                  home: Path) -> None:
     from sqlalchemy import select
 
     from engine import Engine, load_settings
     from engine.db import models as m
     from engine.ingest.pipeline import EMBED_CALL
 
-    files = pick_files(args.corpus, args.limit)
-    home = Path(tempfile.mkdtemp(prefix="parley-bench-ingest-"))
-    os.environ["PARLEY_HOME"] = str(home)
     async with postgres_url(args.db, args.postgres) as url:
         settings = load_settings(overrides={"database": {"url": url or
                                                          f"sqlite:///{home / 'parley.db'}"}})
@@ -66,7 +76,7 @@ async def run(args: argparse.Namespace) -> None:
             embedder = engine.embedder()
             await embedder.embed(["warm up the model before timing"])
             backend = engine.db.backend if engine.db else "?"
-            print(f"backend {backend}, embedder {embedder.name}, {len(files)} files "
+            print(f"backend {backend}, embedder {embedder.name}, {count} files "
                   f"from {args.corpus}", flush=True)
 
             print(f"load average before: {os.getloadavg()[0]:.1f}", flush=True)
@@ -76,7 +86,7 @@ async def run(args: argparse.Namespace) -> None:
             rss = peak_rss_mb()
             print(f"ingest:  {wall:8.1f} s wall, {cpu:.1f} s CPU | {result.indexed} indexed, "
                   f"{result.failed} failed, {result.chunks} chunks | "
-                  f"{len(files) / wall:.1f} files/s, {result.chunks / wall:.1f} chunks/s | "
+                  f"{count / wall:.1f} files/s, {result.chunks / wall:.1f} chunks/s | "
                   f"peak RSS {rss:.0f} MB", flush=True)
 
             started = time.perf_counter()

@@ -65,6 +65,8 @@ async def main(args: argparse.Namespace) -> None:
 
     async with postgres_url(None, args.backend == "postgres") as pg:
         settings = load_settings(overrides={"database": {"url": pg}} if pg else None)
+        async with Engine(settings, migrate=False) as admin:  # PostgreSQL: as an operator would
+            await admin.upgrade()
         async with Engine(settings) as engine:
             values = await build(engine, args.messages)
             print(f"{args.backend}: {values} encrypted values")

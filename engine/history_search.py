@@ -101,23 +101,27 @@ async def search_history(db: Database, user_id: int, query: str, *, limit: int =
     step, size = 0, min(batch_size, 250)
     pending = asyncio.ensure_future(_batch(db, user_id, None, size)) \
         if len(hits) < limit else None
-    while pending is not None:
-        rows, asked = await pending, size
-        step += 1
-        size = min(batch_size, 250 * 4**step)
-        # The next batch is read while this one is decrypted (SQLite and asyncpg do their
-        # work outside the GIL).
-        pending = asyncio.ensure_future(_batch(db, user_id, rows[-1][0], size)) \
-            if len(rows) == asked else None
-        texts = await asyncio.to_thread(decrypt_all, cipher, [row[3] for row in rows])
-        scanned += len(rows)
-        unreadable += texts.count(None)
-        found += [(mid, sid, role, text) for (mid, sid, role, _), text
-                  in zip(rows, texts, strict=True) if text is not None and pattern.search(text)]
-        if len(hits) + len(found) >= limit:
-            if pending is not None:
-                await pending  # let it finish rather than cancel a query half way
-            break
+    try:
+        while pending is not None:
+            rows, asked = await pending, size
+            step += 1
+            size = min(batch_size, 250 * 4**step)
+            # The next batch is read while this one is decrypted (SQLite and asyncpg do their
+            # work outside the GIL).
+            pending = asyncio.ensure_future(_batch(db, user_id, rows[-1][0], size)) \
+                if len(rows) == asked else None
+            texts = await asyncio.to_thread(decrypt_all, cipher, [row[3] for row in rows])
+            scanned += len(rows)
+            unreadable += texts.count(None)
+            found += [(mid, sid, role, text) for (mid, sid, role, _), text
+                      in zip(rows, texts, strict=True) if text is not None and pattern.search(text)]
+            if len(hits) + len(found) >= limit:
+                if pending is not None:
+                    await pending  # let it finish rather than cancel a query half way
+                break
+    finally:
+        if pending is not None and not pending.done():  # cancelled or failed meanwhile
+            pending.cancel()
     found = found[:limit - len(hits)]
     async with db.read() as s:  # timestamps of the hits only: converting 100k costs 0.2 s
         when = dict((await s.execute(select(m.Message.id, m.Message.created_at).where(

@@ -18,7 +18,7 @@ import click
 from tui.cli_common import EXIT_USAGE, fail, info, json_option, open_engine, print_json, run
 
 if TYPE_CHECKING:
-    from engine.types import DocumentInfo, IngestProgress, IngestResult, ReindexProgress
+    from engine.types import DocumentInfo, IngestResult
 
 SHOWN_ERRORS = 10
 collection_option = click.option("--collection", "-c", metavar="NAME",
@@ -109,17 +109,13 @@ async def ingest(paths: tuple[str, ...], collection: str | None, tags: tuple[str
                 if isinstance(event, IngestResult):
                     result = event
                 else:
-                    _show(bar, event)
+                    bar.update(event.done, event.total, event.path)
     finally:
         bar.close()
     assert result is not None
     if as_json:
         print_json(result)
     _summary(result, time.monotonic() - started)
-
-
-def _show(bar: _Progress, event: IngestProgress) -> None:
-    bar.update(event.done, event.total, event.path)
 
 
 def _summary(result: IngestResult, seconds: float) -> None:
@@ -261,8 +257,10 @@ async def collections_create(name: str, as_json: bool) -> None:
     """Create an empty collection for the configured embedder."""
     async with open_engine() as engine:
         created = await engine.library.create_collection(name)
-    print_json(created) if as_json else info(f"created collection '{created.name}' "
-                                             f"({created.embedder})")
+    if as_json:
+        print_json(created)
+    else:
+        info(f"created collection '{created.name}' ({created.embedder})")
 
 
 @collections_group.command("rename")
@@ -318,7 +316,7 @@ async def reindex(embed: bool, collection: str | None, force: bool, as_json: boo
                 if isinstance(event, ReindexResult):
                     result = event
                 else:
-                    _show_reindex(bar, event)
+                    bar.update(event.done, event.total)
     finally:
         bar.close()
     assert result is not None
@@ -330,10 +328,6 @@ async def reindex(embed: bool, collection: str | None, force: bool, as_json: boo
     else:
         info(f"collection '{result.collection}' now uses {result.embedder} "
              f"({result.dimension} dimensions; {result.chunks} chunks embedded)")
-
-
-def _show_reindex(bar: _Progress, event: ReindexProgress) -> None:
-    bar.update(event.done, event.total)
 
 
 COMMANDS = [ingest, docs_group, collections_group, reindex]
