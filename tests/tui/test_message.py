@@ -48,3 +48,31 @@ async def test_a_long_answer_streams_in_segments_that_never_split_code(
         assert len(bodies[0].source.replace("\\[[1](cite:1)\\]", "[1]")) >= \
             AnswerStream.SEGMENT_CHARS
         assert code_blocks(answer.content)[0].count("inside a fence") == 30
+
+
+async def test_a_long_session_opens_with_its_last_messages_and_loads_the_rest(
+        tui_settings: Settings) -> None:
+    from engine import Engine
+
+    async with Engine(tui_settings) as engine:
+        session = await engine.sessions.create("long")
+        for n in range(50):
+            await engine.sessions.add_message(session.id, "user" if n % 2 == 0 else
+                                              "assistant", f"message {n}")
+    app = ParleyApp(tui_settings)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        app.screen.open_session(session.id)  # type: ignore[attr-defined]
+        await settle(pilot)
+        transcript = app.screen.query_one(Transcript)
+        views = transcript.views
+        assert len(views) == Transcript.WINDOW
+        assert views[-1].content == "message 49" and views[0].content == "message 30"
+        earlier = str(transcript.query_one("#transcript-earlier").render())
+        assert "30 earlier messages" in earlier
+        transcript.focus()
+        await pilot.press("home")  # walks to the first message, loading every window
+        await settle(pilot)
+        assert [v.content for v in transcript.views] == [f"message {n}" for n in range(50)]
+        assert not transcript.query("#transcript-earlier")
+        assert transcript.selected == 0
