@@ -23,6 +23,7 @@ import asyncio
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -123,10 +124,17 @@ async def search_in_process(engine: object, queries: dict[str, str]) -> dict[str
 
 
 async def main(args: argparse.Namespace) -> None:
-    from engine import Engine, load_settings
-
     home = Path(tempfile.mkdtemp(prefix="parley-scifact-"))
     os.environ["PARLEY_HOME"] = str(home)
+    try:
+        await run(args, home)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+async def run(args: argparse.Namespace, home: Path) -> None:
+    from engine import Engine, load_settings
+
     async with postgres_url(args.db, args.pg) as url:
         url = url or f"sqlite:///{home / 'parley.db'}"
         settings = load_settings(overrides={"database": {"url": url}})

@@ -133,6 +133,16 @@ async def test_fused_order_prefers_chunks_both_rankings_found(engine: Engine) ->
         assert hit.score == pytest.approx(expected)
 
 
+def test_fuse_is_weighted_rrf_with_stable_ties() -> None:
+    fused = fuse([1, 2, 3], [3, 4], rrf_k=10, keyword_weight=1.0, vector_weight=1.0)
+    assert [cid for cid, _ in fused] == [3, 1, 2, 4]  # 2 and 4 tie on score and rank
+    assert dict(fused)[3] == pytest.approx(1 / 13 + 1 / 11)
+    tied = fuse([7], [5], rrf_k=60, keyword_weight=1.0, vector_weight=1.0)
+    assert [cid for cid, _ in tied] == [5, 7]  # same score, same best rank: smaller id first
+    only_vectors = fuse([1, 2], [2, 1], rrf_k=60, keyword_weight=0.0, vector_weight=1.0)
+    assert [cid for cid, _ in only_vectors] == [2, 1]
+
+
 def test_fuse_convex_scales_each_list_then_weights() -> None:
     keyword = [(1, 9.0), (2, 5.0), (3, 1.0)]  # BM25, higher is better
     vector = [(3, 0.1), (4, 0.3), (1, 0.5)]  # cosine distance, lower is better
