@@ -65,7 +65,9 @@ def test_ask_a_question_in_the_real_terminal_app(tmp_path: Path, parley_home: Pa
         "chat:\n  provider: test\n  model: test-model\n"
         "embedding:\n  provider: test\n  model: test-embedding\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
-    env.update(PARLEY_HOME=str(parley_home), PARLEY_CONFIG=str(config), TERM="xterm-256color")
+    env.update(PARLEY_HOME=str(parley_home), PARLEY_CONFIG=str(config), TERM="xterm-256color",
+               # the size the app reads first (shutil.get_terminal_size), matching the pane
+               COLUMNS="120", LINES="40")
     ingest = subprocess.run([str(PARLEY), "ingest", str(docs)], env=env, capture_output=True,
                             text=True, timeout=120)
     assert ingest.returncode == 0, ingest.stderr
@@ -83,7 +85,10 @@ def test_ask_a_question_in_the_real_terminal_app(tmp_path: Path, parley_home: Pa
     try:
         subprocess.run([*base, "new-session", "-d", "-x", "120", "-y", "40", "-s", "e2e",
                         "sh", "-c", command], env=env, check=True)
-        wait_for(lambda: "Ask a question" in screen() and "sqlite" in screen(), 30,
+        # Without an attached client some tmux setups keep the default 80x24 window.
+        subprocess.run([*base, "resize-window", "-t", "e2e", "-x", "120", "-y", "40"],
+                       capture_output=True)
+        wait_for(lambda: "Ask a question" in screen() and "sqlite" in screen(), 60,
                  "the app to open its database", screen)
         subprocess.run([*base, "send-keys", "-t", "e2e", "What is the capital of France?",
                         "Enter"], check=True)
