@@ -244,7 +244,9 @@ class Settings(BaseSettings):
 
     def key_file_path(self) -> Path:
         """The effective key file path."""
-        return Path(self.crypto.key_file).expanduser() if self.crypto.key_file else config_dir() / "key"
+        if self.crypto.key_file:
+            return Path(self.crypto.key_file).expanduser()
+        return config_dir() / "key"
 
     @property
     def sources(self) -> dict[str, str]:
@@ -285,7 +287,7 @@ def data_dir() -> Path:
 
 
 def default_config_path() -> Path:
-    """Where the config file is looked for when neither ``--config`` nor ``PARLEY_CONFIG`` is set."""
+    """The config file used when neither ``--config`` nor ``PARLEY_CONFIG`` is set."""
     return config_dir() / "config.yaml"
 
 
@@ -325,7 +327,8 @@ def _env_values(environ: Mapping[str, str]) -> dict[str, Any]:
                               f"known top-level keys: {', '.join(sorted(known))}")
     source = EnvSettingsSource(Settings, case_sensitive=False, env_prefix=ENV_PREFIX,
                                env_nested_delimiter="__", env_parse_none_str="null")
-    source.env_vars = {k.lower(): v for k, v in environ.items()}  # read this mapping, not os.environ
+    # read the given mapping, not os.environ
+    source.env_vars = {k.lower(): v for k, v in environ.items()}
     try:
         return source()
     except Exception as exc:  # pydantic-settings raises SettingsError for unparsable JSON values
@@ -415,8 +418,9 @@ def load_settings(config_path: str | os.PathLike[str] | None = None,
 def _check_references(settings: Settings) -> None:
     """Names that must point at a configured provider."""
     if settings.chat.provider and settings.chat.provider not in settings.providers:
-        raise ConfigError(f"chat.provider '{settings.chat.provider}' is not defined under 'providers'",
-                          "add it under providers: or leave chat.provider empty for offline answers")
+        raise ConfigError(
+            f"chat.provider '{settings.chat.provider}' is not defined under 'providers'",
+            "add it under providers: or leave chat.provider empty for offline answers")
     emb = settings.embedding.provider
     if emb != "local" and emb not in settings.providers:
         raise ConfigError(f"embedding.provider '{emb}' is not defined under 'providers'",

@@ -62,7 +62,8 @@ class Engine:
     async def open(self) -> None:
         url = self.settings.database_url()
         self._prepare_sqlite_dir(url)
-        self.db = Database(create_engine(url, busy_timeout_ms=self.settings.database.busy_timeout_ms,
+        database = self.settings.database
+        self.db = Database(create_engine(url, busy_timeout_ms=database.busy_timeout_ms,
                                          pool_size=self.settings.database.pool_size,
                                          echo=self.settings.database.echo))
         try:

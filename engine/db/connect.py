@@ -40,7 +40,7 @@ def mask_url(url: str) -> str:
 def sqlite_path(url: str) -> Path | None:
     """The file behind an SQLite URL (None for other backends or in-memory)."""
     parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
     return Path(parsed.database)
 

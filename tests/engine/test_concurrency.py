@@ -23,7 +23,8 @@ async def main(session_id: int, n: int) -> None:
             # read, then write, in one transaction: the pattern that fails with a deferred BEGIN
             async with engine.db.write() as s:
                 count = await s.scalar(select(func.count()).select_from(m.Message))
-                await engine.sessions.add_message_in(s, session_id, "user", f"{sys.argv[3]}-{i}-{count}")
+                content = f"{sys.argv[3]}-{i}-{count}"
+                await engine.sessions.add_message_in(s, session_id, "user", content)
 
 asyncio.run(main(int(sys.argv[1]), int(sys.argv[2])))
 """

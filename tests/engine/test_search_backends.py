@@ -86,5 +86,6 @@ async def test_deleting_a_document_removes_chunks_vectors_and_keywords(engine: E
         assert await backend.keyword(s, [coll_id], "fox", 10) == []
         assert await backend.knn(s, coll_id, 1, unit(3), 3) == []
         if engine.db.backend == "sqlite":
-            fts_rows = await s.scalar(text("SELECT count(*) FROM chunk_fts WHERE chunk_fts MATCH 'fox'"))
+            fts_rows = await s.scalar(
+                text("SELECT count(*) FROM chunk_fts WHERE chunk_fts MATCH 'fox'"))
             assert fts_rows == 0
