@@ -110,11 +110,6 @@ class Engine:
         return state
 
     # -- encryption key -----------------------------------------------------------------------
-    async def _meta(self, key: str) -> str | None:
-        assert self.db is not None
-        async with self.db.read() as s:
-            return await s.scalar(select(m.Meta.value).where(m.Meta.key == key))
-
     async def _load_key(self, *, create: bool) -> None:
         """Resolve the key(s) and check them against the database before anything is written.
 
