@@ -276,9 +276,18 @@ class _Lock:
 
     async def take(self) -> None:
         if self.backend == "sqlite":
+            # SQLite's busy handler sleeps with growing back-off while the rotating process
+            # takes the lock again and again, so a blocking BEGIN could wait until the whole
+            # rotation is done. Retrying without waiting catches the gap between two batches.
             self.sqlite = sqlean.connect(make_url(self.url).database, isolation_level=None,
-                                         timeout=30)
-            self.sqlite.execute("BEGIN IMMEDIATE")
+                                         timeout=0)
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    self.sqlite.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlean.OperationalError:
+                    assert time.monotonic() < deadline, "the database stayed locked"
         else:
             assert self.pg is not None
             await self.pg.execute("BEGIN")
@@ -290,6 +299,11 @@ class _Lock:
             self.sqlite.execute("ROLLBACK")
             self.sqlite.close()
             self.sqlite = None
+        if self.pg is not None and self.pg.is_in_transaction():
+            await self.pg.execute("ROLLBACK")
+
+    async def close(self) -> None:
+        await self.release()
         if self.pg is not None:
             await self.pg.close()
             self.pg = None
@@ -312,16 +326,15 @@ async def test_rotation_killed_halfway_then_resumed(engine: Engine, settings: Se
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 60
-        while True:  # wait until some batches are committed
+        while True:  # wait until some batches are committed, checking under the lock so
+            await lock.take()  # the process cannot finish between the check and the kill
             state = await lock.state()
             if state and state["phase"] == "rotate" and state["done"] >= 50:
                 break
+            await lock.release()
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "the rotation never made progress"
             await asyncio.sleep(0.002)
-        await lock.take()  # the process now waits for its next batch
-        state = await lock.state()
-        assert state is not None and state["phase"] == "rotate"
         assert state["done"] < state["total"]
         proc.send_signal(getattr(signal, how))
         if how == "SIGKILL":
@@ -336,7 +349,7 @@ async def test_rotation_killed_halfway_then_resumed(engine: Engine, settings: Se
     finally:
         if proc.poll() is None:
             proc.kill()
-        await lock.release()
+        await lock.close()
 
     keys = settings.key_file_path().read_text().split()
     assert len(keys) == 2 and keys[1].encode() == old_key
