@@ -59,13 +59,15 @@ def _citation(row: m.Citation) -> Citation:
                     line_end=row.line_end, score=row.score, snippet=row.snippet)
 
 
-def to_message(row: m.Message, citations: Iterable[m.Citation] = ()) -> Message:
+def to_message(row: m.Message, citations: Iterable[m.Citation] = (),
+               alternatives: Sequence[int] = ()) -> Message:
     unreadable = isinstance(row.content, UnreadableText)
     return Message(id=row.id, session_id=row.session_id, parent_id=row.parent_id,
                    role=row.role, content=row.content, status=row.status, model=row.model,
                    created_at=row.created_at,
                    error="content cannot be decrypted" if unreadable else row.error,
-                   citations=tuple(_citation(c) for c in citations))
+                   citations=tuple(_citation(c) for c in citations),
+                   alternatives=tuple(alternatives) if len(alternatives) > 1 else ())
 
 
 def to_summary(row: m.Session, message_count: int,
@@ -160,9 +162,15 @@ class SessionStore:
                     .order_by(m.Citation.message_id, m.Citation.marker, m.Citation.id)):
                 cites.setdefault(c.message_id, []).append(c)
             names = await self._collection_names(s, [row.id])
+            siblings: dict[int | None, list[int]] = {}
+            if not all_branches:  # rows are in id order, so each list is oldest first
+                for r in rows:
+                    siblings.setdefault(r.parent_id, []).append(r.id)
             return SessionDetail(
                 session=to_summary(row, len(messages), names.get(row.id, ())),
-                messages=tuple(to_message(msg, cites.get(msg.id, ())) for msg in messages))
+                messages=tuple(to_message(msg, cites.get(msg.id, ()),
+                                          siblings.get(msg.parent_id, ()))
+                               for msg in messages))
 
     @staticmethod
     def _branch(session: m.Session, rows: Sequence[m.Message]) -> list[m.Message]:

@@ -50,6 +50,9 @@ class Message:
     created_at: datetime
     error: str | None = None  # set when the content could not be decrypted or the call failed
     citations: tuple[Citation, ...] = ()
+    # On an active branch, the ids of this message and its siblings (the answers of one
+    # question, the versions of an edited question), oldest first; empty when it has none.
+    alternatives: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ import click
 from tui.cli_common import info, json_option, open_engine, print_json, run
 
 if TYPE_CHECKING:
+    from engine import Engine
     from engine.types import Citation, Done, Sources
 
 CITATION_FIELDS = ("marker", "path", "page", "line_start", "line_end", "document_id",
@@ -133,27 +134,46 @@ class _Output:
               help="Provider under 'providers' (default: chat.provider; 'extractive' for none).")
 @click.option("--system", "system_prompt", metavar="TEXT",
               help="System prompt for this question (a new session keeps it).")
+@click.option("--regenerate", is_flag=True,
+              help="Answer the session's last question again; the old answer stays as "
+                   "another branch.")
+@click.option("--edit", is_flag=True,
+              help="QUESTION replaces the session's last question, as a new branch.")
 @click.option("--stream-json", is_flag=True,
               help="Print one JSON event per line: delta, sources, usage, done.")
 @json_option
 @run
 async def ask(question: tuple[str, ...], new: bool, session_id: int | None,
               collections: tuple[str, ...], no_rag: bool, model: str | None,
-              provider: str | None, system_prompt: str | None, stream_json: bool,
-              as_json: bool) -> None:
-    """Ask QUESTION (or read it from stdin) and stream a cited answer."""
+              provider: str | None, system_prompt: str | None, regenerate: bool, edit: bool,
+              stream_json: bool, as_json: bool) -> None:
+    """Ask QUESTION (or read it from stdin) and stream a cited answer.
+
+    --regenerate and --edit work on the last question of --session ID (default: the
+    latest session); 'parley sessions show' lists the branches they leave.
+    """
     from engine.errors import ParleyError, UsageError
 
     if as_json and stream_json:
         raise UsageError("--json and --stream-json cannot be combined",
                          "--json prints one document, --stream-json one event per line")
-    text = read_question(question)
+    if regenerate or edit:
+        _check_rework(regenerate, edit, new, question, collections, system_prompt)
+    text = "" if regenerate else read_question(question)
     out = _Output("json" if as_json else "stream-json" if stream_json else "plain")
     failure: ParleyError | None = None
     async with open_engine() as engine:
-        turn = engine.chat.ask(text, session_id=session_id, new=new,
-                               collections=collections or None, rag=False if no_rag else None,
-                               model=model, provider=provider, system_prompt=system_prompt)
+        rag = False if no_rag else None
+        if regenerate or edit:
+            target = session_id or await _latest_session(engine)
+            turn = (engine.chat.regenerate(target, model=model, provider=provider, rag=rag)
+                    if regenerate else
+                    engine.chat.edit_last(target, text, model=model, provider=provider,
+                                          rag=rag))
+        else:
+            turn = engine.chat.ask(text, session_id=session_id, new=new,
+                                   collections=collections or None, rag=rag, model=model,
+                                   provider=provider, system_prompt=system_prompt)
         try:
             # aclosing: a closed pipe on stdout still stores what arrived, at once
             async with contextlib.aclosing(turn) as events:
@@ -170,6 +190,35 @@ async def ask(question: tuple[str, ...], new: bool, session_id: int | None,
     out.finish()
     if failure is not None:
         raise failure
+
+
+def _check_rework(regenerate: bool, edit: bool, new: bool, question: tuple[str, ...],
+                  collections: tuple[str, ...], system_prompt: str | None) -> None:
+    """--regenerate and --edit redo the last turn of a session: refuse what cannot apply."""
+    from engine.errors import UsageError
+
+    flag = "--regenerate" if regenerate else "--edit"
+    if regenerate and edit:
+        raise UsageError("--regenerate and --edit cannot be combined",
+                         "--edit asks a new version of the question, --regenerate the same one")
+    if new:
+        raise UsageError(f"{flag} works on an existing session, not with --new",
+                         "choose the session with --session ID")
+    if regenerate and question:
+        raise UsageError("--regenerate asks the last question again and takes no question",
+                         "to change the question, use --edit \"NEW QUESTION\"")
+    if collections or system_prompt is not None:
+        raise UsageError(f"{flag} uses the session's collections and system prompt",
+                         "change them in the session, or start one with --new")
+
+
+async def _latest_session(engine: Engine) -> int:
+    from engine.errors import UsageError
+
+    latest = await engine.sessions.list(limit=1)
+    if not latest:
+        raise UsageError("there is no session yet", "ask a question first: parley ask --new")
+    return latest[0].id
 
 
 COMMANDS = [ask]

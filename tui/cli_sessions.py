@@ -1,5 +1,5 @@
-"""``parley sessions``: the chat history as data (list, show, rename, delete, archive,
-export, import, search)."""
+"""``parley sessions``: the chat history as data (list, show, switch branch, rename, delete,
+archive, export, import, search)."""
 
 from __future__ import annotations
 
@@ -49,8 +49,10 @@ async def list_sessions(include_archived: bool, limit: int | None, as_json: bool
 
 def _print_message(msg: Message) -> None:
     status = "" if msg.status == "complete" else f" ({msg.status})"
+    others = [str(i) for i in msg.alternatives if i != msg.id]
     click.echo(f"--- {msg.id} · {msg.role}{status} · {_when(msg.created_at)}"
-               + (f" · {msg.model}" if msg.model else ""))
+               + (f" · {msg.model}" if msg.model else "")
+               + (f" · alternatives: {', '.join(others)}" if others else ""))
     click.echo(msg.content)
     for c in msg.citations:
         where = ", ".join(x for x in (c.path, f"p. {c.page}" if c.page else "",
@@ -99,6 +101,22 @@ async def show(session_id: int, all_branches: bool, as_json: bool) -> None:
     if bad:
         fail(f"{', '.join(bad)} of session {session_id} cannot be decrypted (corrupted, or "
              "written under another key)", "the rest of the session is shown above")
+
+
+@sessions_group.command("switch")
+@click.argument("session_id", type=int)
+@click.argument("message_id", type=int)
+@run
+async def switch(session_id: int, message_id: int) -> None:
+    """Make the branch through MESSAGE_ID the active one of SESSION_ID.
+
+    Regenerating an answer or editing a question keeps the old version as another branch;
+    'sessions show' lists each message's alternatives. The branch continues to its newest
+    message, and 'parley ask --session' goes on from there.
+    """
+    async with open_engine() as engine:
+        leaf = await engine.chat.branches.switch(session_id, message_id)
+    info(f"session {session_id} now continues from message {leaf.id}")
 
 
 @sessions_group.command("rename")

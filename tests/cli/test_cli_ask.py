@@ -174,6 +174,58 @@ def test_bad_arguments_are_usage_errors(ask: Any, server: OpenAITestServer) -> N
     assert server.chat_requests == []
 
 
+def test_regenerate_edit_and_switch_branches_from_the_command_line(
+        ask: Any, home: Path, database_url: str, server: OpenAITestServer) -> None:
+    def sessions(*args: str) -> subprocess.CompletedProcess[str]:
+        return parley("--db", database_url, "sessions", *args, home=home)
+
+    server.reply = "First answer."
+    first = json.loads(ask("--new", "--json", "--no-rag", "Which answer?").stdout)
+    sid = str(first["session_id"])
+    server.reply = "Second answer."
+    again = ask("--regenerate", "--json", "--session", sid)
+    assert again.returncode == 0, again.stderr
+    second = json.loads(again.stdout)
+    assert second["answer"] == "Second answer." and second["session_id"] == first["session_id"]
+    assert "Which answer?" in server.chat_requests[-1].json["messages"][-1]["content"]
+
+    shown = json.loads(sessions("show", sid, "--json").stdout)
+    question, answer = shown["messages"]
+    assert question["alternatives"] == []
+    assert answer["alternatives"] == [first["message_id"], second["message_id"]]
+    text = sessions("show", sid).stdout
+    assert f"alternatives: {first['message_id']}" in text
+
+    switched = sessions("switch", sid, str(first["message_id"]))
+    assert switched.returncode == 0, switched.stderr
+    shown = json.loads(sessions("show", sid, "--json").stdout)
+    assert [msg["content"] for msg in shown["messages"]] == ["Which answer?", "First answer."]
+
+    server.reply = "Edited answer."
+    edited = json.loads(ask("--edit", "--json", "Which answer, really?").stdout)  # latest
+    assert edited["answer"] == "Edited answer."
+    shown = json.loads(sessions("show", sid, "--json").stdout)
+    assert [msg["content"] for msg in shown["messages"]] == ["Which answer, really?",
+                                                             "Edited answer."]
+    assert len(shown["messages"][0]["alternatives"]) == 2
+
+    missing = sessions("switch", sid, "999999")
+    assert missing.returncode == 1 and "no message 999999" in missing.stderr
+
+
+def test_regenerate_and_edit_refuse_what_cannot_apply(ask: Any, server: OpenAITestServer,
+                                                      database_url: str, home: Path) -> None:
+    none_yet = ask("--regenerate")
+    assert none_yet.returncode == 2 and "no session yet" in none_yet.stderr
+    for args, says in ((["--regenerate", "--edit", "q"], "cannot be combined"),
+                       (["--regenerate", "--new"], "not with --new"),
+                       (["--regenerate", "a question"], "takes no question"),
+                       (["--edit", "--collection", "docs", "q"], "session's collections")):
+        result = ask(*args)
+        assert result.returncode == 2 and says in result.stderr, (args, result.stderr)
+    assert server.chat_requests == []
+
+
 async def test_ctrl_c_keeps_the_partial_answer(home: Path, database_url: str,
                                                server: OpenAITestServer,
                                                settings: Settings) -> None:

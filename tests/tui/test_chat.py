@@ -178,6 +178,51 @@ async def test_regenerate_and_edit_the_last_question(
         assert len(everything) == 5  # the old question and both old answers are kept
 
 
+async def test_left_and_right_switch_between_versions_of_an_answer_and_a_question(
+        tui_settings: Settings, chat_server: OpenAITestServer) -> None:
+    app = ParleyApp(tui_settings)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        screen, transcript, prompt = chat_parts(app)
+        chat_server.reply = "One."
+        await ask(pilot, QUESTION)
+        chat_server.reply = "Two."
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+        question, answer = transcript.views
+        assert answer.content == "Two." and len(answer.alternatives) == 2
+        assert "‹ 2/2 ›" in str(answer.border_title)
+        assert question.message_id is not None and question.alternatives == ()
+
+        await pilot.press("ctrl+t", "left")  # cursor on the newest answer, then its other version
+        await settle(pilot)
+        assert [v.content for v in transcript.views] == [QUESTION, "One."]
+        assert transcript.selected_view() is transcript.views[1]
+        assert "‹ 1/2 ›" in str(transcript.views[1].border_title)
+        await pilot.press("right")
+        await settle(pilot)
+        assert [v.content for v in transcript.views] == [QUESTION, "Two."]
+
+        await pilot.press("up", "left")  # the question has a single version
+        await settle(pilot)
+        assert any("no other version" in n.message for n in app._notifications)
+
+        prompt.focus()
+        await pilot.press("ctrl+l")
+        prompt.clear()
+        chat_server.reply = "Paris, edited."
+        await ask(pilot, "Capital of France, please?")
+        await settle(pilot)
+        assert len(transcript.views[0].alternatives) == 2
+        await pilot.press("ctrl+t", "up", "left")  # back to the first question's branch,
+        await settle(pilot)                          # which continues to its newest answer
+        assert [v.content for v in transcript.views] == [QUESTION, "Two."]
+    async with Engine(tui_settings) as engine:
+        [summary] = await engine.sessions.list()
+        branch = (await engine.sessions.get(summary.id)).messages
+        assert [m.content for m in branch] == [QUESTION, "Two."]  # the switch was stored
+
+
 async def test_history_walks_earlier_questions(tui_settings: Settings) -> None:
     app = ParleyApp(tui_settings)
     async with app.run_test(size=(120, 36)) as pilot:

@@ -18,7 +18,6 @@ from textual.widgets import Input, Static
 from tui.screens.base import engine_task
 from tui.screens.chat_turns import ChatTurns
 from tui.screens.dialogs import ConfirmDialog, TextDialog
-from tui.widgets.message import Answer
 from tui.widgets.prompt import PromptInput
 from tui.widgets.sessions import SessionList, Sidebar, session_prompt
 from tui.widgets.sources import SourcesPanel
@@ -133,17 +132,7 @@ class ChatScreen(ChatTurns):
         """Show a stored session (its active branch)."""
         self.stop_turn()
         self.shown += 1
-        engine = await self.engine()
-        detail = await engine.sessions.get(session_id)
-        self.session_id = session_id
-        self.end_edit()
-        messages = detail.messages
-        await self.transcript.show(messages)
-        self.prompt.set_history(m.content for m in messages if m.role == "user")
-        last = next((m for m in reversed(messages) if m.role == "assistant"), None)
-        self.show_sources(Answer(citations=last.citations) if last else None)
-        used = sum(len(m.content) for m in messages) // 4
-        self.parley.set_model(detail.session.provider, detail.session.model, used, True)
+        await self.show_session(await self.engine(), session_id)
 
     def action_new_session(self) -> None:
         self.stop_turn()

@@ -167,6 +167,8 @@ class ChatTurns(ParleyScreen):
         finally:
             self.streaming = False
             await self._finish(view, answer, done, still_shown=shown == self.shown)
+            if kind != "ask" and done is not None and shown == self.shown:
+                self.adopt_versions(done.session_id)
 
     async def _finish(self, view: MessageView | None, answer: Answer, done: Done | None, *,
                       still_shown: bool) -> None:
@@ -191,6 +193,15 @@ class ChatTurns(ParleyScreen):
             # Stopped with Esc there is no Done, but the engine stored the turn (and created
             # the session, for a new chat): follow it, so the next question continues it.
             self.refresh_session_entry(self.session_id, adopt=self.session_id is None)
+
+    @engine_task("versions")
+    async def adopt_versions(self, session_id: int) -> None:
+        """After a regenerate or an edit: number the versions of the new question and
+        answer, so left and right can switch between them."""
+        engine = await self.engine()
+        detail = await engine.sessions.get(session_id)
+        if session_id == self.session_id and not self.streaming:
+            self.transcript.adopt_tail(detail.messages)
 
     @engine_task("sessions-top")
     async def refresh_session_entry(self, session_id: int | None, adopt: bool = False) -> None:
@@ -239,6 +250,37 @@ class ChatTurns(ParleyScreen):
             return
         if command.note:
             self.notify(command.note, timeout=5)
+
+    @on(Transcript.BranchRequested)
+    def _branch_requested(self, event: Transcript.BranchRequested) -> None:
+        if self.streaming:
+            self.notify("Still answering: press Esc to stop first", severity="warning")
+            return
+        if self.session_id is not None:
+            self.switch_branch(self.session_id, event.message_id)
+
+    @engine_task("session")
+    async def switch_branch(self, session_id: int, message_id: int) -> None:
+        """Make the branch through ``message_id`` the active one, and show it."""
+        engine = await self.engine()
+        await engine.chat.branches.switch(session_id, message_id)
+        await self.show_session(engine, session_id, select=message_id)
+
+    async def show_session(self, engine: Engine, session_id: int, *,
+                           select: int | None = None) -> None:
+        """Show a stored session's active branch (``select``: with the cursor on it)."""
+        detail = await engine.sessions.get(session_id)
+        self.session_id = session_id
+        self.end_edit()
+        messages = detail.messages
+        await self.transcript.show(messages)
+        self.prompt.set_history(m.content for m in messages if m.role == "user")
+        last = next((m for m in reversed(messages) if m.role == "assistant"), None)
+        self.show_sources(Answer(citations=last.citations) if last else None)
+        used = sum(len(m.content) for m in messages) // 4
+        self.parley.set_model(detail.session.provider, detail.session.model, used, True)
+        if select is not None:
+            await self.transcript.select_message(select)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("regenerate", "edit_last") and self.streaming:

@@ -71,11 +71,13 @@ class MessageView(Vertical):
     """
 
     def __init__(self, role: str, content: str = "", *, message_id: int | None = None,
-                 answer: Answer | None = None, streaming: bool = False) -> None:
+                 answer: Answer | None = None, streaming: bool = False,
+                 alternatives: tuple[int, ...] = ()) -> None:
         super().__init__(classes=f"message -{role}")
         self.role = role
         self.content = content
         self.message_id = message_id
+        self.alternatives = alternatives  # ids of its versions (branches), oldest first
         self.answer = answer or Answer()
         self.streaming = streaming
         self._code_index = 0
@@ -97,6 +99,9 @@ class MessageView(Vertical):
 
     def _header(self) -> Content:
         parts: list[tuple[str, str] | str] = [(ROLE_LABELS.get(self.role, self.role), "bold")]
+        if self.message_id in self.alternatives:
+            number = self.alternatives.index(self.message_id) + 1
+            parts.append((f"  ‹ {number}/{len(self.alternatives)} ›", "$text-accent"))
         if self.role == "assistant":
             if self.answer.model:
                 parts.append((f"  {self.answer.model}", "$text-muted"))

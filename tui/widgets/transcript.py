@@ -28,7 +28,8 @@ def view_for(message: Message) -> MessageView:
     """The view of a stored message."""
     answer = Answer(status=message.status, model=message.model, error=message.error,
                     citations=message.citations)
-    return MessageView(message.role, message.content, message_id=message.id, answer=answer)
+    return MessageView(message.role, message.content, message_id=message.id, answer=answer,
+                       alternatives=message.alternatives)
 
 
 class Transcript(VerticalScroll):
@@ -42,6 +43,8 @@ class Transcript(VerticalScroll):
         Binding("down,j", "select(1)", "Next message", show=False),
         Binding("home", "select_first", "First message", show=False),
         Binding("end", "select_last", "Last message", show=False),
+        Binding("left,h", "alternative(-1)", "Previous version", show=False),
+        Binding("right,l", "alternative(1)", "Next version", show=False),
         Binding("c", "copy_message", "Copy message"),
         Binding("b", "copy_code", "Copy code block"),
         *[Binding(str(n), f"cite({n})", "Select source N", show=False) for n in range(1, 10)],
@@ -63,6 +66,14 @@ class Transcript(VerticalScroll):
             super().__init__()
             self.view = view
             self.number = number
+
+    class BranchRequested(TextualMessage):
+        """Show the version ``message_id`` of ``view`` (another branch of the session)."""
+
+        def __init__(self, view: MessageView, message_id: int) -> None:
+            super().__init__()
+            self.view = view
+            self.message_id = message_id
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -124,6 +135,25 @@ class Transcript(VerticalScroll):
         self.scroll_end(animate=False)
         return view
 
+    def adopt_tail(self, messages: Sequence[Message]) -> None:
+        """Give the newest views the ids and versions of the newest stored ``messages``
+        (after a turn whose question or answer was not stored yet when it was shown)."""
+        shown = [m for m in messages if m.role != "system"]
+        for view, message in zip(reversed(self.views), reversed(shown[-2:]), strict=False):
+            if view.role == message.role:
+                view.message_id, view.alternatives = message.id, message.alternatives
+                view.refresh_header()
+
+    async def select_message(self, message_id: int) -> None:
+        """Put the cursor on the message ``message_id``, mounting earlier ones if needed."""
+        while True:
+            for index, view in enumerate(self.views):
+                if view.message_id == message_id:
+                    self.selected = index
+                    return
+            if not await self.load_earlier():
+                return
+
     def last_view(self, role: str) -> MessageView | None:
         """The newest mounted message of ``role``."""
         for view in reversed(self.views):
@@ -179,6 +209,16 @@ class Transcript(VerticalScroll):
     def action_select_last(self) -> None:
         if self.views:
             self.selected = len(self.views) - 1
+
+    def action_alternative(self, step: int) -> None:
+        view = self.selected_view()
+        if view is None or view.message_id not in view.alternatives:
+            self.notify("This message has no other version: regenerate (ctrl+r) or edit "
+                        "(ctrl+l) the last turn to make one", severity="warning", timeout=3)
+            return
+        versions = view.alternatives
+        target = versions[(versions.index(view.message_id) + step) % len(versions)]
+        self.post_message(self.BranchRequested(view, target))
 
     def action_copy_message(self) -> None:
         view = self.selected_view()
