@@ -190,7 +190,7 @@ class UISettings(_Section):
     """The terminal interface."""
 
     theme: str = "textual-dark"
-    """A Textual theme name."""
+    """A Textual theme name. Unset, the app uses the theme last picked in it."""
     show_sidebar: bool = True
     """Show the sessions sidebar at start."""
     editor: str | None = None

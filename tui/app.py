@@ -26,6 +26,7 @@ from tui.commands import ParleyCommands
 from tui.open_source import SourceOpener
 from tui.screens.chat import ChatScreen
 from tui.screens.dialogs import ErrorDialog
+from tui.ui_state import load_state, remember
 from tui.widgets.status import StatusInfo, model_status
 
 if TYPE_CHECKING:
@@ -76,13 +77,35 @@ class ParleyApp(App[None]):
         self._engine_error: BaseException | None = None
 
     def on_mount(self) -> None:
-        if self.settings.ui.theme in self.available_themes:
-            self.theme = self.settings.ui.theme
-        else:
-            self.notify(f"Unknown theme '{self.settings.ui.theme}': using {self.theme}",
-                        severity="warning")
+        self._apply_theme()
         self.set_model(None, None, 0, False)
         self.call_after_refresh(self.open_engine)
+
+    def _apply_theme(self) -> None:
+        """The configured theme, else the one last picked in the app, else the default."""
+        theme = self.settings.ui.theme
+        if self.settings.sources.get("ui.theme", "default") == "default":
+            remembered = load_state().get("theme")
+            if isinstance(remembered, str) and remembered in self.available_themes:
+                theme = remembered
+        if theme in self.available_themes:
+            self.theme = theme
+        else:
+            self.notify(f"Unknown theme '{theme}': using {self.theme}", severity="warning")
+        self._theme_applied = True
+
+    def watch_theme(self, theme: str) -> None:
+        if not getattr(self, "_theme_applied", False):
+            return  # the initial theme, not a choice
+        try:
+            remember("theme", theme)
+        except OSError as exc:
+            self.notify(f"The theme could not be remembered: {exc}", severity="warning")
+            return
+        if self.settings.sources.get("ui.theme", "default") != "default":
+            self.notify(f"ui.theme is set to '{self.settings.ui.theme}' in the "
+                        f"{self.settings.sources['ui.theme']} settings: it applies next time",
+                        severity="information", timeout=5)
 
     # -- the engine ---------------------------------------------------------------------------
     @work(group="engine", exclusive=True, exit_on_error=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -183,6 +184,35 @@ async def test_the_theme_comes_from_the_settings(
         assert app.theme == expected
         unknown = [n for n in app._notifications if "Unknown theme" in n.message]
         assert bool(unknown) == (theme != expected)
+
+
+async def test_a_theme_picked_in_the_app_is_remembered_unless_the_config_sets_one(
+        parley_home: Path, chat_server: OpenAITestServer) -> None:
+    url = f"sqlite:///{parley_home / 'parley.db'}"
+    app = ParleyApp(load_settings(overrides=overrides_for(url, chat_server)))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        assert app.theme == "textual-dark"
+        app.theme = "gruvbox"
+        await settle(pilot)
+    assert json.loads((parley_home / "ui-state.json").read_text())["theme"] == "gruvbox"
+
+    app = ParleyApp(load_settings(overrides=overrides_for(url, chat_server)))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        assert app.theme == "gruvbox"
+
+    configured = ParleyApp(load_settings(overrides=overrides_for(url, chat_server,
+                                                                 ui={"theme": "nord"})))
+    async with configured.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        assert configured.theme == "nord"
+
+    (parley_home / "ui-state.json").write_text("{not json")  # damaged: nothing remembered
+    app = ParleyApp(load_settings(overrides=overrides_for(url, chat_server)))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        assert app.theme == "textual-dark" and not app._notifications
 
 
 def test_dates_in_the_sidebar_are_compact() -> None:
