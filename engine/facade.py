@@ -23,7 +23,7 @@ from engine.db import schema
 from engine.db.connect import Database, create_engine, mask_url, sqlite_path
 from engine.errors import DatabaseError, ParleyError
 from engine.sessions import SessionStore
-from engine.types import SchemaStatus
+from engine.types import SchemaStatus, SchemaUpgraded
 
 if TYPE_CHECKING:
     from engine.chat import Chat
@@ -47,6 +47,8 @@ class Engine:
         self.user_id: int = 0
         self.cipher: crypto.FernetCipher | None = None
         self.key_source: str | None = None
+        self.upgraded: SchemaUpgraded | None = None
+        """Set when opening upgraded the embedded database (the UI tells the user)."""
         self._services: dict[str, Any] = {}
         self._embedder: Embedder | None = None
 
@@ -72,7 +74,7 @@ class Engine:
                 return
             if state.current is not None:
                 await self._load_key(create=False)
-            state = await schema.ensure_current(
+            self.upgraded = await schema.ensure_current(
                 self.db, backup=self.settings.database.backup_before_upgrade)
             if self.cipher is None:
                 await self._load_key(create=True)

@@ -22,6 +22,15 @@ class SchemaStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class SchemaUpgraded:
+    """The embedded database was upgraded when it was opened."""
+
+    from_revision: str
+    to_revision: str
+    backup: str | None  # the copy taken before, if any
+
+
+@dataclass(frozen=True, slots=True)
 class Citation:
     """One source an answer cited, as stored with the message."""
 

@@ -122,6 +122,11 @@ class ParleyApp(App[None]):
             self.report(exc)
         else:
             self.engine = engine
+            if engine.upgraded is not None:
+                from tui.cli_common import upgrade_note
+
+                self.notify(upgrade_note(engine.upgraded).removeprefix("parley: "),
+                            title="Database", timeout=10)
             backend = (await engine.schema_status()).backend
             self.status = replace(self.status, state="ready", backend=backend)
             self.set_model(None, None, self.status.context_used, self.status.context_estimated)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from engine import Engine, Settings
+    from engine.types import SchemaUpgraded
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -97,7 +98,16 @@ async def open_engine(settings: Settings | None = None, *,
     from engine import Engine
 
     async with Engine(settings or app_context().settings(), migrate=migrate) as engine:
+        if engine.upgraded is not None:
+            info(upgrade_note(engine.upgraded))
         yield engine
+
+
+def upgrade_note(upgraded: SchemaUpgraded) -> str:
+    """One line telling that the embedded database was upgraded, and where the copy is."""
+    kept = f"; the previous file is kept as {upgraded.backup}" if upgraded.backup else ""
+    return (f"parley: upgraded the database schema from {upgraded.from_revision} to "
+            f"{upgraded.to_revision}{kept}")
 
 
 def to_jsonable(value: Any) -> Any:

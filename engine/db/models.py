@@ -110,9 +110,11 @@ class SessionCollection(Base):
 
 class Message(Base):
     __tablename__ = "messages"
-    __table_args__ = (Index("ix_messages_session_id_id", "session_id", "id"),)
+    # (user_id, id): history search walks one user's messages newest first, in batches.
+    __table_args__ = (Index("ix_messages_session_id_id", "session_id", "id"),
+                      Index("ix_messages_user_id_id", "user_id", "id"))
     id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int] = _user_fk()
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
     parent_id: Mapped[int | None] = mapped_column(
         ForeignKey("messages.id", ondelete="CASCADE"), index=True)

@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError
 import migrations
 from engine.db.connect import Database, mask_url, sqlite_path
 from engine.errors import DatabaseError, SchemaOutOfDate, SchemaTooNew
-from engine.types import SchemaStatus
+from engine.types import SchemaStatus, SchemaUpgraded
 
 MIGRATIONS_DIR = Path(migrations.__file__).resolve().parent
 
@@ -89,18 +89,22 @@ def check_not_newer(current: str | None) -> None:
 
 
 async def ensure_current(db: Database, *, auto_upgrade_sqlite: bool = True,
-                         backup: bool = True) -> SchemaStatus:
-    """Make sure the schema is at head, upgrading the embedded SQLite file if allowed."""
+                         backup: bool = True) -> SchemaUpgraded | None:
+    """Make sure the schema is at head, upgrading the embedded SQLite file if allowed.
+    Returns what was upgraded in an existing database (None: nothing, or a new one)."""
     state = await status(db)
     check_not_newer(state.current)
     if state.up_to_date:
-        return state
+        return None
     if db.backend == "sqlite" and auto_upgrade_sqlite:
         path = sqlite_path(str(db.engine.url))
+        copy = None
         if backup and path is not None and state.current is not None and path.exists():
-            backup_sqlite(path, state.current)
+            copy = backup_sqlite(path, state.current)
         await upgrade(db)
-        return await status(db)
+        if state.current is None:
+            return None  # a new database: nothing to tell
+        return SchemaUpgraded(state.current, state.head, str(copy) if copy else None)
     async with db.engine.connect() as conn:
         empty = not await conn.run_sync(_has_tables)
     what = "has no Parley schema yet" if empty else f"is at revision {state.current}"

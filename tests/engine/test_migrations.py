@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 from engine import Engine, Settings, load_settings
 from engine.db import schema
 from engine.db.sqlite_ddl import FTS_TRIGGERS
+from tests.conftest import migrate
 
 
 def _tables(conn: Connection) -> set[str]:
@@ -96,3 +97,72 @@ async def test_sqlite_backup_is_a_consistent_copy(parley_home: Path) -> None:
     conn = sqlean.connect(str(backup))
     assert conn.execute("SELECT count(*) FROM messages").fetchone()[0] == 1
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+async def _indexes(engine: Engine) -> set[str]:
+    assert engine.db is not None
+    async with engine.db.engine.connect() as conn:
+        found = await conn.run_sync(lambda c: inspect(c).get_indexes("messages"))
+    return {index["name"] for index in found}
+
+
+async def test_an_existing_database_upgrades_and_keeps_its_data(settings: Settings,
+                                                                backend: str,
+                                                                parley_home: Path) -> None:
+    """A database written at revision 0001 meets this version: SQLite upgrades itself
+    after copying the file aside; PostgreSQL refuses until 'parley db upgrade'."""
+    from engine.errors import SchemaOutOfDate
+
+    await migrate(settings)
+    async with Engine(settings) as engine:  # at head
+        created = await engine.sessions.create("written before the upgrade")
+        await engine.sessions.add_message(created.id, "user", "a question kept across it")
+        await engine.downgrade("0001")
+        assert "ix_messages_user_id_id" not in await _indexes(engine)
+
+    if backend == "sqlite":
+        async with Engine(settings) as engine:
+            upgraded = engine.upgraded
+            assert upgraded is not None and upgraded.from_revision == "0001"
+            assert upgraded.to_revision == schema.head_revision()
+            assert upgraded.backup == str(parley_home / "parley.db.bak-0001")
+            import sqlean
+
+            copy = sqlean.connect(upgraded.backup)
+            assert copy.execute("SELECT version_num FROM alembic_version").fetchone() == ("0001",)
+            assert copy.execute("SELECT count(*) FROM messages").fetchone() == (1,)
+            copy.close()
+    else:
+        try:
+            async with Engine(settings):
+                raise AssertionError("opened a PostgreSQL database with an old schema")
+        except SchemaOutOfDate as exc:
+            assert "is at revision 0001" in exc.message and exc.hint == "run: parley db upgrade"
+        async with Engine(settings, migrate=False) as admin:
+            assert (await admin.upgrade()).up_to_date
+        async with Engine(settings) as engine:
+            assert engine.upgraded is None
+
+    async with Engine(settings) as engine:
+        assert engine.upgraded is None  # once is enough
+        indexes = await _indexes(engine)
+        assert "ix_messages_user_id_id" in indexes and "ix_messages_user_id" not in indexes
+        [message] = (await engine.sessions.get(created.id)).messages
+        assert message.content == "a question kept across it"
+        hits = await engine.sessions.search("kept across")
+        assert [hit.message_id for hit in hits.hits] == [message.id]
+
+
+def test_the_command_line_says_when_it_upgraded_the_database(parley_home: Path) -> None:
+    from tests.cli.test_cli_foundation import parley
+
+    assert parley("sessions", "list", home=parley_home).returncode == 0  # created at head
+    url = f"sqlite:///{parley_home / 'parley.db'}"
+    assert parley("--db", url, "db", "downgrade", "0001", "--yes",
+                  home=parley_home).returncode == 0
+    result = parley("sessions", "list", home=parley_home)
+    assert result.returncode == 0, result.stderr
+    assert (f"parley: upgraded the database schema from 0001 to {schema.head_revision()}; "
+            f"the previous file is kept as {parley_home / 'parley.db.bak-0001'}") in result.stderr
+    again = parley("sessions", "list", home=parley_home)
+    assert "upgraded" not in again.stderr
