@@ -265,6 +265,7 @@ class ChatTurns(ParleyScreen):
         engine = await self.engine()
         await engine.chat.branches.switch(session_id, message_id)
         await self.show_session(engine, session_id, select=message_id)
+        self.refresh_session_entry(session_id)  # switching counts as activity: to the top
 
     async def show_session(self, engine: Engine, session_id: int, *,
                            select: int | None = None) -> None:
