@@ -6,13 +6,19 @@ SciFact about ten points of nDCG@10 below BM25. This module scores the real form
 - the query's lexemes come from PostgreSQL's own parser (``to_tsvector('english', ...)``,
   the same configuration as the ``tsv`` column), and the match is an OR of those lexemes
   built as a quoted ``tsquery`` literal, so user text never reaches the query parser;
-- every chunk of the scoped collections that contains a query lexeme is fetched through the
-  GIN index; ``setweight`` marks the query lexemes in its ``tsv`` and ``ts_filter`` keeps only
-  those, so unnesting yields a few rows per chunk (the term frequencies), not the whole
-  vector;
-- document frequencies are counted over that same matched set (exact: a chunk without any
-  query lexeme contributes to no df), and the collection size and mean chunk length come
-  from a small cache refreshed whenever the collection's documents change.
+- document frequencies are counted once per lexeme through the GIN index and cached until
+  the collections' documents change, like the collection size and mean chunk length;
+- each candidate chunk's term frequencies come from its ``tsv``: ``setweight`` marks the
+  query lexemes and ``ts_filter`` keeps only those, so unnesting yields a few rows per chunk.
+
+A common word matches a large part of the collection, and scoring every such chunk is what
+made a query slow at a million chunks. So the scoring is MaxScore-pruned, and still exact: a
+lexeme contributes at most ``idf * (k1 + 1)`` to any chunk. A first pass scores only the
+chunks that contain one of the rarer lexemes (all query lexemes counted in each score); its
+k-th best score is a lower bound of the final one, so the most common lexemes whose upper
+bounds add up to no more than it cannot lift a chunk that has only them into the top k. A
+second pass, when the first could not prove that for every lexeme it left out, scores the
+chunks that contain any lexeme not so excluded.
 
 Chunk length is the chunker's ``token_count`` (the tokens FTS5's BM25 also counts) and
 ``length(tsv)`` for rows without one. Parameters k1 = 1.2, b = 0.75, as in FTS5 and Lucene;
@@ -21,6 +27,7 @@ idf is Lucene's ``ln(1 + (N - df + 0.5) / (df + 0.5))``, which stays positive.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -82,37 +89,110 @@ async def corpus_stats(s: AsyncSession, collection_ids: Sequence[int]) -> Corpus
     return stats
 
 
+_df_cache: dict[tuple[str, tuple[int, ...], tuple[object, ...], str], int] = {}
+_DF_CACHE_MAX = 100_000
+FIRST_PASS_SHARE = 0.05
+"""The first pass scores the chunks of lexemes found in at most this share of the chunks."""
+
+
+async def document_frequencies(s: AsyncSession, collection_ids: Sequence[int],
+                               stats: CorpusStats, lexemes: Sequence[str]) -> dict[str, int]:
+    """How many chunks of the collections contain each lexeme (cached per collection state)."""
+    scope = (str(s.bind.url), tuple(sorted(collection_ids)), stats.version)
+    out = {lex: _df_cache[(*scope, lex)] for lex in lexemes if (*scope, lex) in _df_cache}
+    missing = [lex for lex in lexemes if lex not in out]
+    if missing:
+        cids, params = placeholders("cid", collection_ids)
+        rows = await s.execute(text(
+            "SELECT q.lexeme, (SELECT count(*) FROM chunks c WHERE c.collection_id IN "
+            f"({cids}) AND c.tsv @@ CAST(q.tsq AS tsquery)) "
+            "FROM unnest(CAST(:lexemes AS text[]), CAST(:tsqs AS text[])) AS q(lexeme, tsq)"
+        ).bindparams(bindparam("lexemes", type_=ARRAY(Text)),
+                     bindparam("tsqs", type_=ARRAY(Text))),
+            {**params, "lexemes": missing, "tsqs": [tsquery_literal([lex]) for lex in missing]})
+        if len(_df_cache) + len(missing) > _DF_CACHE_MAX:
+            _df_cache.clear()
+        for lex, df in rows:
+            out[lex] = _df_cache[(*scope, lex)] = int(df)
+    return out
+
+
+def idf(n: int, df: int) -> float:
+    return math.log(1.0 + (n - df + 0.5) / (df + 0.5))
+
+
 async def bm25(s: AsyncSession, collection_ids: Sequence[int], query: str, k: int, *,
                flt: DocFilter | None = None) -> list[tuple[int, float]]:
     """(chunk id, BM25 score, higher is better) of the best ``k`` chunks for ``query``."""
-    if not collection_ids:
+    if not collection_ids or k <= 0:
         return []
     lexemes = await query_lexemes(s, query)
     if not lexemes:
         return []  # only stop words, or no words at all
     stats = await corpus_stats(s, collection_ids)
-    cids, params = placeholders("cid", collection_ids)
-    doc_join = ""
-    if flt:
-        cond, fparams = doc_conditions(flt, "postgresql")
-        doc_join = f"JOIN documents d ON d.id = tf.document_id AND {cond} "
-        params.update(fparams)
-    stmt = text(
-        "WITH m AS ("
-        f" SELECT c.id, c.document_id, {DOC_LENGTH} AS dl,"
-        "  ts_filter(setweight(c.tsv, 'A', :lexemes), '{a}') AS qv"
-        f" FROM chunks c WHERE c.tsv @@ CAST(:tsq AS tsquery) AND c.collection_id IN ({cids})),"
-        " tf AS ("
-        " SELECT m.id, m.document_id, m.dl, u.lexeme,"
-        "  greatest(coalesce(cardinality(u.positions), 0), 1) AS tf"
-        " FROM m CROSS JOIN LATERAL unnest(m.qv) AS u),"
-        " df AS (SELECT lexeme, count(*) AS n FROM tf GROUP BY lexeme)"
-        " SELECT tf.id, sum(ln(1.0 + (:n - df.n + 0.5) / (df.n + 0.5))"
-        "  * tf.tf * (:k1 + 1.0) / (tf.tf + :k1 * (1.0 - :b + :b * tf.dl / :avgdl))) AS score"
-        f" FROM tf JOIN df ON df.lexeme = tf.lexeme {doc_join}"
-        " GROUP BY tf.id ORDER BY score DESC, tf.id LIMIT :k"
-    ).bindparams(bindparam("lexemes", type_=ARRAY(Text)))
-    rows = await s.execute(stmt, {
-        **params, "lexemes": lexemes, "tsq": tsquery_literal(lexemes), "n": float(stats.chunks),
-        "avgdl": max(stats.avg_length, 1.0), "k1": K1, "b": B, "k": int(k)})
-    return [(int(cid), float(score)) for cid, score in rows]
+    dfs = await document_frequencies(s, collection_ids, stats, lexemes)
+    present = sorted((lex for lex in lexemes if dfs[lex]), key=lambda lex: (dfs[lex], lex))
+    if not present:
+        return []
+    weights = {lex: idf(stats.chunks, dfs[lex]) for lex in present}
+    bound = {lex: weights[lex] * (K1 + 1.0) for lex in present}
+    score = _Scorer(s, collection_ids, stats, weights, k, flt)
+
+    # Pass 1: the rarest lexeme and any others found in few chunks.
+    rare = [lex for i, lex in enumerate(present)
+            if i == 0 or dfs[lex] <= FIRST_PASS_SHARE * stats.chunks]
+    hits = await score(rare)
+    if len(rare) == len(present):
+        return hits
+    # The most common lexemes whose bounds add up to at most the k-th score cannot make a
+    # chunk that contains only them (and none of the rest) a top-k hit.
+    floor = hits[-1][1] if len(hits) >= k else 0.0
+    excluded, total = 0, 0.0
+    for lex in reversed(present):
+        if total + bound[lex] > floor:
+            break
+        total += bound[lex]
+        excluded += 1
+    needed = present[:len(present) - excluded]
+    if len(needed) <= len(rare):
+        return hits  # pass 1 already scored every chunk that can be in the top k
+    return await score(needed)
+
+
+class _Scorer:
+    """Scores the chunks that contain any of some lexemes, counting every query lexeme."""
+
+    def __init__(self, s: AsyncSession, collection_ids: Sequence[int], stats: CorpusStats,
+                 weights: dict[str, float], k: int, flt: DocFilter | None) -> None:
+        self.s, self.k, self.weights = s, k, weights
+        cids, self.params = placeholders("cid", collection_ids)
+        doc_join = ""
+        if flt:
+            cond, fparams = doc_conditions(flt, "postgresql")
+            doc_join = f"JOIN documents d ON d.id = tf.document_id AND {cond} "
+            self.params.update(fparams)
+        self.params.update({"lexemes": list(weights), "idfs": list(weights.values()),
+                            "avgdl": max(stats.avg_length, 1.0), "k1": K1, "b": B,
+                            "k": int(k)})
+        self.stmt = text(
+            "WITH w AS (SELECT * FROM unnest(CAST(:lexemes AS text[]),"
+            "  CAST(:idfs AS float8[])) AS w(lexeme, idf)),"
+            " m AS ("
+            f" SELECT c.id, c.document_id, {DOC_LENGTH} AS dl,"
+            "  ts_filter(setweight(c.tsv, 'A', CAST(:lexemes AS text[])), '{a}') AS qv"
+            f" FROM chunks c WHERE c.tsv @@ CAST(:tsq AS tsquery)"
+            f" AND c.collection_id IN ({cids})),"
+            " tf AS ("
+            " SELECT m.id, m.document_id, m.dl, u.lexeme,"
+            "  greatest(coalesce(cardinality(u.positions), 0), 1) AS tf"
+            " FROM m CROSS JOIN LATERAL unnest(m.qv) AS u)"
+            " SELECT tf.id, sum(w.idf"
+            "  * tf.tf * (:k1 + 1.0) / (tf.tf + :k1 * (1.0 - :b + :b * tf.dl / :avgdl))) AS score"
+            f" FROM tf JOIN w ON w.lexeme = tf.lexeme {doc_join}"
+            " GROUP BY tf.id ORDER BY score DESC, tf.id LIMIT :k"
+        ).bindparams(bindparam("lexemes", type_=ARRAY(Text)))
+
+    async def __call__(self, matching: Sequence[str]) -> list[tuple[int, float]]:
+        rows = await self.s.execute(self.stmt, {**self.params,
+                                                "tsq": tsquery_literal(matching)})
+        return [(int(cid), float(score)) for cid, score in rows]

@@ -332,3 +332,77 @@ async def test_keyword_scores_are_bm25(engine: Engine) -> None:
         expected[chunk_id] = score
     assert {c: pytest.approx(sc) for c, sc in ranked} == \
         {c: pytest.approx(expected[c]) for c, _ in ranked}
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_pruned_bm25_on_postgresql_equals_scoring_every_chunk(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MaxScore pruning skips chunks that only hold common words, yet returns exactly the
+    top k of full BM25 scoring, with or without a document filter."""
+    import random
+
+    from engine.db import pg_bm25
+
+    rng = random.Random(11)
+    shares = {"alpha": 0.9, "beta": 0.7, "gamma": 0.5, "delta": 0.3, "kappa": 0.15,
+              "lambda": 0.08, "sigma": 0.04, "omega": 0.02, "zeta": 0.01}
+    docs = []
+    for i in range(400):
+        words = [w for w, share in shares.items() for _ in range(rng.randint(1, 4))
+                 if rng.random() < share]
+        words += [f"filler{rng.randint(0, 50)}" for _ in range(rng.randint(0, 40))]
+        rng.shuffle(words)
+        docs.append(Doc(f"/d/{i}.txt" if i % 2 else f"/e/{i}.txt", "text", " ".join(words)))
+    cid = await add_collection(engine, "zipf", docs, vectors=False)
+    passes: list[list[str]] = []
+    real_call = pg_bm25._Scorer.__call__
+
+    async def recording(self: object, matching: list[str]) -> list[tuple[int, float]]:
+        passes.append(list(matching))
+        return await real_call(self, matching)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pg_bm25._Scorer, "__call__", recording)
+    assert engine.db is not None
+    async with engine.db.read() as s:
+        pairs = (await s.execute(text(
+            "SELECT c.id, u.lexeme, cardinality(u.positions) FROM chunks c, unnest(c.tsv) u "
+            "WHERE c.collection_id = :cid"), {"cid": cid})).all()
+        rows = (await s.execute(select(m.Chunk.id, m.Chunk.token_count, m.Document.source_path)
+                                .join(m.Document, m.Document.id == m.Chunk.document_id))).all()
+    tf: dict[int, Counter[str]] = {}
+    for chunk_id, lexeme, count in pairs:
+        tf.setdefault(chunk_id, Counter())[lexeme] = count
+    length = {chunk_id: tokens for chunk_id, tokens, _ in rows}
+    path = {chunk_id: p for chunk_id, _, p in rows}
+    n, avg = len(length), sum(length.values()) / len(length)
+
+    def reference(lexemes: list[str], k: int, prefix: str = "") -> list[tuple[int, float]]:
+        scores: dict[int, float] = {}
+        for chunk_id, counts in tf.items():
+            if not path[chunk_id].startswith(prefix):
+                continue
+            for lex in lexemes:
+                if counts[lex]:
+                    df = sum(1 for c in tf.values() if c[lex])
+                    norm = 1.2 * (0.25 + 0.75 * length[chunk_id] / avg)
+                    scores[chunk_id] = scores.get(chunk_id, 0.0) + pg_bm25.idf(n, df) \
+                        * counts[lex] * 2.2 / (counts[lex] + norm)
+        return sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:k]
+
+    from engine.db.search_filter import DocFilter
+
+    backend = for_backend("postgresql")
+    shapes: set[int] = set()
+    for _ in range(40):
+        words = rng.sample(sorted(shares), rng.randint(1, 4))
+        for k in (1, 5, 20, 80):
+            for prefix in ("", "/e/"):
+                passes.clear()
+                flt = DocFilter(path_globs=("/e/*",)) if prefix else None
+                async with engine.db.read() as s:
+                    got = await backend.keyword(s, [cid], " ".join(words), k, flt=flt)
+                want = reference(words, k, prefix)  # these words are their own stems
+                assert [c for c, _ in got] == [c for c, _ in want], (words, k, prefix)
+                assert [sc for _, sc in got] == pytest.approx([sc for _, sc in want])
+                shapes.add(len(passes))
+    assert shapes == {1, 2}  # both pruned and two-pass queries were exercised
