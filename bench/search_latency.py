@@ -67,8 +67,8 @@ async def measure(url: str, size: int) -> None:
         embedder = engine.embedder()
         await retrieval.search(texts[0], k=10)  # loads the model, warms caches
         cid = 1
-        parts: dict[str, list[float]] = {k: [] for k in
-                                         ("full", "embed", "keyword", "exact", "bits", "memory")}
+        parts: dict[str, list[float]] = {k: [] for k in ("full", "embed", "keyword", "cold",
+                                                         "exact", "bits", "memory")}
         recall: dict[str, list[float]] = {"bits": [], "memory": []}
         quantized = engine.db.backend == "sqlite"
         if quantized:
@@ -89,6 +89,12 @@ async def measure(url: str, size: int) -> None:
             async with engine.db.read() as s:
                 ms, _ = await timed(backend.keyword, s, [cid], text, 100)
                 parts["keyword"].append(ms)
+                if not quantized:  # as a fresh process meets these words (no cached df)
+                    from engine.db import pg_bm25
+
+                    pg_bm25._df_cache.clear()
+                    ms, _ = await timed(backend.keyword, s, [cid], text, 100)
+                    parts["cold"].append(ms)
                 ms, exact = await timed(backend.knn, s, cid, 1, vector, 100,
                                         settings.retrieval.ef_search)
                 parts["exact"].append(ms)
@@ -110,6 +116,8 @@ async def measure(url: str, size: int) -> None:
         show(f"full search, k=10 (vectors: {mode})", parts["full"])
         show("  query embedding", parts["embed"])
         show("  keyword, BM25 (100 candidates)", parts["keyword"])
+        if parts["cold"]:
+            show("  keyword, BM25, document frequencies not cached", parts["cold"])
         show("  vector, " + ("exact vec0" if quantized else "HNSW") + " (100 candidates)",
              parts["exact"])
         for ef in HNSW_EF:

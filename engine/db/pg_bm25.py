@@ -6,19 +6,22 @@ SciFact about ten points of nDCG@10 below BM25. This module scores the real form
 - the query's lexemes come from PostgreSQL's own parser (``to_tsvector('english', ...)``,
   the same configuration as the ``tsv`` column), and the match is an OR of those lexemes
   built as a quoted ``tsquery`` literal, so user text never reaches the query parser;
-- document frequencies are counted once per lexeme through the GIN index and cached until
-  the collections' documents change, like the collection size and mean chunk length;
-- each candidate chunk's term frequencies come from its ``tsv``: ``setweight`` marks the
-  query lexemes and ``ts_filter`` keeps only those, so unnesting yields a few rows per chunk.
+- each matched chunk's term frequencies come from its ``tsv``: ``setweight`` marks the
+  query lexemes and ``ts_filter`` keeps only those, so unnesting yields a few rows per chunk;
+- the collection size and mean chunk length come from a small cache refreshed whenever the
+  collection's documents change.
 
-A common word matches a large part of the collection, and scoring every such chunk is what
-made a query slow at a million chunks. So the scoring is MaxScore-pruned, and still exact: a
-lexeme contributes at most ``idf * (k1 + 1)`` to any chunk. A first pass scores only the
-chunks that contain one of the rarer lexemes (all query lexemes counted in each score); its
-k-th best score is a lower bound of the final one, so the most common lexemes whose upper
-bounds add up to no more than it cannot lift a chunk that has only them into the top k. A
-second pass, when the first could not prove that for every lexeme it left out, scores the
-chunks that contain any lexeme not so excluded.
+A common word matches a large part of the collection, and scoring every chunk that holds it
+is what made a query slow at a million chunks. So scoring is MaxScore-pruned, and still
+exact. PostgreSQL's own statistics of ``chunks.tsv`` (kept by ``ANALYZE``) tell which query
+lexemes are common; their document frequencies are counted through the GIN index and cached
+until the collections change, and each contributes at most ``idf * (k1 + 1)`` to a chunk.
+A first pass scores the chunks that hold a rare lexeme, counting every query lexeme in each
+score and the rare lexemes' document frequencies over the matched chunks (every chunk that
+holds one is among them). Its k-th best score is a lower bound of the final one, so the most
+common lexemes whose bounds add up to no more than it cannot lift a chunk that holds only
+them into the top k; a second pass adds the chunks of any common lexeme not so excluded.
+Without statistics every lexeme counts as rare: one pass, as exact, only slower.
 
 Chunk length is the chunker's ``token_count`` (the tokens FTS5's BM25 also counts) and
 ``length(tsv)`` for rows without one. Parameters k1 = 1.2, b = 0.75, as in FTS5 and Lucene;
@@ -91,8 +94,22 @@ async def corpus_stats(s: AsyncSession, collection_ids: Sequence[int]) -> Corpus
 
 _df_cache: dict[tuple[str, tuple[int, ...], tuple[object, ...], str], int] = {}
 _DF_CACHE_MAX = 100_000
-FIRST_PASS_SHARE = 0.05
-"""The first pass scores the chunks of lexemes found in at most this share of the chunks."""
+COMMON_SHARE = 0.05
+"""A lexeme the planner statistics find in more than this share of chunks counts as common."""
+
+
+async def common_lexemes(s: AsyncSession, lexemes: Sequence[str]) -> set[str]:
+    """The query lexemes PostgreSQL's statistics (``ANALYZE`` of ``chunks.tsv``) list as found
+    in more than ``COMMON_SHARE`` of the chunks. Only a guide for how to score: without
+    statistics every lexeme is treated as rare, which is exact, just slower."""
+    rows = await s.execute(text(
+        "SELECT e.lexeme FROM pg_stats p, unnest(CAST(CAST(p.most_common_elems AS text) "
+        "AS text[]), p.most_common_elem_freqs) AS e(lexeme, freq) "
+        "WHERE p.schemaname = current_schema() AND p.tablename = 'chunks' "
+        "AND p.attname = 'tsv' AND e.freq > :share AND e.lexeme = ANY(:lexemes)"
+    ).bindparams(bindparam("lexemes", type_=ARRAY(Text))),
+        {"share": COMMON_SHARE, "lexemes": list(lexemes)})
+    return {lex for (lex,) in rows}
 
 
 async def document_frequencies(s: AsyncSession, collection_ids: Sequence[int],
@@ -130,69 +147,81 @@ async def bm25(s: AsyncSession, collection_ids: Sequence[int], query: str, k: in
     if not lexemes:
         return []  # only stop words, or no words at all
     stats = await corpus_stats(s, collection_ids)
-    dfs = await document_frequencies(s, collection_ids, stats, lexemes)
-    present = sorted((lex for lex in lexemes if dfs[lex]), key=lambda lex: (dfs[lex], lex))
-    if not present:
-        return []
-    weights = {lex: idf(stats.chunks, dfs[lex]) for lex in present}
-    bound = {lex: weights[lex] * (K1 + 1.0) for lex in present}
-    score = _Scorer(s, collection_ids, stats, weights, k, flt)
+    common = await common_lexemes(s, lexemes)
+    dfs = await document_frequencies(s, collection_ids, stats, sorted(common))
+    common_order = sorted((lex for lex in common if dfs[lex]), key=lambda lex: (-dfs[lex], lex))
+    rare = [lex for lex in lexemes if lex not in common]
+    if not rare:  # only common words: score the chunks of the least common one first
+        rare, common_order = common_order[-1:], common_order[:-1]
+    if not rare:
+        return []  # no chunk holds any of the words
+    weights = {lex: idf(stats.chunks, dfs[lex]) for lex in common_order}
+    score = _Scorer(s, collection_ids, stats, rare, weights, k, flt)
 
-    # Pass 1: the rarest lexeme and any others found in few chunks.
-    rare = [lex for i, lex in enumerate(present)
-            if i == 0 or dfs[lex] <= FIRST_PASS_SHARE * stats.chunks]
-    hits = await score(rare)
-    if len(rare) == len(present):
+    hits = await score([])  # pass 1: the chunks that hold a rare lexeme
+    if not common_order:
         return hits
     # The most common lexemes whose bounds add up to at most the k-th score cannot make a
-    # chunk that contains only them (and none of the rest) a top-k hit.
+    # chunk that holds only them (and none of the rest) a top-k hit.
     floor = hits[-1][1] if len(hits) >= k else 0.0
     excluded, total = 0, 0.0
-    for lex in reversed(present):
-        if total + bound[lex] > floor:
+    for lex in common_order:  # most common first
+        bound = weights[lex] * (K1 + 1.0)
+        if total + bound > floor:
             break
-        total += bound[lex]
+        total += bound
         excluded += 1
-    needed = present[:len(present) - excluded]
-    if len(needed) <= len(rare):
+    needed = common_order[excluded:]
+    if not needed:
         return hits  # pass 1 already scored every chunk that can be in the top k
-    return await score(needed)
+    return await score(needed)  # pass 2: and the chunks of the common lexemes still needed
 
 
 class _Scorer:
-    """Scores the chunks that contain any of some lexemes, counting every query lexeme."""
+    """Scores chunks that hold some of the query lexemes, counting every query lexeme.
+
+    The document frequency of a rare lexeme is counted in the same statement, over the
+    matched chunks (which include every chunk holding it); common lexemes come with their
+    idf, from counts cached in ``document_frequencies``.
+    """
 
     def __init__(self, s: AsyncSession, collection_ids: Sequence[int], stats: CorpusStats,
-                 weights: dict[str, float], k: int, flt: DocFilter | None) -> None:
-        self.s, self.k, self.weights = s, k, weights
+                 rare: Sequence[str], common: dict[str, float], k: int,
+                 flt: DocFilter | None) -> None:
+        self.s, self.rare = s, list(rare)
         cids, self.params = placeholders("cid", collection_ids)
         doc_join = ""
         if flt:
             cond, fparams = doc_conditions(flt, "postgresql")
             doc_join = f"JOIN documents d ON d.id = tf.document_id AND {cond} "
             self.params.update(fparams)
-        self.params.update({"lexemes": list(weights), "idfs": list(weights.values()),
-                            "avgdl": max(stats.avg_length, 1.0), "k1": K1, "b": B,
-                            "k": int(k)})
+        self.params.update({"lexemes": [*rare, *common], "rare": self.rare,
+                            "common": list(common), "idfs": list(common.values()),
+                            "n": float(stats.chunks), "avgdl": max(stats.avg_length, 1.0),
+                            "k1": K1, "b": B, "k": int(k)})
         self.stmt = text(
-            "WITH w AS (SELECT * FROM unnest(CAST(:lexemes AS text[]),"
-            "  CAST(:idfs AS float8[])) AS w(lexeme, idf)),"
-            " m AS ("
+            "WITH m AS ("
             f" SELECT c.id, c.document_id, {DOC_LENGTH} AS dl,"
-            "  ts_filter(setweight(c.tsv, 'A', CAST(:lexemes AS text[])), '{a}') AS qv"
+            "  ts_filter(setweight(c.tsv, 'A', :lexemes), '{a}') AS qv"
             f" FROM chunks c WHERE c.tsv @@ CAST(:tsq AS tsquery)"
             f" AND c.collection_id IN ({cids})),"
             " tf AS ("
             " SELECT m.id, m.document_id, m.dl, u.lexeme,"
             "  greatest(coalesce(cardinality(u.positions), 0), 1) AS tf"
-            " FROM m CROSS JOIN LATERAL unnest(m.qv) AS u)"
+            " FROM m CROSS JOIN LATERAL unnest(m.qv) AS u),"
+            " w AS ("
+            " SELECT lexeme, ln(1.0 + (:n - count(*) + 0.5) / (count(*) + 0.5)) AS idf"
+            " FROM tf WHERE lexeme = ANY(:rare) GROUP BY lexeme"
+            " UNION ALL SELECT * FROM unnest(CAST(:common AS text[]), CAST(:idfs AS float8[])))"
             " SELECT tf.id, sum(w.idf"
             "  * tf.tf * (:k1 + 1.0) / (tf.tf + :k1 * (1.0 - :b + :b * tf.dl / :avgdl))) AS score"
             f" FROM tf JOIN w ON w.lexeme = tf.lexeme {doc_join}"
             " GROUP BY tf.id ORDER BY score DESC, tf.id LIMIT :k"
-        ).bindparams(bindparam("lexemes", type_=ARRAY(Text)))
+        ).bindparams(bindparam("lexemes", type_=ARRAY(Text)), bindparam("rare", type_=ARRAY(Text)),
+                     bindparam("common", type_=ARRAY(Text)))
 
-    async def __call__(self, matching: Sequence[str]) -> list[tuple[int, float]]:
-        rows = await self.s.execute(self.stmt, {**self.params,
-                                                "tsq": tsquery_literal(matching)})
+    async def __call__(self, common: Sequence[str]) -> list[tuple[int, float]]:
+        """The best chunks among those holding a rare lexeme or one of ``common``."""
+        tsq = tsquery_literal([*self.rare, *common])
+        rows = await self.s.execute(self.stmt, {**self.params, "tsq": tsq})
         return [(int(cid), float(score)) for cid, score in rows]
