@@ -38,6 +38,12 @@ async def drop_vector_index(s: AsyncSession, collection_id: int, generation: int
     await s.execute(text(f"DROP INDEX IF EXISTS {index_name(collection_id, generation)}"))
 
 
+async def refresh_statistics(s: AsyncSession) -> None:
+    """After a large ingest: the planner statistics that tell BM25 which words are common
+    (autovacuum would refresh them too, but only a while later)."""
+    await s.execute(text("ANALYZE chunks"))
+
+
 async def _has_iterative_scan(s: AsyncSession) -> bool:
     """pgvector 0.8+ can keep walking the HNSW graph until enough rows pass a filter."""
     key = str(s.bind.url)

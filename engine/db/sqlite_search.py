@@ -72,6 +72,10 @@ async def drop_vector_index(s: AsyncSession, collection_id: int, generation: int
         await s.execute(text(f"DROP TABLE IF EXISTS {table}"))
 
 
+async def refresh_statistics(s: AsyncSession) -> None:
+    """Nothing to do: FTS5 keeps its BM25 statistics as it goes."""
+
+
 async def _exists(s: AsyncSession, table: str) -> bool:
     found = await s.scalar(text("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = :n"),
                            {"n": table})

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy.exc import DataError, IntegrityError
 
+from engine.db.search_backend import for_backend
 from engine.errors import ParleyError, ProviderError
 from engine.ingest import runs as run_rows
 from engine.ingest import store
@@ -44,6 +45,7 @@ EMBED_CALL = 64  # texts per embedding call: sorted by length inside, so little 
 PARSE_WORKERS = 2  # parsing holds the GIL: more threads would not parse faster
 QUEUE_FILES = 32
 SAVE_EVERY_S = 2.0
+REFRESH_STATISTICS_AFTER = 1_000  # chunks written by a run: then refresh planner statistics
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +169,9 @@ class IngestJob:
             if self.options.prune:
                 await self._prune(found)
             await self._flush_usage()
+            if self.totals.chunks >= REFRESH_STATISTICS_AFTER:
+                async with self.db.write() as s:
+                    await for_backend(self.db.backend).refresh_statistics(s)
             await run_rows.save_run(self.db, self.run_id, self.totals, status="complete")
             self._out.put_nowait(self._result("complete"))
         except Exception as exc:

@@ -121,6 +121,26 @@ async def test_ingest_indexes_every_kind_with_spans_pages_and_vectors(engine: En
     assert nearest is not None and "rock flour" in nearest.text
 
 
+async def test_a_large_run_refreshes_the_statistics_keyword_search_uses(
+        engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On PostgreSQL BM25 learns which words are common from the planner statistics of
+    chunks.tsv: a run that writes many chunks refreshes them (here: any run)."""
+    from engine.ingest import pipeline
+
+    monkeypatch.setattr(pipeline, "REFRESH_STATISTICS_AFTER", 1)
+    assert engine.db is not None
+    stats = ("SELECT count(*) FROM pg_stats WHERE tablename = 'chunks' AND attname = 'tsv' "
+             "AND most_common_elems IS NOT NULL")
+    if engine.db.backend == "postgresql":
+        async with engine.db.read() as s:
+            assert await s.scalar(text(stats)) == 0
+    result, _ = await ingest_all(engine, [copy_fixtures(tmp_path / "docs")], collection="n")
+    assert result.status == "complete"
+    if engine.db.backend == "postgresql":
+        async with engine.db.read() as s:
+            assert await s.scalar(text(stats)) == 1
+
+
 async def test_rerun_skips_unchanged_replaces_changed_and_adds_new(engine: Engine,
                                                                   tmp_path: Path) -> None:
     docs = copy_fixtures(tmp_path / "docs")
