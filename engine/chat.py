@@ -109,12 +109,13 @@ class Chat:
             async for event in events:
                 yield event
 
-    async def regenerate(self, session_id: int, *, model: str | None = None,
+    async def regenerate(self, session_id: int | None, *, model: str | None = None,
                          provider: str | None = None,
                          rag: bool | None = None) -> AsyncIterator[ChatEvent]:
-        """Answer the last question again as a new branch (the old answer is kept)."""
-        detail = await self._find_session(session_id)
-        assert detail is not None
+        """Answer the last question again as a new branch (the old answer is kept).
+        ``session_id`` None: the latest session."""
+        detail = await self._existing_session(session_id)
+        session_id = detail.session.id
         summary, last = detail.session, last_exchange(detail)
         name, chosen = await self._choose_model(summary, provider, model)
         turn = Turn(session_id, last.question.id, last.question.content, last.history,
@@ -124,15 +125,16 @@ class Chat:
             async for event in events:
                 yield event
 
-    async def edit_last(self, session_id: int, question: str, *, model: str | None = None,
-                        provider: str | None = None,
+    async def edit_last(self, session_id: int | None, question: str, *,
+                        model: str | None = None, provider: str | None = None,
                         rag: bool | None = None) -> AsyncIterator[ChatEvent]:
-        """Replace the last question with ``question`` as a new branch and answer it."""
+        """Replace the last question with ``question`` as a new branch and answer it.
+        ``session_id`` None: the latest session."""
         question = question.strip()
         if not question:
             raise UsageError("the question is empty", "type the new question")
-        detail = await self._find_session(session_id)
-        assert detail is not None
+        detail = await self._existing_session(session_id)
+        session_id = detail.session.id
         summary, last = detail.session, last_exchange(detail)
         name, chosen = await self._choose_model(summary, provider, model)
         names = await self._collections(summary, None)
@@ -187,6 +189,13 @@ class Chat:
                 return None
             session_id = latest[0].id
         return await self.engine.sessions.get(session_id)
+
+    async def _existing_session(self, session_id: int | None) -> SessionDetail:
+        """Like ``_find_session``, for verbs that need a session to exist."""
+        detail = await self._find_session(session_id)
+        if detail is None:
+            raise UsageError("there is no session yet", "ask a question first: parley ask --new")
+        return detail
 
     def _system_prompt(self, summary: SessionSummary | None, given: str | None) -> str:
         return (given or (summary.system_prompt if summary else None)

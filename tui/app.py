@@ -67,6 +67,7 @@ class ParleyApp(App[None]):
     ]
 
     status: reactive[StatusInfo] = reactive(StatusInfo, init=False)
+    _theme_applied = False  # a class default: App.__init__ already sets the theme
 
     def __init__(self, settings: Settings, *, opener: SourceOpener | None = None) -> None:
         super().__init__()
@@ -84,7 +85,7 @@ class ParleyApp(App[None]):
     def _apply_theme(self) -> None:
         """The configured theme, else the one last picked in the app, else the default."""
         theme = self.settings.ui.theme
-        if self.settings.sources.get("ui.theme", "default") == "default":
+        if not self._theme_configured:
             remembered = load_state().get("theme")
             if isinstance(remembered, str) and remembered in self.available_themes:
                 theme = remembered
@@ -94,15 +95,20 @@ class ParleyApp(App[None]):
             self.notify(f"Unknown theme '{theme}': using {self.theme}", severity="warning")
         self._theme_applied = True
 
+    @property
+    def _theme_configured(self) -> bool:
+        """``ui.theme`` was set (file, environment or flag): it wins over a remembered one."""
+        return self.settings.sources.get("ui.theme", "default") != "default"
+
     def watch_theme(self, theme: str) -> None:
-        if not getattr(self, "_theme_applied", False):
+        if not self._theme_applied:
             return  # the initial theme, not a choice
         try:
             remember("theme", theme)
         except OSError as exc:
             self.notify(f"The theme could not be remembered: {exc}", severity="warning")
             return
-        if self.settings.sources.get("ui.theme", "default") != "default":
+        if self._theme_configured:
             self.notify(f"ui.theme is set to '{self.settings.ui.theme}' in the "
                         f"{self.settings.sources['ui.theme']} settings: it applies next time",
                         severity="information", timeout=5)

@@ -21,7 +21,6 @@ import click
 from tui.cli_common import info, json_option, open_engine, print_json, run
 
 if TYPE_CHECKING:
-    from engine import Engine
     from engine.types import Citation, Done, Sources
 
 CITATION_FIELDS = ("marker", "path", "page", "line_start", "line_end", "document_id",
@@ -165,10 +164,9 @@ async def ask(question: tuple[str, ...], new: bool, session_id: int | None,
     async with open_engine() as engine:
         rag = False if no_rag else None
         if regenerate or edit:
-            target = session_id or await _latest_session(engine)
-            turn = (engine.chat.regenerate(target, model=model, provider=provider, rag=rag)
+            turn = (engine.chat.regenerate(session_id, model=model, provider=provider, rag=rag)
                     if regenerate else
-                    engine.chat.edit_last(target, text, model=model, provider=provider,
+                    engine.chat.edit_last(session_id, text, model=model, provider=provider,
                                           rag=rag))
         else:
             turn = engine.chat.ask(text, session_id=session_id, new=new,
@@ -210,15 +208,6 @@ def _check_rework(regenerate: bool, edit: bool, new: bool, question: tuple[str, 
     if collections or system_prompt is not None:
         raise UsageError(f"{flag} uses the session's collections and system prompt",
                          "change them in the session, or start one with --new")
-
-
-async def _latest_session(engine: Engine) -> int:
-    from engine.errors import UsageError
-
-    latest = await engine.sessions.list(limit=1)
-    if not latest:
-        raise UsageError("there is no session yet", "ask a question first: parley ask --new")
-    return latest[0].id
 
 
 COMMANDS = [ask]

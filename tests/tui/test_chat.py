@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from textual.pilot import Pilot
 
 from engine import Engine, Settings, load_settings
 from tests.support.openai_server import OpenAITestServer
@@ -17,6 +18,7 @@ from tests.tui.conftest import (
     overrides_for,
     settle,
     type_text,
+    wait_until,
 )
 from tui.app import ParleyApp
 from tui.screens.chat import ChatScreen
@@ -25,6 +27,15 @@ from tui.widgets.sources import SourcesPanel
 from tui.widgets.transcript import Transcript
 
 QUESTION = "What is the capital of France?"
+
+
+async def streaming_started(pilot: Pilot[None], transcript: Transcript) -> None:
+    """Wait until some of the answer has arrived (a slow reply is still streaming)."""
+    def started() -> bool:
+        answer = transcript.last_view("assistant")
+        return answer is not None and len(answer.content) > 20
+
+    await wait_until(pilot, started)
 
 
 def chat_parts(app: ParleyApp) -> tuple[ChatScreen, Transcript, PromptInput]:
@@ -92,11 +103,7 @@ async def test_escape_stops_the_answer_and_keeps_what_arrived(
         await settle(pilot)
         screen, transcript, prompt = chat_parts(app)
         await ask(pilot, QUESTION, wait=False)
-        for _ in range(500):
-            await pilot.pause(0.01)
-            answer = transcript.last_view("assistant")
-            if answer is not None and len(answer.content) > 20:
-                break
+        await streaming_started(pilot, transcript)
         assert screen.streaming
         await pilot.press("escape")
         await settle(pilot)
@@ -292,11 +299,7 @@ async def test_starting_a_new_chat_mid_answer_stops_it_cleanly(
         await settle(pilot)
         screen, transcript, prompt = chat_parts(app)
         await ask(pilot, QUESTION, wait=False)
-        for _ in range(500):
-            await pilot.pause(0.01)
-            answer = transcript.last_view("assistant")
-            if answer is not None and len(answer.content) > 20:
-                break
+        await streaming_started(pilot, transcript)
         await pilot.press("ctrl+n")
         await settle(pilot)
         assert app.screen is screen and not screen.streaming  # no error dialog
