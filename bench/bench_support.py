@@ -110,7 +110,7 @@ class CachingEmbedder:
 async def ingest_folder(engine: Any, folder: Path, collection: str) -> int:
     """Ingest every file of ``folder`` into ``collection``; the number of chunks stored."""
     try:
-        from engine.library import Library
+        from engine.library.service import Library
     except ImportError:
         Library = None  # noqa: N806
     if Library is not None and hasattr(Library, "ingest"):

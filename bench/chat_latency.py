@@ -209,7 +209,7 @@ async def build_collection(engine: Any, chunks: int, per_doc: int = 100) -> floa
 async def bench_overhead(url: str, label: str, chunks: int, runs: int) -> None:
     from engine import Engine, load_settings
     from engine.config import ProviderSettings
-    from engine.prompt import DEFAULT_SYSTEM_PROMPT, build_prompt
+    from engine.chat.prompt import DEFAULT_SYSTEM_PROMPT, build_prompt
 
     os.environ["PARLEY_HOME"] = tempfile.mkdtemp(prefix="parley-bench-chat-")
     settings = load_settings(overrides={"database": {"url": url}})

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from engine.errors import IngestError  # noqa: E402
 from engine.ingest.chunking import chunk_document  # noqa: E402
 from engine.ingest.loaders import detect_kind, load_document  # noqa: E402
-from engine.providers.local_model import MiniLM, available_cpus  # noqa: E402
+from engine.providers.local_embedder import MiniLM, available_cpus  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "bench-data" / "docs-corpus"
 

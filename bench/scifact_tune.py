@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from engine.db import models as m
 from engine.db.search_backend import for_backend
-from engine.retrieval import fuse, fuse_convex
+from engine.library.retrieval import fuse, fuse_convex
 
 Lists = dict[str, tuple[list[tuple[int, float]], list[tuple[int, float]]]]
 POOL = 200

@@ -16,21 +16,21 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import ProgrammingError as SAProgrammingError
 
-from engine import crypto
+from engine.keys import crypto
 from engine.config import Settings
 from engine.db import models as m
 from engine.db import schema
 from engine.db.connect import Database, create_engine, mask_url, sqlite_path
 from engine.errors import DatabaseError, ParleyError
-from engine.sessions import SessionStore
+from engine.history.sessions import SessionStore
 from engine.types import SchemaStatus, SchemaUpgraded
 
 if TYPE_CHECKING:
-    from engine.chat import Chat
-    from engine.keys import KeyManager
-    from engine.library import Library
+    from engine.chat.service import Chat
+    from engine.keys.service import KeyManager
+    from engine.library.service import Library
     from engine.providers.embedders import Embedder
-    from engine.retrieval import Retriever
+    from engine.library.retrieval import Retriever
     from engine.usage import UsageLedger
 
 
@@ -117,7 +117,7 @@ class Engine:
 
         During an unfinished key rotation this opens with both keys (see ``engine.keys``).
         """
-        from engine.keys import open_cipher
+        from engine.keys.service import open_cipher
 
         assert self.db is not None
         opened = await open_cipher(self.db, self.settings, create=create)
@@ -160,28 +160,28 @@ class Engine:
     @property
     def keys(self) -> KeyManager:
         """The encryption key: status and rotation."""
-        from engine.keys import KeyManager
+        from engine.keys.service import KeyManager
 
         return self._service("keys", KeyManager)
 
     @property
     def library(self) -> Library:
         """Collections and documents: ingest, list, remove, re-embed."""
-        from engine.library import Library
+        from engine.library.service import Library
 
         return self._service("library", Library)
 
     @property
     def retrieval(self) -> Retriever:
         """Hybrid (keyword + vector) search over collections."""
-        from engine.retrieval import Retriever
+        from engine.library.retrieval import Retriever
 
         return self._service("retrieval", Retriever)
 
     @property
     def chat(self) -> Chat:
         """Asking questions: turns, regenerate, edit, providers."""
-        from engine.chat import Chat
+        from engine.chat.service import Chat
 
         return self._service("chat", Chat)
 

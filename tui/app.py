@@ -129,7 +129,7 @@ class ParleyApp(App[None]):
         else:
             self.engine = engine
             if engine.upgraded is not None:
-                from tui.cli_common import upgrade_note
+                from tui.cli.common import upgrade_note
 
                 self.notify(upgrade_note(engine.upgraded).removeprefix("parley: "),
                             title="Database", timeout=10)

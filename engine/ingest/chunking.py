@@ -125,7 +125,7 @@ class _Counts:
         if self._custom is not None:
             return self._custom(self.text[start:end])
         if self._starts is None:
-            from engine.providers.local_model import token_starts
+            from engine.providers.local_embedder import token_starts
 
             # an int64 array: a tenth of the memory of a list, and bisect is faster on it
             # than numpy's searchsorted is per call
@@ -153,7 +153,7 @@ class _Counts:
         counts = [self.plan(s, e) if self._bounded(s, e) else -1 for s, e in spans]
         unsure = [i for i, n in enumerate(counts) if n < 0]
         if unsure:
-            from engine.providers.local_model import count_tokens_batch
+            from engine.providers.local_embedder import count_tokens_batch
 
             texts = [self.text[spans[i][0]:spans[i][1]] for i in unsure]
             for i, n in zip(unsure, count_tokens_batch(texts), strict=True):

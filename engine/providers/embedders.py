@@ -33,7 +33,7 @@ from engine.errors import (
     ProviderUnreachable,
     UnknownModel,
 )
-from engine.providers import local_model
+from engine.providers import local_embedder
 
 __all__ = ["Embedder", "Embeddings", "LocalEmbedder", "OpenAIEmbedder", "count_tokens",
            "make_embedder"]
@@ -87,7 +87,7 @@ def count_tokens(text: str) -> int:
     Fast (the Rust tokenizer alone, about 3 MB/s; the model is not loaded): the chunker's
     default counter.
     """
-    return local_model.count_tokens(text)
+    return local_embedder.count_tokens(text)
 
 
 class LocalEmbedder:
@@ -98,11 +98,11 @@ class LocalEmbedder:
     """
 
     name = "local/all-minilm-l6-v2"
-    dimension = local_model.DIMENSION
-    max_tokens = local_model.MAX_TOKENS
+    dimension = local_embedder.DIMENSION
+    max_tokens = local_embedder.MAX_TOKENS
 
     def __init__(self, *, threads: int = 0, batch_size: int = 16) -> None:
-        self.model = local_model.MiniLM(threads=threads, batch_size=batch_size)
+        self.model = local_embedder.MiniLM(threads=threads, batch_size=batch_size)
 
     async def embed(self, texts: Sequence[str]) -> Embeddings:
         """Vectors and the tokens the model read (exact)."""

@@ -41,7 +41,7 @@ def test_help_and_version(parley_home: Path) -> None:
 
 
 def test_importing_the_cli_does_not_import_textual_or_the_engine() -> None:
-    code = ("import sys, tui.cli; "
+    code = ("import sys, tui.cli.main; "
             "print(sorted(m for m in ('textual', 'sqlalchemy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                          text=True, check=True).stdout.strip()

@@ -25,7 +25,7 @@ from engine import Engine, Settings
 from engine.db import models as m
 from tests.conftest import migrate
 from tests.engine.test_ingest import copy_fixtures, index_state
-from tui.cli import cli
+from tui.cli.main import cli
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -20,7 +20,7 @@ from cryptography.fernet import Fernet
 from sqlalchemy.engine import make_url
 
 from engine import Settings
-from tui.cli import cli
+from tui.cli.main import cli
 
 REPO = Path(__file__).resolve().parents[2]
 WHEN = "2025-05-01T10:00:00+00:00"

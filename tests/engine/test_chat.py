@@ -28,7 +28,7 @@ from engine.errors import (
     UnknownModel,
     UsageError,
 )
-from engine.turn import ChatEvent
+from engine.chat.turn import ChatEvent
 from engine.types import BudgetWarning, Delta, Done, Sources
 from tests.conftest import migrate
 from tests.engine.chat_support import MARKDOWN_FACT_LINE, citing, sources_of, write_corpus

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.citations import (
+from engine.chat.citations import (
     NumberedSource,
     cited_numbers,
     find_markers,

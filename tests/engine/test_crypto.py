@@ -16,7 +16,7 @@ from engine import Engine, Settings, crypto
 from engine.db import models as m
 from engine.db.coltypes import UnreadableText
 from engine.errors import KeyFileInsecure, KeyMismatch, KeyMissing
-from engine.sessions import purge_wal
+from engine.history.sessions import purge_wal
 from tests.conftest import migrate
 
 CANARY = "canary-7f3a9c-Zürich-日本-secret"

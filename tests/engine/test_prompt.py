@@ -8,7 +8,7 @@ import pytest
 
 from engine.db.coltypes import UnreadableText
 from engine.errors import ContextTooLong
-from engine.prompt import (
+from engine.chat.prompt import (
     DEFAULT_SYSTEM_PROMPT,
     answer_reserve,
     build_prompt,

@@ -18,7 +18,7 @@ from engine import Engine
 from engine.db import models as m
 from engine.db.search_backend import for_backend
 from engine.errors import EmbedderMismatch, NotFound
-from engine.retrieval import fuse, fuse_convex
+from engine.library.retrieval import fuse, fuse_convex
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from engine import Engine, Settings
 from engine.db import models as m
 from engine.db.coltypes import UnreadableText
 from engine.errors import KeyMismatch, KeyMissing, UsageError
-from engine.key_rotation import META_ROTATION, Rotation, encrypted_columns
+from engine.keys.rotation import META_ROTATION, Rotation, encrypted_columns
 from tests.conftest import migrate
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ from sqlalchemy.engine import make_url
 from engine import Engine, Settings
 from engine.db import models as m
 from engine.db.search_backend import for_backend
-from engine.sessions import purge_wal
+from engine.history.sessions import purge_wal
 
 PLAIN_CANARY = "plaincanary-91c2e"
 

@@ -11,8 +11,8 @@ from sqlalchemy import func, select, text
 from engine import Engine
 from engine.db import models as m
 from engine.errors import DecryptionError, NotFound, UsageError
-from engine.session_io import InvalidExport
-from engine.sessions import SessionStore
+from engine.history.transfer import InvalidExport
+from engine.history.sessions import SessionStore
 
 
 async def _rich_session(engine: Engine) -> int:

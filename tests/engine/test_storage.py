@@ -59,7 +59,7 @@ async def test_sessions_are_scoped_by_user(engine: Engine) -> None:
         await s.flush()
         other_id = other.id
     from engine.errors import NotFound
-    from engine.sessions import SessionStore
+    from engine.history.sessions import SessionStore
 
     theirs = SessionStore(engine.db, other_id)
     assert await theirs.list() == []

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from engine import Engine, Settings
-from engine.sessions import SessionStore
+from engine.history.sessions import SessionStore
 from tests.tui.conftest import ask, settle, type_text, wait_until
 from tui.app import ParleyApp
 from tui.screens.chat import ChatScreen

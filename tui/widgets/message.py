@@ -18,7 +18,7 @@ from textual.content import Content
 from textual.widgets import Markdown
 from textual.widgets.markdown import MarkdownStream
 
-from engine.citations import find_markers
+from engine.chat.citations import find_markers
 from engine.types import Citation
 
 _NUMBER = re.compile(r"\d+")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from tui.cli_common import info, json_option, open_engine, print_json, run
+from tui.cli.common import info, json_option, open_engine, print_json, run
 
 if TYPE_CHECKING:
     from engine.types import KeyStatus, RotationProgress

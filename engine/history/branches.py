@@ -18,7 +18,7 @@ from engine.db import models as m
 from engine.db.coltypes import utcnow
 from engine.db.connect import Database
 from engine.errors import NotFound, UsageError
-from engine.sessions import to_message
+from engine.history.sessions import to_message
 from engine.types import Message, SessionDetail
 
 

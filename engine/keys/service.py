@@ -30,12 +30,12 @@ from typing import TYPE_CHECKING
 from cryptography.fernet import Fernet
 from sqlalchemy import Column, Table, func, select
 
-from engine import crypto
+from engine.keys import crypto
 from engine.db import models as m
 from engine.db.coltypes import utcnow
 from engine.db.connect import Database
 from engine.errors import KeyError_, KeyMismatch, KeyMissing, ParleyError, UsageError
-from engine.key_rotation import (
+from engine.keys.rotation import (
     META_ROTATION,
     Rotation,
     count_rows,
@@ -328,6 +328,6 @@ class KeyManager:
                     detail={"rewritten": state.rewritten, "unreadable": state.unreadable,
                             "new_key": state.location(), "started_at": state.started_at}))
         self._install([new])
-        from engine.sessions import purge_wal
+        from engine.history.sessions import purge_wal
 
         await purge_wal(self._db)  # drop old tokens from the SQLite WAL as well

@@ -22,7 +22,7 @@ from cryptography.fernet import InvalidToken
 from sqlalchemy import Column, Row, Table, Text, bindparam, func, select, type_coerce, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from engine import crypto
+from engine.keys import crypto
 from engine.db import models as m
 from engine.db.coltypes import EncryptedText
 from engine.db.connect import Database

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from tui.cli_common import fail, info, json_option, open_engine, print_json, run
+from tui.cli.common import fail, info, json_option, open_engine, print_json, run
 
 if TYPE_CHECKING:
     from engine.types import Message, SessionDetail

@@ -29,13 +29,13 @@ from typing import TYPE_CHECKING
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from engine.branches import Branches, last_exchange
+from engine.history.branches import Branches, last_exchange
 from engine.db import models as m
 from engine.errors import ConfigError, NotFound, ProviderError, UsageError
-from engine.prompt import DEFAULT_SYSTEM_PROMPT
+from engine.chat.prompt import DEFAULT_SYSTEM_PROMPT
 from engine.providers.base import ChatProvider
 from engine.providers.registry import make_chat_provider
-from engine.turn import EXTRACTIVE, ChatEvent, Turn, run_turn
+from engine.chat.turn import EXTRACTIVE, ChatEvent, Turn, run_turn
 from engine.types import SessionDetail, SessionSummary
 
 if TYPE_CHECKING:

@@ -26,7 +26,7 @@ from engine.errors import DecryptionError, ParleyError, UsageError
 from engine.types import SessionImported
 
 if TYPE_CHECKING:
-    from engine.sessions import SessionStore
+    from engine.history.sessions import SessionStore
 
 FORMAT = "parley-session"
 VERSION = 1
@@ -140,7 +140,7 @@ def _when(value: datetime) -> str:
 def render_markdown(row: m.Session, messages: list[m.Message],
                     cites: dict[int, list[m.Citation]], names: list[str]) -> str:
     """The active branch as a readable Markdown document (sources under each answer)."""
-    from engine.sessions import SessionStore
+    from engine.history.sessions import SessionStore
 
     branch = SessionStore._branch(row, messages)
     out = [f"# {row.title}", ""]

@@ -23,7 +23,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from engine.citations import NumberedSource, location
+from engine.chat.citations import NumberedSource, location
 from engine.errors import ContextTooLong
 from engine.providers.base import ChatMessage, SourceText
 from engine.types import Message, SearchHit

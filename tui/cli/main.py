@@ -1,4 +1,4 @@
-"""The ``parley`` command.
+"""The ``parley`` command group and its entry point.
 
 With no subcommand it starts the terminal UI (and imports Textual only then). Every other
 command calls one engine verb. Importing this module imports neither Textual nor the
@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from tui.cli_common import AppContext
+from tui.cli.common import AppContext
 
 VERSION = "0.1.0"
 
@@ -40,25 +40,15 @@ def cli(ctx: click.Context, config_path: str | None, db_url: str | None,
         overrides["user"] = user
     ctx.obj = AppContext(config_path, overrides)
     if ctx.invoked_subcommand is None:
-        from tui.cli_tui import start_tui
+        from tui.cli.start import start_tui
 
         start_tui(ctx.obj)
 
 
 def _register() -> None:
-    from tui import (
-        cli_ask,
-        cli_config,
-        cli_db,
-        cli_ingest,
-        cli_key,
-        cli_search,
-        cli_sessions,
-        cli_usage,
-    )
+    from tui.cli import ask, config, db, ingest, key, search, sessions, usage
 
-    for module in (cli_db, cli_config, cli_search, cli_sessions, cli_key, cli_ingest, cli_ask,
-                   cli_usage):
+    for module in (db, config, search, sessions, key, ingest, ask, usage):
         for command in module.COMMANDS:
             cli.add_command(command)
 

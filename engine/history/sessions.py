@@ -261,14 +261,14 @@ class SessionStore:
     async def export(self, session_id: int, fmt: str = "json") -> str:
         """The session as a document: ``json`` (every branch; ``import_`` reads it back
         exactly) or ``md`` (the active branch, for reading)."""
-        from engine import session_io
+        from engine.history import transfer as session_io
 
         return await session_io.export_session(self, session_id, fmt)
 
     async def import_(self, data: str | bytes, *, name: str = "input") -> SessionImported:
         """Create a session from a JSON export, with new ids. A malformed file is refused
         with the place of the problem, and nothing is written."""
-        from engine import session_io
+        from engine.history import transfer as session_io
 
         return await session_io.import_session(self, data, name=name)
 
@@ -278,7 +278,7 @@ class SessionStore:
 
         Values are decrypted in memory, ``batch_size`` at a time, off the event loop.
         """
-        from engine.history_search import search_history
+        from engine.history.search import search_history
 
         return await search_history(self.db, self.user_id, query, limit=limit,
                                     batch_size=batch_size)

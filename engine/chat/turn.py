@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, TypeVar
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from engine.citations import first_positions, resolve
+from engine.chat.citations import first_positions, resolve
 from engine.db import models as m
 from engine.errors import ProviderError, StreamInterrupted
-from engine.prompt import Prompt, build_prompt, estimate_tokens
+from engine.chat.prompt import Prompt, build_prompt, estimate_tokens
 from engine.providers.base import ChatMessage, StreamUsage, TextDelta
 from engine.types import (
     BudgetWarning,
@@ -40,7 +40,7 @@ from engine.types import (
 )
 
 if TYPE_CHECKING:
-    from engine.chat import Chat
+    from engine.chat.service import Chat
     from engine.facade import Engine
 
 ChatEvent = Delta | Sources | Done | BudgetWarning

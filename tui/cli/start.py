@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tui.cli_common import AppContext, fail
+from tui.cli.common import AppContext, fail
 
 
 def start_tui(context: AppContext) -> None:

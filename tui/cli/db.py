@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from tui.cli_common import info, json_option, open_engine, print_json, run
+from tui.cli.common import info, json_option, open_engine, print_json, run
 
 
 @click.group("db")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from tui.cli_common import info, json_option, open_engine, print_json, run
+from tui.cli.common import info, json_option, open_engine, print_json, run
 
 if TYPE_CHECKING:
     from engine.types import Citation, Done, Sources
@@ -103,7 +103,7 @@ class _Output:
 
     def finish(self) -> None:
         """What comes after the answer: the JSON document, or the cited sources."""
-        from engine.citations import location
+        from engine.chat.citations import location
 
         if self.mode == "json" and self.done is not None:
             print_json(answer_json("".join(self.parts), self.sources, self.done))

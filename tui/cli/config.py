@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from tui.cli_common import app_context, json_option, print_json
+from tui.cli.common import app_context, json_option, print_json
 
 
 @click.group("config")
@@ -18,7 +18,7 @@ def show(as_json: bool) -> None:
     """Print every setting, its value (secrets masked) and its source."""
     from engine.config import default_config_path, effective_items
     from engine.errors import ParleyError
-    from tui.cli_common import fail
+    from tui.cli.common import fail
 
     try:
         settings = app_context().settings()
