@@ -12,7 +12,8 @@ from cryptography.fernet import Fernet
 from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 
-from engine import Engine, Settings, crypto
+from engine import Engine, Settings
+from engine.keys import crypto
 from engine.db import models as m
 from engine.db.coltypes import UnreadableText
 from engine.errors import KeyFileInsecure, KeyMismatch, KeyMissing
