@@ -58,11 +58,17 @@ async def create_vector_index(s: AsyncSession, collection_id: int, generation: i
             f"CREATE TRIGGER IF NOT EXISTS {table}_ad AFTER DELETE ON chunk_embeddings "
             f"WHEN old.collection_id = {cid} AND old.generation = {gen} BEGIN "
             f"DELETE FROM {table} WHERE chunk_id = old.chunk_id; END"))
+        # The ids already present go through a temp table: a SELECT that reads the vec0
+        # table it inserts into is materialised first, which strips the bit vector's
+        # subtype ("expected to be of type bit").
+        await s.execute(text("DROP TABLE IF EXISTS temp.parley_vec_have"))
+        await s.execute(text(f"CREATE TEMP TABLE parley_vec_have AS SELECT chunk_id FROM {table}"))
         await s.execute(text(
             f"INSERT INTO {table}(chunk_id, embedding) "
             f"SELECT e.chunk_id, {convert.format('e.embedding')} FROM chunk_embeddings e "
             f"WHERE e.collection_id = {cid} AND e.generation = {gen} "
-            f"AND e.chunk_id NOT IN (SELECT chunk_id FROM {table})"))
+            f"AND e.chunk_id NOT IN (SELECT chunk_id FROM temp.parley_vec_have)"))
+        await s.execute(text("DROP TABLE temp.parley_vec_have"))
 
 
 async def drop_vector_index(s: AsyncSession, collection_id: int, generation: int) -> None:

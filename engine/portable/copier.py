@@ -1,0 +1,309 @@
+"""``parley db copy``: every table from one Parley database to another, in batches.
+
+The source is read in one snapshot (a read transaction on SQLite's WAL, REPEATABLE READ on
+PostgreSQL), so the copy and its verification see the same data even while Parley keeps
+writing. Each batch of target rows commits together with the table's state row: a copy
+killed at any point resumes after the last committed batch, without duplicates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import func, insert, inspect, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from engine.db import schema
+from engine.db.connect import Database, create_engine, mask_url
+from engine.errors import NotFound
+from engine.portable import target as tg
+from engine.portable.idmap import IdMap
+from engine.portable.plan import (
+    USERS,
+    TablePlan,
+    build_plans,
+    row_digest,
+    scope_filter,
+    source_select,
+)
+from engine.portable.results import CopyRefused, CopyReport, TableCount, VerificationFailed
+
+BATCH = 1000
+Progress = Callable[[str, int, int], None]
+
+
+@asynccontextmanager
+async def snapshot(db: Database) -> AsyncIterator[AsyncConnection]:
+    """A read-only connection that sees one consistent state of the whole database."""
+    async with db.engine.connect() as conn:
+        if db.backend == "postgresql":
+            conn = await conn.execution_options(isolation_level="REPEATABLE READ",
+                                                postgresql_readonly=True)
+        else:
+            conn = await conn.execution_options(parley_readonly=True)
+        async with conn.begin():
+            yield conn
+
+
+def _location(url: str) -> str:
+    parsed = make_url(url)
+    return f"{parsed.get_backend_name()}|{parsed.host or ''}|{parsed.port or ''}|" \
+        f"{parsed.database or ''}"
+
+
+class Copier:
+    """One copy from ``source_url`` to ``target_url`` (see the module docstring)."""
+
+    def __init__(self, source_url: str, target_url: str, *, merge: bool = False,
+                 dry_run: bool = False, users: Sequence[str] | None = None,
+                 batch: int = BATCH, progress: Progress | None = None,
+                 verify: bool = True) -> None:
+        self.source_url, self.target_url = source_url, target_url
+        self.merge, self.dry_run, self.batch, self.verify = merge, dry_run, batch, verify
+        self.user_names = list(users) if users else None
+        self.progress = progress
+        self.plans = build_plans()
+        self.by_name = {p.name: p for p in self.plans}
+        self.ids = IdMap(self.by_name)
+
+    async def run(self) -> CopyReport:
+        if _location(self.source_url) == _location(self.target_url):
+            raise CopyRefused("the source and the target are the same database",
+                              "name another database with --to or --from")
+        src = Database(create_engine(self.source_url))
+        tgt = Database(create_engine(self.target_url))
+        try:
+            return await self._run(src, tgt)
+        finally:
+            await src.dispose()
+            await tgt.dispose()
+
+    async def _revisions(self, src: Database, tgt: Database) -> tuple[str, bool]:
+        head = schema.head_revision()
+        current = (await schema.status(src)).current
+        if current != head:
+            raise CopyRefused(f"the source {mask_url(self.source_url)} is at schema revision "
+                              f"{current or '(none)'}; this Parley copies revision {head}",
+                              "upgrade it first: parley --db SOURCE db upgrade")
+        there = (await schema.status(tgt)).current
+        if there is None:
+            async with tgt.engine.connect() as conn:
+                tables = await conn.run_sync(lambda c: inspect(c).get_table_names())
+            if tables:
+                raise CopyRefused(f"the target {mask_url(self.target_url)} holds tables but no "
+                                  "Parley schema", "copy into an empty database")
+            if not self.dry_run:
+                await schema.upgrade(tgt)
+            return head, True
+        if there != current:
+            raise CopyRefused(f"the target {mask_url(self.target_url)} is at schema revision "
+                              f"{there}, the source at {current}",
+                              "bring both to the same version: parley --db URL db upgrade")
+        return head, False
+
+    async def _scope(self, conn: AsyncConnection) -> list[int] | None:
+        if self.user_names is None:
+            return None
+        users = self.by_name[USERS].table
+        found = dict((await conn.execute(select(users.c.name, users.c.id).where(
+            users.c.name.in_(self.user_names)))).all())
+        missing = [n for n in self.user_names if n not in found]
+        if missing:
+            raise NotFound(f"the source has no user named '{missing[0]}'",
+                           "see the users with: parley --db SOURCE usage --json")
+        return list(found.values())
+
+    async def _run(self, src: Database, tgt: Database) -> CopyReport:
+        started = time.perf_counter()
+        _, created = await self._revisions(src, tgt)
+        async with snapshot(src) as sconn:
+            user_ids = await self._scope(sconn)
+            self.where = {p.name: scope_filter(p, self.by_name, user_ids) for p in self.plans}
+            meta = await tg.read_meta(sconn)
+            copy_id = hashlib.sha256("|".join([
+                _location(self.source_url), meta.get("key_check", ""),
+                json.dumps(sorted(self.user_names or []))]).encode()).hexdigest()[:32]
+            counts, maxima = await self._counts(sconn)
+            if self.dry_run:
+                await self._dry_check(tgt, created, meta)
+                tables = [TableCount(p.name, counts[p.name]) for p in self.plans]
+                return CopyReport(copy_id, mask_url(self.source_url), mask_url(self.target_url),
+                                  tables, dry_run=True, created_schema=created,
+                                  merged=self.merge)
+            state, resumed = await self._prepare(sconn, tgt, copy_id, meta, maxima)
+            for plan in self.plans:
+                await self._copy_table(sconn, tgt, copy_id, plan, state[plan.name],
+                                       counts[plan.name])
+            await self._finish_target(sconn, tgt)
+            tables = [TableCount(p.name, counts[p.name], state[p.name].copied,
+                                 state[p.name].skipped) for p in self.plans]
+            if self.verify:
+                tables = [await self._verify(sconn, tgt, p, t) for p, t in zip(
+                    self.plans, tables, strict=True)]
+        report = CopyReport(copy_id, mask_url(self.source_url), mask_url(self.target_url),
+                            tables, resumed=resumed, merged=self.merge, created_schema=created,
+                            ids_shifted={k: v for k, v in self.ids.offsets.items() if v},
+                            seconds=time.perf_counter() - started)
+        bad = [t.table for t in tables if not t.ok]
+        if bad:
+            raise VerificationFailed(
+                f"verification failed: {', '.join(bad)} differ between source and target",
+                "run the copy again to finish it; if it persists, report it with "
+                "parley db check")
+        await tg.finish_state(tgt, copy_id)
+        return report
+
+    async def _counts(self, conn: AsyncConnection) -> tuple[dict[str, int], dict[str, int]]:
+        counts, maxima = {}, {}
+        for p in self.plans:
+            stmt = select(func.count()).select_from(p.table)
+            top = select(func.max(p.table.c[p.offset_pk])) if p.offset_pk else None
+            if self.where[p.name] is not None:
+                stmt = stmt.where(self.where[p.name])
+            counts[p.name] = int(await conn.scalar(stmt) or 0)
+            if top is not None:
+                maxima[p.name] = int(await conn.scalar(top) or 0)
+        return counts, maxima
+
+    async def _source_users(self, sconn: AsyncConnection) -> list[str]:
+        users = self.by_name[USERS].table
+        stmt = select(users.c.name)
+        if self.where[USERS] is not None:
+            stmt = stmt.where(self.where[USERS])
+        return list((await sconn.execute(stmt)).scalars())
+
+    async def _dry_check(self, tgt: Database, created: bool, meta: dict[str, str]) -> None:
+        if created:
+            return
+        async with tgt.engine.connect() as conn:
+            await tg.check_key_compatible(conn, meta)
+
+    async def _prepare(self, sconn: AsyncConnection, tgt: Database, copy_id: str,
+                       meta: dict[str, str], maxima: dict[str, int]
+                       ) -> tuple[dict[str, Any], bool]:
+        async with tgt.engine.begin() as conn:
+            await tg.check_key_compatible(conn, meta)
+            state = await tg.load_state(conn, copy_id, self.ids)
+            if state is not None:
+                return state, True
+            if not self.merge:
+                owners = await tg.users_with_data(conn, self.by_name,
+                                                  await self._source_users(sconn))
+                if owners:
+                    raise CopyRefused(f"the target already holds data of user '{owners[0]}'",
+                                      "add --merge to copy only what is not there yet")
+            state = await tg.start_state(conn, copy_id, self.plans, maxima, self.ids)
+        await tg.copy_meta(tgt, meta)
+        return state, False
+
+    async def _copy_table(self, sconn: AsyncConnection, tgt: Database, copy_id: str,
+                          plan: TablePlan, state: Any, total: int) -> None:
+        last = json.loads(state.last_key) if state.last_key else None
+        index = None
+        if self.merge and plan.offset_pk:
+            async with tgt.engine.connect() as conn:
+                index = await self._content_index(conn, plan)
+        done = state.copied + state.skipped
+        while True:
+            rows = [dict(r) for r in (await sconn.execute(source_select(
+                plan, self.where[plan.name], last, self.batch))).mappings()]
+            if not rows:
+                break
+            out, matched = await self._match(tgt, plan, rows, index)
+            async with tgt.engine.begin() as conn:
+                if out:
+                    await conn.execute(insert(plan.table), out)
+                state.last_key = tg.dump_key(plan.key_of(rows[-1]))
+                state.copied += len(out)
+                state.skipped += len(rows) - len(out)
+                await tg.save_progress(conn, copy_id, plan, state, matched)
+            last = list(plan.key_of(rows[-1]))
+            done += len(rows)
+            if self.progress:
+                self.progress(plan.name, min(done, total), total)
+        if self.progress and total == 0:
+            self.progress(plan.name, 0, 0)
+
+    async def _content_index(self, conn: AsyncConnection, plan: TablePlan) -> dict[bytes, int]:
+        """Digests of the rows the target held before this copy (for ``--merge``)."""
+        assert plan.offset_pk
+        cols = [c for c in plan.columns if c != plan.offset_pk]
+        stmt = select(*(plan.table.c[c] for c in plan.columns)).where(
+            plan.table.c[plan.offset_pk] <= self.ids.offsets.get(plan.name, 0))
+        index = {}
+        for r in (await conn.execute(stmt)).mappings():
+            index[row_digest(r, cols)] = r[plan.offset_pk]
+        return index
+
+    async def _match(self, tgt: Database, plan: TablePlan, rows: list[dict[str, Any]],
+                     index: dict[bytes, int] | None
+                     ) -> tuple[list[dict[str, Any]], dict[int, int]]:
+        """The rows to insert (mapped) and the source ids matched to existing rows.
+
+        Users are always matched by name (an identity is never duplicated); with ``--merge``
+        every table's rows are matched by unique key, then by content."""
+        out: list[dict[str, Any]] = []
+        matched: dict[int, int] = {}
+        by_unique = plan.name == USERS or self.merge
+        if not by_unique:
+            return [self.ids.map_row(plan, r) for r in rows], matched
+        async with tgt.engine.connect() as conn:
+            if not plan.offset_pk:  # a composite key: skip keys already there
+                mapped = [self.ids.map_row(plan, r) for r in rows]
+                there = await tg.fetch_by_keys(conn, plan, [plan.key_of(r) for r in mapped])
+                return [r for r in mapped if plan.key_of(r) not in there], matched
+            pk = plan.offset_pk
+            for row in rows:  # one by one: a row may refer to one matched just before
+                new = self.ids.map_row(plan, row)
+                hit = await self._unique_hit(conn, plan, new)
+                if hit is None and index is not None:
+                    hit = index.get(row_digest(new, [c for c in plan.columns if c != pk]))
+                if hit is None:
+                    out.append(new)
+                else:
+                    matched[row[pk]] = hit
+                    self.ids.exceptions.setdefault(plan.name, {})[row[pk]] = hit
+        return out, matched
+
+    async def _unique_hit(self, conn: AsyncConnection, plan: TablePlan,
+                          row: dict[str, Any]) -> int | None:
+        assert plan.offset_pk
+        for cols in plan.uniques:
+            if any(row[c] is None for c in cols):
+                continue
+            stmt = select(plan.table.c[plan.offset_pk]).where(
+                *(plan.table.c[c] == row[c] for c in cols)).limit(1)
+            hit = await conn.scalar(stmt)
+            if hit is not None:
+                return int(hit)
+        return None
+
+    async def _finish_target(self, sconn: AsyncConnection, tgt: Database) -> None:
+        await tg.set_sequences(tgt, self.plans)
+        colls = self.by_name.get("collections")
+        if colls is None:
+            return
+        stmt = select(colls.table.c.id)
+        if self.where["collections"] is not None:
+            stmt = stmt.where(self.where["collections"])
+        ids = [self.ids.map("collections", i) for i in (await sconn.execute(stmt)).scalars()]
+        rows = []
+        async with tgt.engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                rows += [dict(r) for r in (await conn.execute(select(colls.table).where(
+                    colls.table.c.id.in_(ids[start:start + 500])))).mappings()]
+        await tg.build_indexes(tgt, rows)
+
+    async def _verify(self, sconn: AsyncConnection, tgt: Database, plan: TablePlan,
+                      count: TableCount) -> TableCount:
+        """Row count and a digest of every value (tokens, vectors, texts) on both sides."""
+        from engine.portable.verify import verify_table
+
+        return await verify_table(sconn, tgt, plan, self.where[plan.name], self.ids, count,
+                                  self.batch)

@@ -1,0 +1,193 @@
+"""What to copy, derived from ``Base.metadata``: tables in dependency order, their columns
+read raw, primary keys, references to remap, and a canonical digest of a row.
+
+The only tables named here are the special ones: ``parley_meta`` (key check value, copied
+by ``engine/portable/meta.py``) and the copy-state tables themselves. Everything else is
+generic, so a table added by a later migration is copied without touching this package.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Column, Integer, MetaData, Table, and_, select, tuple_
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.types import BigInteger, SmallInteger, TypeDecorator, TypeEngine
+
+from engine.db.coltypes import EncryptedText
+from engine.db.models import Base
+
+META_TABLE = "parley_meta"
+STATE_TABLES = ("parley_copy_state", "parley_copy_map")
+SPECIAL = {META_TABLE, *STATE_TABLES}
+USERS = "users"  # identities: matched by name on the target, never duplicated
+
+
+def is_encrypted(type_: TypeEngine[Any]) -> bool:
+    """Columns whose value is a token: copied raw, never decrypted."""
+    return isinstance(type_, EncryptedText) or bool(getattr(type_, "parley_encrypted", False))
+
+
+def raw_type(type_: TypeEngine[Any]) -> TypeEngine[Any]:
+    if is_encrypted(type_):
+        assert isinstance(type_, TypeDecorator)
+        return type_.impl_instance  # the stored token as text: the cipher is never called
+    return type_
+
+
+def _is_int(type_: TypeEngine[Any]) -> bool:
+    base = type_.impl_instance if isinstance(type_, TypeDecorator) else type_
+    return isinstance(base, Integer | BigInteger | SmallInteger)
+
+
+@dataclass
+class TablePlan:
+    """One table as the copy sees it."""
+
+    name: str
+    table: Table  # the same columns with encrypted types replaced by their storage type
+    columns: list[str]
+    pk: list[str]
+    refs: dict[str, str] = field(default_factory=dict)  # column -> referenced table
+    offset_pk: str | None = None  # a single integer key that is not itself a reference
+    uniques: list[tuple[str, ...]] = field(default_factory=list)
+    vector_columns: list[str] = field(default_factory=list)
+
+    def pk_cols(self) -> list[Column[Any]]:
+        return [self.table.c[c] for c in self.pk]
+
+    def key_of(self, row: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(row[c] for c in self.pk)
+
+    def after(self, last: Sequence[Any] | None) -> ColumnElement[bool] | None:
+        """Rows after ``last`` in key order (keyset pagination)."""
+        if last is None:
+            return None
+        if len(self.pk) == 1:
+            return self.pk_cols()[0] > last[0]
+        return tuple_(*self.pk_cols()) > tuple_(*last)
+
+    def key_in(self, keys: list[tuple[Any, ...]]) -> ColumnElement[bool]:
+        if len(self.pk) == 1:
+            return self.pk_cols()[0].in_([k[0] for k in keys])
+        # OR of ANDs: row-value IN lists are not portable across drivers
+        from sqlalchemy import or_
+
+        return or_(*(and_(*(c == v for c, v in zip(self.pk_cols(), k, strict=True)))
+                     for k in keys))
+
+
+def _refs(table: Table) -> dict[str, str]:
+    refs: dict[str, str] = {}
+    for col in table.columns:
+        for fk in col.foreign_keys:
+            refs[col.name] = fk.column.table.name
+        soft = col.info.get("refers_to")  # a reference kept without a foreign key
+        if soft and col.name not in refs:
+            refs[col.name] = str(soft).split(".", 1)[0]
+    return refs
+
+
+def build_plans(metadata: MetaData | None = None) -> list[TablePlan]:
+    """Every copied table, parents before children."""
+    metadata = metadata or Base.metadata
+    plans = []
+    for table in metadata.sorted_tables:
+        if table.name in SPECIAL:
+            continue
+        cols = [c for c in table.columns if c.computed is None]
+        raw = Table(table.name, MetaData(),
+                    *(Column(c.name, raw_type(c.type), primary_key=c.primary_key,
+                             autoincrement=False) for c in cols))
+        pk = [c.name for c in table.primary_key.columns]
+        refs = _refs(table)
+        offset_pk = None
+        if len(pk) == 1 and pk[0] not in refs and _is_int(table.c[pk[0]].type):
+            offset_pk = pk[0]
+        uniques = [tuple(c.name for c in con.columns) for con in table.constraints
+                   if con.__class__.__name__ == "UniqueConstraint"]
+        uniques += [tuple(c.name for c in ix.columns) for ix in table.indexes if ix.unique]
+        uniques += [(c.name,) for c in cols if c.unique and not c.primary_key
+                    and (c.name,) not in uniques]
+        vectors = [c.name for c in cols if type(c.type).__name__ == "Embedding"]
+        plans.append(TablePlan(table.name, raw, [c.name for c in cols], pk, refs, offset_pk,
+                               uniques, vectors))
+    return plans
+
+
+# -- canonical content ------------------------------------------------------------------------
+def canon(value: Any) -> bytes:
+    """A backend-independent encoding of one value (tokens, vectors, texts, times)."""
+    if value is None:
+        return b"N"
+    if isinstance(value, bool):
+        return b"B1" if value else b"B0"
+    if isinstance(value, int):
+        return b"I" + str(value).encode()
+    if isinstance(value, float):
+        return b"F" + repr(value).encode()
+    if isinstance(value, str):
+        return b"S" + value.encode("utf-8", "surrogatepass")
+    if isinstance(value, bytes | bytearray | memoryview):
+        return b"X" + bytes(value)
+    if isinstance(value, datetime):
+        aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return b"T" + aware.isoformat().encode()
+    if isinstance(value, np.ndarray):
+        return b"V" + np.asarray(value, dtype=np.float32).tobytes()
+    if hasattr(value, "to_numpy"):
+        return b"V" + np.asarray(value.to_numpy(), dtype=np.float32).tobytes()
+    return b"J" + json.dumps(value, sort_keys=True, separators=(",", ":"),
+                             default=str).encode()
+
+
+def row_digest(row: dict[str, Any], columns: Iterable[str]) -> bytes:
+    h = hashlib.blake2b(digest_size=16)
+    for c in columns:
+        v = canon(row[c])
+        h.update(len(v).to_bytes(8, "little"))
+        h.update(v)
+    return h.digest()
+
+
+def source_select(plan: TablePlan, where: ColumnElement[bool] | None, last: Sequence[Any] | None,
+                  limit: int) -> Any:
+    stmt = select(*(plan.table.c[c] for c in plan.columns))
+    after = plan.after(last)
+    conds = [c for c in (where, after) if c is not None]
+    if conds:
+        stmt = stmt.where(and_(*conds))
+    return stmt.order_by(*plan.pk_cols()).limit(limit)
+
+
+def plans_by_name(plans: list[TablePlan]) -> dict[str, TablePlan]:
+    return {p.name: p for p in plans}
+
+
+def scope_filter(plan: TablePlan, plans: dict[str, TablePlan],
+                 user_ids: Sequence[int] | None) -> ColumnElement[bool] | None:
+    """Restrict ``plan`` to the rows of ``user_ids`` (None: every row), following references
+    to a table that belongs to a user when the table has no user column of its own."""
+    if user_ids is None:
+        return None
+    if plan.name == USERS:
+        return plan.table.c[plan.pk[0]].in_(list(user_ids))
+    for col, ref in plan.refs.items():
+        if ref == USERS and col == "user_id":
+            return plan.table.c[col].in_(list(user_ids))
+    for col, ref in plan.refs.items():
+        parent = plans.get(ref)
+        if parent is None or ref == plan.name or col in plan.table.c and \
+                plan.table.c[col].nullable:
+            continue
+        inner = scope_filter(parent, plans, user_ids)
+        if inner is not None and parent.offset_pk:
+            sub = select(parent.table.c[parent.offset_pk]).where(inner)
+            return plan.table.c[col].in_(sub)
+    return None

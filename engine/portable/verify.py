@@ -1,0 +1,55 @@
+"""The verification pass ``db copy`` and ``restore`` end with: per table, the source rows
+(as the target must hold them, ids translated) and the target rows with those keys, both
+digested value by value in the same order. Rows matched to an existing row by unique key
+(a user by name) are compared on that key only: the rest is the target's own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
+
+from engine.db.connect import Database
+from engine.portable import target as tg
+from engine.portable.idmap import IdMap
+from engine.portable.plan import TablePlan, row_digest, source_select
+from engine.portable.results import TableCount
+
+
+def _compared(plan: TablePlan, ids: IdMap, old_key: Any) -> list[str]:
+    if plan.offset_pk and plan.uniques and ids.is_exception(plan.name, old_key):
+        return list(plan.uniques[0])
+    return plan.columns
+
+
+async def verify_table(sconn: AsyncConnection, tgt: Database, plan: TablePlan,
+                       where: ColumnElement[bool] | None, ids: IdMap, count: TableCount,
+                       batch: int) -> TableCount:
+    src_hash, tgt_hash = hashlib.sha256(), hashlib.sha256()
+    found = rows_seen = 0
+    last = None
+    async with tgt.engine.connect() as tconn:
+        while True:
+            rows = [dict(r) for r in (await sconn.execute(
+                source_select(plan, where, last, batch))).mappings()]
+            if not rows:
+                break
+            mapped = [ids.map_row(plan, r) for r in rows]
+            there = await tg.fetch_by_keys(tconn, plan, [plan.key_of(r) for r in mapped])
+            for old, new in zip(rows, mapped, strict=True):
+                cols = _compared(plan, ids, old[plan.pk[0]])
+                src_hash.update(row_digest(new, cols))
+                other = there.get(plan.key_of(new))
+                if other is None:
+                    tgt_hash.update(b"missing")
+                    continue
+                found += 1
+                tgt_hash.update(row_digest(other, cols))
+            rows_seen += len(rows)
+            last = list(plan.key_of(rows[-1]))
+    return replace(count, source_rows=rows_seen, target_rows=found,
+                   source_digest=src_hash.hexdigest(), target_digest=tgt_hash.hexdigest())
