@@ -152,10 +152,12 @@ class Copier:
                             seconds=time.perf_counter() - started)
         bad = [t.table for t in tables if not t.ok]
         if bad:
-            raise VerificationFailed(
+            error = VerificationFailed(
                 f"verification failed: {', '.join(bad)} differ between source and target",
-                "run the copy again to finish it; if it persists, report it with "
-                "parley db check")
+                "run the copy again to finish it; if it persists, check the target with "
+                "parley --db TARGET db check")
+            error.report = report  # type: ignore[attr-defined]
+            raise error
         await tg.finish_state(tgt, copy_id)
         return report
 

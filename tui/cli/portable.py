@@ -1,0 +1,125 @@
+"""``parley db copy``, ``parley db check``, ``parley backup`` and ``parley restore``."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from tui.cli.common import app_context, fail, info, json_option, print_json, run
+from tui.cli.db import db_group
+
+if TYPE_CHECKING:
+    from engine.portable.results import CopyReport
+
+
+class Progress:
+    """One self-overwriting line on a terminal (nothing when stderr is not a terminal)."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.last = 0.0
+        self.started = time.perf_counter()
+
+    def __call__(self, table: str, done: int, total: int) -> None:
+        if not self.tty:
+            return
+        now = time.perf_counter()
+        if done < total and now - self.last < 0.2:
+            return
+        self.last = now
+        rate = done / max(now - self.started, 1e-6)
+        click.echo(f"\r\033[Kcopying {table}: {done:,}/{total:,} rows ({rate:,.0f} rows/s)",
+                   err=True, nl=False)
+
+    def close(self) -> None:
+        if self.tty:
+            click.echo("\r\033[K", err=True, nl=False)
+
+
+def print_report(report: CopyReport, *, verified: bool = True) -> None:
+    width = max(len(t.table) for t in report.tables)
+    head = "would copy" if report.dry_run else "copied"
+    click.echo(f"{'table':<{width}}  {'source':>9}  {head:>10}  {'skipped':>8}  check")
+    for t in report.tables:
+        check = "" if t.target_rows is None else ("ok" if t.ok else
+                                                 f"DIFFERS ({t.target_rows} on target)")
+        copied = t.source_rows if report.dry_run else t.copied
+        click.echo(f"{t.table:<{width}}  {t.source_rows:>9,}  {copied:>10,}  {t.skipped:>8,}  "
+                   f"{check}")
+
+
+def _url_or_current(url: str | None) -> str:
+    return url or app_context().settings().database_url()
+
+
+@db_group.command("copy")
+@click.option("--to", "to_url", metavar="URL", help="Copy the current database into URL.")
+@click.option("--from", "from_url", metavar="URL", help="Copy URL into the current database.")
+@click.option("--merge", is_flag=True,
+              help="The target already holds some of this data: skip what is there.")
+@click.option("--dry-run", is_flag=True, help="Print what would be copied; change nothing.")
+@click.option("--only-user", "users", multiple=True, metavar="NAME",
+              help="Copy only this user's data (repeatable; default: every user).")
+@click.option("--batch", type=click.IntRange(10, 100_000), default=1000, show_default=True,
+              help="Rows per transaction.")
+@json_option
+@run
+async def copy(to_url: str | None, from_url: str | None, merge: bool, dry_run: bool,
+               users: tuple[str, ...], batch: int, as_json: bool) -> None:
+    """Copy every table between SQLite and PostgreSQL (either way), resumably and verified.
+
+    \b
+    Encrypted values travel as their tokens (no key needed, nothing decrypted); vectors
+    as float32 (no re-embedding); the target's vector and keyword indexes are built.
+    Interrupted, the same command resumes where it stopped.
+    """
+    from engine.portable.copier import Copier
+    from engine.portable.results import VerificationFailed
+
+    if bool(to_url) == bool(from_url):
+        fail("name exactly one of --to URL or --from URL", code=2)
+    current = app_context().settings().database_url()
+    source, target = (current, to_url) if to_url else (from_url, current)
+    assert source is not None and target is not None
+    progress = Progress()
+    try:
+        report = await Copier(source, target, merge=merge, dry_run=dry_run,
+                              users=users or None, batch=batch, progress=progress).run()
+    except VerificationFailed as exc:
+        progress.close()
+        if getattr(exc, "report", None) is not None and not as_json:
+            print_report(exc.report)  # type: ignore[attr-defined]
+        raise
+    finally:
+        progress.close()
+    _show_copy(report, as_json)
+
+
+def _show_copy(report: CopyReport, as_json: bool) -> None:
+    if as_json:
+        data: dict[str, Any] = {
+            "copy_id": report.copy_id, "source": report.source, "target": report.target,
+            "dry_run": report.dry_run, "resumed": report.resumed, "merged": report.merged,
+            "created_schema": report.created_schema, "ids_shifted": report.ids_shifted,
+            "seconds": round(report.seconds, 3),
+            "tables": [{"table": t.table, "source_rows": t.source_rows, "copied": t.copied,
+                        "skipped": t.skipped, "target_rows": t.target_rows,
+                        "digest": t.source_digest, "ok": t.ok} for t in report.tables]}
+        print_json(data)
+        return
+    print_report(report)
+    if report.dry_run:
+        schema = " (the target's schema would be created)" if report.created_schema else ""
+        info(f"dry run: nothing written to {report.target}{schema}")
+        return
+    shifted = ", ".join(f"{k} +{v}" for k, v in report.ids_shifted.items())
+    info(f"copied {report.rows:,} rows from {report.source} to {report.target} in "
+         f"{report.seconds:.1f}s; every table verified"
+         + (" (resumed)" if report.resumed else "")
+         + (f"; ids shifted: {shifted}" if shifted else "; ids kept"))
+
+
+COMMANDS: list[click.Command] = []
