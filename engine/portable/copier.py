@@ -13,9 +13,9 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, insert, inspect, select
+from sqlalchemy import func, insert, inspect, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -33,6 +33,9 @@ from engine.portable.plan import (
     source_select,
 )
 from engine.portable.results import CopyRefused, CopyReport, TableCount, VerificationFailed
+
+if TYPE_CHECKING:
+    from engine.config import Settings
 
 BATCH = 1000
 Progress = Callable[[str, int, int], None]
@@ -63,7 +66,7 @@ class Copier:
     def __init__(self, source_url: str, target_url: str, *, merge: bool = False,
                  dry_run: bool = False, users: Sequence[str] | None = None,
                  batch: int = BATCH, progress: Progress | None = None,
-                 verify: bool = True) -> None:
+                 verify: bool = True, settings: Settings | None = None) -> None:
         self.source_url, self.target_url = source_url, target_url
         self.merge, self.dry_run, self.batch, self.verify = merge, dry_run, batch, verify
         self.user_names = list(users) if users else None
@@ -71,6 +74,7 @@ class Copier:
         self.plans = build_plans()
         self.by_name = {p.name: p for p in self.plans}
         self.ids = IdMap(self.by_name)
+        self.keys = tg.key_candidates(settings)
 
     async def run(self) -> CopyReport:
         if _location(self.source_url) == _location(self.target_url):
@@ -184,13 +188,13 @@ class Copier:
         if created:
             return
         async with tgt.engine.connect() as conn:
-            await tg.check_key_compatible(conn, meta)
+            await tg.check_key_compatible(conn, meta, self.keys)
 
     async def _prepare(self, sconn: AsyncConnection, tgt: Database, copy_id: str,
                        meta: dict[str, str], maxima: dict[str, int]
                        ) -> tuple[dict[str, Any], bool]:
         async with tgt.engine.begin() as conn:
-            await tg.check_key_compatible(conn, meta)
+            await tg.check_key_compatible(conn, meta, self.keys)
             state = await tg.load_state(conn, copy_id, self.ids)
             if state is not None:
                 return state, True
@@ -201,7 +205,7 @@ class Copier:
                     raise CopyRefused(f"the target already holds data of user '{owners[0]}'",
                                       "add --merge to copy only what is not there yet")
             state = await tg.start_state(conn, copy_id, self.plans, maxima, self.ids)
-        await tg.copy_meta(tgt, meta)
+        await tg.copy_meta(tgt, meta, self.keys)
         return state, False
 
     async def _copy_table(self, sconn: AsyncConnection, tgt: Database, copy_id: str,
@@ -235,7 +239,7 @@ class Copier:
     async def _content_index(self, conn: AsyncConnection, plan: TablePlan) -> dict[bytes, int]:
         """Digests of the rows the target held before this copy (for ``--merge``)."""
         assert plan.offset_pk
-        cols = [c for c in plan.columns if c != plan.offset_pk]
+        cols = self._content_columns(plan)
         stmt = select(*(plan.table.c[c] for c in plan.columns)).where(
             plan.table.c[plan.offset_pk] <= self.ids.offsets.get(plan.name, 0))
         index = {}
@@ -265,13 +269,41 @@ class Copier:
                 new = self.ids.map_row(plan, row)
                 hit = await self._unique_hit(conn, plan, new)
                 if hit is None and index is not None:
-                    hit = index.get(row_digest(new, [c for c in plan.columns if c != pk]))
+                    hit = index.get(row_digest(new, self._content_columns(plan)))
                 if hit is None:
                     out.append(new)
                 else:
                     matched[row[pk]] = hit
                     self.ids.exceptions.setdefault(plan.name, {})[row[pk]] = hit
         return out, matched
+
+    def _forward(self, plan: TablePlan) -> dict[str, str]:
+        """References to tables copied later (a session's current message): their ids
+        are known only afterwards, so they are compared without and fixed up at the end."""
+        order = [p.name for p in self.plans]
+        here = order.index(plan.name)
+        return {c: ref for c, ref in plan.refs.items()
+                if ref in order and order.index(ref) > here}
+
+    def _content_columns(self, plan: TablePlan) -> list[str]:
+        skip = {plan.offset_pk, *self._forward(plan)}
+        return [c for c in plan.columns if c not in skip]
+
+    async def _fix_forward(self, tgt: Database) -> None:
+        """Rows inserted with a forward reference to a row that a merge matched."""
+        for plan in self.plans:
+            if not plan.offset_pk:
+                continue
+            pk = plan.table.c[plan.offset_pk]
+            for col, ref in self._forward(plan).items():
+                pairs = self.ids.exceptions.get(ref, {})
+                if not pairs:
+                    continue
+                async with tgt.engine.begin() as conn:
+                    for old, new in pairs.items():
+                        await conn.execute(update(plan.table).where(
+                            plan.table.c[col] == old + self.ids.offsets.get(ref, 0),
+                            pk > self.ids.offsets.get(plan.name, 0)).values({col: new}))
 
     async def _unique_hit(self, conn: AsyncConnection, plan: TablePlan,
                           row: dict[str, Any]) -> int | None:
@@ -287,6 +319,7 @@ class Copier:
         return None
 
     async def _finish_target(self, sconn: AsyncConnection, tgt: Database) -> None:
+        await self._fix_forward(tgt)
         await tg.set_sequences(tgt, self.plans)
         colls = self.by_name.get("collections")
         if colls is None:

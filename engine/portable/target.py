@@ -5,19 +5,23 @@ conflicts with data already there, fetching rows by key, and building the search
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.db import models as m
+from engine.keys import crypto
 from engine.db.coltypes import utcnow
 from engine.db.connect import Database
 from engine.db.search_backend import for_backend
 from engine.portable.idmap import IdMap
 from engine.portable.plan import USERS, TablePlan
 from engine.portable.results import CopyRefused
+
+if TYPE_CHECKING:
+    from engine.config import Settings
 
 # parley_meta rows that describe one database file and never travel
 LOCAL_META = {"last_backup"}
@@ -29,29 +33,70 @@ async def read_meta(conn: AsyncConnection) -> dict[str, str]:
     return {k: v for k, v in rows.all()}
 
 
-async def copy_meta(tgt: Database, source_meta: dict[str, str]) -> None:
-    """The same key check value (and salt, rotation state) on the target, so the same key
-    opens it. A target that holds another key's check value is refused before any row."""
+KeyCandidates = Callable[[str | None], list[bytes]]
+
+
+def key_candidates(settings: Settings | None) -> KeyCandidates:
+    """The keys this user holds (key file or environment), derived with a database's salt.
+    Used only to tell whether two check values were written by the same key."""
+    def keys(salt_hex: str | None) -> list[bytes]:
+        from engine.config import load_settings
+        from engine.errors import ParleyError
+
+        try:
+            material = crypto.resolve_key(settings or load_settings(), create=False)
+        except ParleyError:
+            return []
+        if material is None:
+            return []
+        found = list(material.retiring)
+        if material.key is not None:
+            found.insert(0, material.key)
+        elif material.passphrase is not None and salt_hex:
+            found.insert(0, crypto.derive_key(material.passphrase, bytes.fromhex(salt_hex)))
+        return found
+
+    return keys
+
+
+def _same_key(source: dict[str, str], target: dict[str, str], keys: KeyCandidates) -> None:
+    """Refuse a target whose values another key would have to read.
+
+    Two check values are Fernet tokens (random IVs): equal strings mean the same database
+    lineage; otherwise only a key that opens both proves they are the same key."""
+    mine, theirs = source.get("key_check"), target.get("key_check")
+    if mine is None or theirs is None or mine == theirs:
+        return
+    hint = "copy into an empty database, or one created with this key"
+    if source.get("kdf_salt") != target.get("kdf_salt"):
+        raise CopyRefused("the target database is encrypted with another key (another "
+                          "passphrase salt)", hint)
+    candidates = keys(source.get("kdf_salt"))
+    if not candidates:
+        raise CopyRefused("the target already has its own key check value and no key is "
+                          "available to tell whether it is this database's key",
+                          "set the key (key file or $PARLEY_KEY): it is only compared, "
+                          "nothing is decrypted")
+    if not any(crypto.key_matches(k, mine) and crypto.key_matches(k, theirs)
+               for k in candidates):
+        raise CopyRefused("the target database is encrypted with another key", hint)
+
+
+async def copy_meta(tgt: Database, source_meta: dict[str, str], keys: KeyCandidates) -> None:
+    """The key check value (and salt, rotation state) on the target, so the same key opens
+    it; a target that holds another key's check value is refused before any row."""
     async with tgt.engine.begin() as conn:
         have = await read_meta(conn)
-        for key in KEY_META:
-            if key in have and key in source_meta and have[key] != source_meta[key]:
-                raise CopyRefused("the target database is encrypted with another key (its key "
-                                  "check value differs)",
-                                  "copy into an empty database, or one created with this key")
+        _same_key(source_meta, have, keys)
         missing = [{"key": k, "value": v} for k, v in source_meta.items()
                    if k not in have and k not in LOCAL_META]
         if missing:
             await conn.execute(insert(m.Meta), missing)
 
 
-async def check_key_compatible(conn: AsyncConnection, source_meta: dict[str, str]) -> None:
-    have = await read_meta(conn)
-    for key in KEY_META:
-        if key in have and key in source_meta and have[key] != source_meta[key]:
-            raise CopyRefused("the target database is encrypted with another key (its key check "
-                              "value differs)",
-                              "copy into an empty database, or one created with this key")
+async def check_key_compatible(conn: AsyncConnection, source_meta: dict[str, str],
+                               keys: KeyCandidates) -> None:
+    _same_key(source_meta, await read_meta(conn), keys)
 
 
 async def load_state(conn: AsyncConnection, copy_id: str,

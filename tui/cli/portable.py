@@ -87,7 +87,8 @@ async def copy(to_url: str | None, from_url: str | None, merge: bool, dry_run: b
     progress = Progress()
     try:
         report = await Copier(source, target, merge=merge, dry_run=dry_run,
-                              users=users or None, batch=batch, progress=progress).run()
+                              users=users or None, batch=batch, progress=progress,
+                              settings=app_context().settings()).run()
     except VerificationFailed as exc:
         progress.close()
         if getattr(exc, "report", None) is not None and not as_json:
