@@ -75,6 +75,7 @@ class Copier:
         self.by_name = {p.name: p for p in self.plans}
         self.ids = IdMap(self.by_name)
         self.keys = tg.key_candidates(settings)
+        self.inserted = 0
 
     async def run(self) -> CopyReport:
         if _location(self.source_url) == _location(self.target_url):
@@ -153,7 +154,7 @@ class Copier:
         report = CopyReport(copy_id, mask_url(self.source_url), mask_url(self.target_url),
                             tables, resumed=resumed, merged=self.merge, created_schema=created,
                             ids_shifted={k: v for k, v in self.ids.offsets.items() if v},
-                            seconds=time.perf_counter() - started)
+                            seconds=time.perf_counter() - started, new_rows=self.inserted)
         bad = [t.table for t in tables if not t.ok]
         if bad:
             error = VerificationFailed(
@@ -225,6 +226,7 @@ class Copier:
             async with tgt.engine.begin() as conn:
                 if out:
                     await conn.execute(insert(plan.table), out)
+                    self.inserted += len(out)
                 state.last_key = tg.dump_key(plan.key_of(rows[-1]))
                 state.copied += len(out)
                 state.skipped += len(rows) - len(out)

@@ -47,6 +47,7 @@ class CopyReport:
     created_schema: bool = False
     ids_shifted: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    new_rows: int = 0  # written by this run (a resumed or repeated copy writes fewer)
 
     @property
     def rows(self) -> int:

@@ -105,7 +105,7 @@ def _show_copy(report: CopyReport, as_json: bool) -> None:
             "copy_id": report.copy_id, "source": report.source, "target": report.target,
             "dry_run": report.dry_run, "resumed": report.resumed, "merged": report.merged,
             "created_schema": report.created_schema, "ids_shifted": report.ids_shifted,
-            "seconds": round(report.seconds, 3),
+            "seconds": round(report.seconds, 3), "new_rows": report.new_rows,
             "tables": [{"table": t.table, "source_rows": t.source_rows, "copied": t.copied,
                         "skipped": t.skipped, "target_rows": t.target_rows,
                         "digest": t.source_digest, "ok": t.ok} for t in report.tables]}
@@ -117,7 +117,11 @@ def _show_copy(report: CopyReport, as_json: bool) -> None:
         info(f"dry run: nothing written to {report.target}{schema}")
         return
     shifted = ", ".join(f"{k} +{v}" for k, v in report.ids_shifted.items())
-    info(f"copied {report.rows:,} rows from {report.source} to {report.target} in "
+    if report.resumed and report.new_rows == 0:
+        info(f"{report.target} already holds this copy: nothing new to copy; every table "
+             "verified")
+        return
+    info(f"copied {report.new_rows:,} rows from {report.source} to {report.target} in "
          f"{report.seconds:.1f}s; every table verified"
          + (" (resumed)" if report.resumed else "")
          + (f"; ids shifted: {shifted}" if shifted else "; ids kept"))
