@@ -66,7 +66,8 @@ class Copier:
     def __init__(self, source_url: str, target_url: str, *, merge: bool = False,
                  dry_run: bool = False, users: Sequence[str] | None = None,
                  batch: int = BATCH, progress: Progress | None = None,
-                 verify: bool = True, settings: Settings | None = None) -> None:
+                 verify: bool = True, settings: Settings | None = None,
+                 copy_id: str | None = None) -> None:
         self.source_url, self.target_url = source_url, target_url
         self.merge, self.dry_run, self.batch, self.verify = merge, dry_run, batch, verify
         self.user_names = list(users) if users else None
@@ -76,6 +77,7 @@ class Copier:
         self.ids = IdMap(self.by_name)
         self.keys = tg.key_candidates(settings)
         self.inserted = 0
+        self.fixed_copy_id = copy_id
 
     async def run(self) -> CopyReport:
         if _location(self.source_url) == _location(self.target_url):
@@ -131,7 +133,7 @@ class Copier:
             user_ids = await self._scope(sconn)
             self.where = {p.name: scope_filter(p, self.by_name, user_ids) for p in self.plans}
             meta = await tg.read_meta(sconn)
-            copy_id = hashlib.sha256("|".join([
+            copy_id = self.fixed_copy_id or hashlib.sha256("|".join([
                 _location(self.source_url), meta.get("key_check", ""),
                 json.dumps(sorted(self.user_names or []))]).encode()).hexdigest()[:32]
             counts, maxima = await self._counts(sconn)

@@ -1,4 +1,5 @@
-"""``parley db copy``, ``parley db check``, ``parley backup`` and ``parley restore``."""
+"""``parley db copy``, ``parley db check``, ``parley backup`` and ``parley restore``
+(the engine side is ``engine/portable``)."""
 
 from __future__ import annotations
 
@@ -127,4 +128,129 @@ def _show_copy(report: CopyReport, as_json: bool) -> None:
          + (f"; ids shifted: {shifted}" if shifted else "; ids kept"))
 
 
-COMMANDS: list[click.Command] = []
+
+def _passphrase(prompt: bool, env_name: str | None, *, confirm: bool) -> str | None:
+    import os
+
+    if env_name:
+        value = os.environ.get(env_name)
+        if not value:
+            fail(f"${env_name} is not set", "export the passphrase in it, or use --passphrase",
+                 code=2)
+        return value
+    if prompt:
+        return click.prompt("Passphrase", hide_input=True, confirmation_prompt=confirm,
+                            err=True)
+    return None
+
+
+def _passphrase_options(fn: Any) -> Any:
+    fn = click.option("--passphrase-env", metavar="VAR",
+                      help="Take the passphrase from this environment variable.")(fn)
+    return click.option("--passphrase", "ask_passphrase", is_flag=True,
+                        help="Seal/open with a passphrase (asked on the terminal).")(fn)
+
+
+@click.command("backup")
+@click.argument("path", required=False, type=click.Path(path_type=str))
+@click.option("--encrypt", is_flag=True,
+              help="Seal the archive (AES-256-GCM) with your Parley key, or with a passphrase "
+                   "given by --passphrase / --passphrase-env.")
+@_passphrase_options
+@json_option
+@run
+async def backup(path: str | None, encrypt: bool, ask_passphrase: bool,
+                 passphrase_env: str | None, as_json: bool) -> None:
+    """Write a consistent, checksummed backup archive of the database (PATH: a file or a
+    folder; default: the data folder's backups/). Safe while Parley is running."""
+    from pathlib import Path
+
+    from engine.config import data_dir
+    from engine.portable import backup as bk
+    from tui.cli.main import VERSION
+
+    settings = app_context().settings()
+    url = settings.database_url()
+    passphrase = _passphrase(ask_passphrase, passphrase_env, confirm=True)
+    target = Path(path).expanduser() if path else data_dir() / "backups"
+    if target.is_dir() or not path:
+        target = bk.default_path(target)
+    seal = await bk.seal_for(url, settings, passphrase) if (encrypt or passphrase) else None
+    progress = Progress()
+    try:
+        result = await bk.backup(url, target, seal=seal, settings=settings,
+                                 parley_version=VERSION, progress=progress)
+    finally:
+        progress.close()
+    await bk.record_backup(url, result)
+    if as_json:
+        print_json(result)
+        return
+    click.echo(result.path)
+    sealed = " sealed with a passphrase" if passphrase else (" sealed with your key"
+                                                               if seal else "")
+    info(f"backed up {sum(result.rows.values()):,} rows (schema {result.revision}) to "
+         f"{result.path}{sealed}: {result.size:,} bytes in {result.seconds:.1f}s; "
+         f"sha256 of the database {result.sha256[:16]}...")
+
+
+@click.command("restore")
+@click.argument("path", type=click.Path(path_type=str))
+@click.option("--to", "to_url", metavar="URL",
+              help="Restore into this database (default: the configured one).")
+@click.option("--merge", is_flag=True,
+              help="The target already holds Parley data: add only what is missing.")
+@_passphrase_options
+@json_option
+@run
+async def restore(path: str, to_url: str | None, merge: bool, ask_passphrase: bool,
+                  passphrase_env: str | None, as_json: bool) -> None:
+    """Check a backup archive end to end, then restore it and verify the result.
+
+    A truncated, altered or wrongly-keyed archive is refused and nothing is written."""
+    from pathlib import Path
+
+    from engine.portable import backup as bk
+    from engine.portable.restore import restore as do_restore
+    from engine.portable.sealed import is_sealed
+
+    settings = app_context().settings()
+    archive = Path(path).expanduser()
+    passphrase = _passphrase(ask_passphrase, passphrase_env, confirm=False)
+    if passphrase is None and archive.is_file() and is_sealed(archive) \
+            and sys.stdin.isatty() and _sealed_mode(archive) == "passphrase":
+        passphrase = _passphrase(True, None, confirm=False)
+    progress = Progress()
+    try:
+        result = await do_restore(archive, _url_or_current(to_url), merge=merge,
+                                  key_for=bk.opener(settings, passphrase), settings=settings,
+                                  progress=progress)
+    finally:
+        progress.close()
+    if as_json:
+        print_json({"archive": result.archive, "target": result.target,
+                    "revision": result.revision, "whole_file": result.whole_file,
+                    "seconds": round(result.seconds, 3),
+                    "tables": None if result.report is None else
+                    {t.table: t.target_rows for t in result.report.tables}})
+        return
+    if result.report is not None:
+        print_report(result.report)
+        info(f"restored {result.report.new_rows:,} rows into {result.target}; every table "
+             f"verified ({result.seconds:.1f}s)")
+    else:
+        info(f"restored {result.archive} as {result.target} (the database file itself, "
+             f"checksum verified, {result.seconds:.1f}s)")
+
+
+def _sealed_mode(archive: Any) -> str | None:
+    from engine.portable.sealed import read_header
+
+    with open(archive, "rb") as raw:
+        try:
+            return str(read_header(raw)[0].get("mode"))
+        except Exception:
+            return None
+
+
+COMMANDS = [backup, restore]
