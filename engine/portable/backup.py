@@ -1,7 +1,8 @@
 """``parley backup`` and ``parley restore``: a consistent snapshot in a checked archive.
 
-The archive is a gzipped tar stream (level 1) of ``manifest.json`` then ``parley.db``: the
-payload is always an SQLite Parley database, so one format serves both backends. From
+The archive is a plain tar of ``manifest.json``, ``parley.db.gz`` and ``SHA256SUM`` (the
+sha256 of every byte before it): the payload is always an SQLite Parley database, so one
+format serves both backends. From
 SQLite it is ``VACUUM INTO`` (a read transaction: consistent while Parley writes); from
 PostgreSQL it is ``db copy`` into a fresh SQLite file (one REPEATABLE READ snapshot).
 The manifest holds the schema revision, row counts per table and the payload's size and
@@ -22,7 +23,6 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Callable
-from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -37,6 +37,8 @@ from engine.portable.sealed import MAGIC, OpeningReader, SealingWriter, archive_
 
 FORMAT = "parley-backup"
 PAYLOAD = "parley.db"
+PACKED = "parley.db.gz"
+CHECKSUM = "SHA256SUM"
 SUFFIX = ".parley-backup"
 META_LAST_BACKUP = "last_backup"
 
@@ -110,12 +112,49 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+class _Hashing:
+    """A write-through file object that hashes and counts what passes."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.hash, self.count = inner, hashlib.sha256(), 0
+
+    def write(self, data: bytes) -> int:
+        self.hash.update(data)
+        self.count += len(data)
+        self.inner.write(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.count
+
+    def flush(self) -> None:
+        self.inner.flush()
+
+
+def _gzip(payload: Path, out: Path) -> None:
+    # level 1: most of the gain (texts, tokens, empty pages) for a fraction of the time
+    with open(payload, "rb") as src, gzip.GzipFile(out, "wb", compresslevel=1, mtime=0) as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+
+
+def _add(tar: tarfile.TarFile, name: str, body: bytes | Path) -> None:
+    if isinstance(body, Path):
+        tar.add(str(body), arcname=name)
+        return
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = len(body), int(time.time()), 0o600
+    tar.addfile(info, io.BytesIO(body))
+
+
 def write_archive(out: Path, payload: Path, manifest: dict[str, Any],
                   seal: tuple[str, bytes, bytes, str | None] | None) -> None:
-    """Write to ``out.partial``, then rename: a crash never leaves a half archive under the
-    final name."""
+    """A plain tar (``tar tf`` lists it): ``manifest.json``, ``parley.db.gz``, then
+    ``SHA256SUM`` holding the sha256 of every byte before it. Written to ``out.partial``
+    and renamed: a crash never leaves a half archive under the final name."""
     partial = out.with_name(out.name + ".partial")
+    packed = payload.with_name(PACKED)
     try:
+        _gzip(payload, packed)
         # 0600: the archive holds document texts in the clear unless sealed
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as raw:
@@ -123,14 +162,12 @@ def write_archive(out: Path, payload: Path, manifest: dict[str, Any],
             if seal is not None:
                 mode, salt, key, kdf_salt = seal
                 stream = SealingWriter(raw, mode, salt, key, kdf_salt)
-            # level 1: most of the gain (texts, tokens) for a fraction of the time
-            with gzip.GzipFile(fileobj=stream, mode="wb", compresslevel=1, mtime=0) as zipped, \
-                    tarfile.open(fileobj=zipped, mode="w|") as tar:
-                body = json.dumps(manifest, indent=2, sort_keys=True).encode()
-                info = tarfile.TarInfo("manifest.json")
-                info.size, info.mtime = len(body), int(time.time())
-                tar.addfile(info, io.BytesIO(body))
-                tar.add(str(payload), arcname=PAYLOAD)
+            hashing = _Hashing(stream)
+            with tarfile.open(fileobj=hashing, mode="w") as tar:  # type: ignore[call-overload]
+                _add(tar, "manifest.json",
+                     json.dumps(manifest, indent=2, sort_keys=True).encode())
+                _add(tar, PACKED, packed)
+                _add(tar, CHECKSUM, f"{hashing.hash.hexdigest()}  archive\n".encode())
             if seal is not None:
                 stream.close()
             raw.flush()
@@ -138,6 +175,7 @@ def write_archive(out: Path, payload: Path, manifest: dict[str, Any],
         os.replace(partial, out)
     finally:
         partial.unlink(missing_ok=True)
+        packed.unlink(missing_ok=True)
 
 
 async def backup(url: str, out: Path, *, seal: tuple[str, bytes, bytes, str | None] | None,
@@ -174,46 +212,80 @@ def open_archive(path: Path, key_for: Callable[[dict[str, str]], bytes]) -> tupl
     return raw, OpeningReader(raw, header, aad, key_for(header))
 
 
+def _prefix_sha256(path: Path, end: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as handle:
+        left = end
+        while left > 0 and (block := handle.read(min(left, 1 << 20))):
+            h.update(block)
+            left -= len(block)
+    return h.hexdigest()
+
+
+def _only_zeros_after(path: Path, start: int) -> bool:
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        while block := handle.read(1 << 20):
+            if block.count(0) != len(block):
+                return False
+    return True
+
+
+def _read_members(path: Path, tar: tarfile.TarFile, payload: Path
+                  ) -> tuple[dict[str, Any], str, tarfile.TarInfo]:
+    first = tar.next()
+    if first is None or first.name != "manifest.json":
+        raise ArchiveError(f"{path} is not a Parley backup (no manifest first)", None)
+    handle = tar.extractfile(first)
+    assert handle is not None
+    manifest = json.loads(handle.read())
+    if manifest.get("format") != FORMAT:
+        raise ArchiveError(f"{path} is not a Parley backup", None)
+    second = tar.next()
+    if second is None or second.name != PACKED:
+        raise ArchiveError(f"{path} is truncated: the database is missing", None)
+    packed = tar.extractfile(second)
+    assert packed is not None
+    h = hashlib.sha256()
+    with gzip.GzipFile(fileobj=packed, mode="rb") as src, open(payload, "wb") as dst:
+        while block := src.read(1 << 20):  # the gzip CRC is checked at its end
+            h.update(block)
+            dst.write(block)
+    third = tar.next()
+    if third is None or third.name != CHECKSUM:
+        raise ArchiveError(f"{path} is truncated: its checksum is missing", None)
+    body = tar.extractfile(third)
+    assert body is not None
+    return manifest, h.hexdigest() + " " + body.read().decode("ascii").split()[0], third
+
+
 def stage(path: Path, work: Path,
           key_for: Callable[[dict[str, str]], bytes]) -> tuple[dict[str, Any], Path]:
-    """Check the archive end to end and extract its payload into ``work``: the manifest,
-    the payload's size and sha256, and (sealed) every segment's authenticity."""
+    """Check the archive end to end and extract its payload into ``work``: every byte
+    (the archive's own sha256, or every sealed segment's authenticity), the manifest, and
+    the payload's size and sha256."""
     if not path.is_file():
         raise ArchiveError(f"no backup archive at {path}", None)
     raw, stream = open_archive(path, key_for)
     payload = work / PAYLOAD
+    sealed = stream is not raw
     try:
-        with raw, gzip.GzipFile(fileobj=stream, mode="rb") as zipped, \
-                tarfile.open(fileobj=zipped, mode="r|") as tar:
-            first = tar.next()
-            if first is None or first.name != "manifest.json":
-                raise ArchiveError(f"{path} is not a Parley backup (no manifest first)", None)
-            handle = tar.extractfile(first)
-            assert handle is not None
-            manifest = json.loads(handle.read())
-            if manifest.get("format") != FORMAT:
-                raise ArchiveError(f"{path} is not a Parley backup", None)
-            second = tar.next()
-            if second is None or second.name != PAYLOAD:
-                raise ArchiveError(f"{path} is truncated: the database is missing", None)
-            src = tar.extractfile(second)
-            assert src is not None
-            h = hashlib.sha256()
-            with open(payload, "wb") as dst:
-                while block := src.read(1 << 20):
-                    h.update(block)
-                    dst.write(block)
-            with suppress(StopIteration):
-                tar.next()  # reads to the end: the gzip trailer's CRC is checked too
+        with raw, tarfile.open(fileobj=stream, mode="r|" if sealed else "r:") as tar:
+            manifest, sums, last = _read_members(path, tar, payload)
     except ArchiveError:
         raise
-    except (tarfile.TarError, EOFError, OSError, ValueError, KeyError, json.JSONDecodeError,
-            UnicodeDecodeError) as exc:
+    except (tarfile.TarError, EOFError, OSError, ValueError, KeyError, IndexError,
+            UnicodeDecodeError, gzip.BadGzipFile) as exc:
         raise ArchiveError(f"{path} is damaged or truncated ({type(exc).__name__}: "
                            f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'})",
                            None) from None
+    payload_sha, archive_sha = sums.split()
+    if not sealed:  # a sealed archive is authenticated segment by segment instead
+        end = last.offset_data + ((last.size + 511) // 512) * 512
+        if _prefix_sha256(path, last.offset) != archive_sha or not _only_zeros_after(path, end):
+            raise ArchiveError(f"{path} fails its checksum: it was altered or damaged", None)
     expected = manifest.get("payload", {})
-    if payload.stat().st_size != expected.get("size") or h.hexdigest() != expected.get("sha256"):
+    if payload.stat().st_size != expected.get("size") or payload_sha != expected.get("sha256"):
         raise ArchiveError(f"{path} fails its checksum: the database inside is not the one "
                            "the manifest describes", None)
     return manifest, payload

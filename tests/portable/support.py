@@ -68,7 +68,10 @@ async def _tiny_collection(engine: Engine, rng: np.random.Generator, user_id: in
 
 async def populate(url: str, *, second_user: bool = True) -> None:
     """Fill the (migrated or empty) database at ``url``; see the module docstring."""
+    from tests.conftest import migrate
+
     rng = np.random.default_rng(7)
+    await migrate(settings_for(url))  # PostgreSQL is never upgraded on open
     async with Engine(settings_for(url)) as engine:
         assert engine.db is not None
         await add_collection(engine, "notes", CORPUS)
@@ -129,6 +132,7 @@ async def table_digests(url: str) -> dict[str, tuple[int, str]]:
                     n += 1
                 out[plan.name] = (n, h.hexdigest())
             meta = dict((await conn.execute(select(m.Meta.key, m.Meta.value))).all())
+            meta.pop("last_backup", None)  # describes that database file, never travels
             out["parley_meta"] = (len(meta), meta.get("key_check", ""))
     finally:
         await db.dispose()
