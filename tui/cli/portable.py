@@ -254,3 +254,49 @@ def _sealed_mode(archive: Any) -> str | None:
 
 
 COMMANDS = [backup, restore]
+
+
+@db_group.command("check")
+@click.option("--repair", is_flag=True,
+              help="Rebuild the keyword and vector indexes and clear dangling references "
+                   "(never touches history or documents).")
+@json_option
+@run
+async def check(repair: bool, as_json: bool) -> None:
+    """Check the database: integrity, search indexes against the data, references, key.
+
+    Exits 1 when a problem is found, naming it and the command that repairs it."""
+    from engine.db.connect import Database, create_engine
+    from engine.portable import check as chk
+    from engine.portable.target import key_candidates
+
+    settings = app_context().settings()
+    db = Database(create_engine(settings.database_url()))
+    try:
+        from engine.portable.target import read_meta
+
+        try:
+            async with db.engine.connect() as conn:
+                salt = (await read_meta(conn)).get("kdf_salt")
+        except Exception:
+            salt = None
+        keys = key_candidates(settings)(salt)
+        done = await chk.repair(db) if repair else []
+        report = await chk.check(db, keys)
+    finally:
+        await db.dispose()
+    if as_json:
+        print_json({**chk.as_dict(report), "repaired": done})
+    else:
+        for line in done:
+            info(f"repair: {line}")
+        for name in report.checks:
+            click.echo(f"checked: {name}")
+        for p in report.problems:
+            click.echo(f"PROBLEM {p.check}: {p.detail} -> {p.repair}")
+    if not report.ok:
+        first = report.problems[0]
+        more = f" (and {len(report.problems) - 1} more)" if len(report.problems) > 1 else ""
+        fail(f"{first.check}: {first.detail}{more}", first.repair)
+    if not as_json:
+        info(f"{report.url}: every check passed")
