@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from engine.chat.service import Chat
     from engine.keys.service import KeyManager
     from engine.library.service import Library
+    from engine.portable.service import Backups
     from engine.providers.embedders import Embedder
     from engine.library.retrieval import Retriever
     from engine.usage import UsageLedger
@@ -191,6 +192,13 @@ class Engine:
         from engine.usage import UsageLedger
 
         return self._service("usage", UsageLedger)
+
+    @property
+    def backups(self) -> Backups:
+        """Backup archives of this database: back up now, the last backup."""
+        from engine.portable.service import Backups
+
+        return self._service("backups", Backups)
 
     def embedder(self) -> Embedder:
         """The configured embedder, created on first use and shared by every service."""
