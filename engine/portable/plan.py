@@ -122,8 +122,28 @@ def build_plans(metadata: MetaData | None = None) -> list[TablePlan]:
 
 
 # -- canonical content ------------------------------------------------------------------------
+def _time(value: datetime) -> bytes:
+    aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return b"T" + aware.isoformat().encode()
+
+
+_FAST: dict[type, Any] = {
+    type(None): lambda v: b"N",
+    bool: lambda v: b"B1" if v else b"B0",
+    int: lambda v: b"I%d" % v,
+    float: lambda v: b"F" + repr(v).encode(),
+    str: lambda v: b"S" + v.encode("utf-8", "surrogatepass"),
+    bytes: lambda v: b"X" + v,
+    datetime: _time,
+    np.ndarray: lambda v: b"V" + np.asarray(v, dtype=np.float32).tobytes(),
+}
+
+
 def canon(value: Any) -> bytes:
     """A backend-independent encoding of one value (tokens, vectors, texts, times)."""
+    fast = _FAST.get(type(value))
+    if fast is not None:
+        return fast(value)  # type: ignore[no-any-return]
     if value is None:
         return b"N"
     if isinstance(value, bool):
@@ -147,13 +167,18 @@ def canon(value: Any) -> bytes:
                              default=str).encode()
 
 
-def row_digest(row: dict[str, Any], columns: Iterable[str]) -> bytes:
-    h = hashlib.blake2b(digest_size=16)
+def row_bytes(row: dict[str, Any], columns: Iterable[str]) -> bytes:
+    """The row's values, canonical and length-prefixed (unambiguous when concatenated)."""
+    parts = []
     for c in columns:
         v = canon(row[c])
-        h.update(len(v).to_bytes(8, "little"))
-        h.update(v)
-    return h.digest()
+        parts.append(len(v).to_bytes(4, "little"))
+        parts.append(v)
+    return b"".join(parts)
+
+
+def row_digest(row: dict[str, Any], columns: Iterable[str]) -> bytes:
+    return hashlib.blake2b(row_bytes(row, columns), digest_size=16).digest()
 
 
 def source_select(plan: TablePlan, where: ColumnElement[bool] | None, last: Sequence[Any] | None,

@@ -16,7 +16,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from engine.db.connect import Database
 from engine.portable import target as tg
 from engine.portable.idmap import IdMap
-from engine.portable.plan import TablePlan, row_digest, source_select
+from engine.portable.plan import TablePlan, row_bytes, source_select
 from engine.portable.results import TableCount
 
 
@@ -42,13 +42,13 @@ async def verify_table(sconn: AsyncConnection, tgt: Database, plan: TablePlan,
             there = await tg.fetch_by_keys(tconn, plan, [plan.key_of(r) for r in mapped])
             for old, new in zip(rows, mapped, strict=True):
                 cols = _compared(plan, ids, old[plan.pk[0]])
-                src_hash.update(row_digest(new, cols))
+                src_hash.update(row_bytes(new, cols))
                 other = there.get(plan.key_of(new))
                 if other is None:
                     tgt_hash.update(b"missing")
                     continue
                 found += 1
-                tgt_hash.update(row_digest(other, cols))
+                tgt_hash.update(row_bytes(other, cols))
             rows_seen += len(rows)
             last = list(plan.key_of(rows[-1]))
     return replace(count, source_rows=rows_seen, target_rows=found,
