@@ -123,7 +123,7 @@ class Copier:
         missing = [n for n in self.user_names if n not in found]
         if missing:
             raise NotFound(f"the source has no user named '{missing[0]}'",
-                           "see the users with: parley --db SOURCE usage --json")
+                           "user names are exact (the config key user, or --user)")
         return list(found.values())
 
     async def _run(self, src: Database, tgt: Database) -> CopyReport:

@@ -229,3 +229,18 @@ async def test_a_table_never_seen_copies_without_code_changes(parley_home: Path,
     finally:
         m.Base.metadata.remove(links)
         m.Base.metadata.remove(gadgets)
+
+
+async def test_only_one_user(parley_home: Path) -> None:
+    a = f"sqlite:///{parley_home / 'a.db'}"
+    only = f"sqlite:///{parley_home / 'bob.db'}"
+    await populate(a)
+    out = cli("db", "copy", "--to", only, "--only-user", "bob", "--json", url=a)
+    assert out.returncode == 0, out.stderr
+    copied = {t["table"]: t["copied"] for t in json.loads(out.stdout)["tables"]}
+    assert copied["users"] == 1 and copied["sessions"] == 1 and copied["messages"] == 1
+    assert copied["chunks"] == 0 and copied["citations"] == 0
+    listed = cli("--user", "bob", "sessions", "list", "--json", url=only)
+    assert [s["title"] for s in json.loads(listed.stdout)] == ["Bob's secrets"]
+    missing = cli("db", "copy", "--to", only, "--only-user", "nobody", url=a)
+    assert missing.returncode == 1 and "no user named 'nobody'" in missing.stderr
