@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, insert, inspect, select, update
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.db import schema
 from engine.db.connect import Database, create_engine, mask_url
-from engine.errors import NotFound
+from engine.errors import DatabaseError, NotFound
 from engine.portable import target as tg
 from engine.portable.idmap import IdMap
 from engine.portable.plan import (
@@ -87,6 +88,12 @@ class Copier:
         tgt = Database(create_engine(self.target_url))
         try:
             return await self._run(src, tgt)
+        except DBAPIError as exc:
+            detail = str(exc.orig or exc).strip().splitlines()[0][:200]
+            raise DatabaseError(f"the copy stopped: {detail}",
+                                "nothing half-written is kept; if Parley is writing to the "
+                                "target, stop it, then run the same command again (it "
+                                "resumes)") from None
         finally:
             await src.dispose()
             await tgt.dispose()
@@ -137,6 +144,7 @@ class Copier:
                 _location(self.source_url), meta.get("key_check", ""),
                 json.dumps(sorted(self.user_names or []))]).encode()).hexdigest()[:32]
             counts, maxima = await self._counts(sconn)
+            self.maxima = maxima
             if self.dry_run:
                 await self._dry_check(tgt, created, meta)
                 tables = [TableCount(p.name, counts[p.name]) for p in self.plans]
@@ -144,6 +152,7 @@ class Copier:
                                   tables, dry_run=True, created_schema=created,
                                   merged=self.merge)
             state, resumed = await self._prepare(sconn, tgt, copy_id, meta, maxima)
+            self.state = state
             for plan in self.plans:
                 await self._copy_table(sconn, tgt, copy_id, plan, state[plan.name],
                                        counts[plan.name])
@@ -200,6 +209,7 @@ class Copier:
             await tg.check_key_compatible(conn, meta, self.keys)
             state = await tg.load_state(conn, copy_id, self.ids)
             if state is not None:
+                await tg.reserve_ids(conn, self.plans, maxima, self.ids)
                 return state, True
             if not self.merge:
                 owners = await tg.users_with_data(conn, self.by_name,
@@ -208,6 +218,7 @@ class Copier:
                     raise CopyRefused(f"the target already holds data of user '{owners[0]}'",
                                       "add --merge to copy only what is not there yet")
             state = await tg.start_state(conn, copy_id, self.plans, maxima, self.ids)
+            await tg.reserve_ids(conn, self.plans, maxima, self.ids)
         await tg.copy_meta(tgt, meta, self.keys)
         return state, False
 
@@ -339,10 +350,19 @@ class Copier:
                     colls.table.c.id.in_(ids[start:start + 500])))).mappings()]
         await tg.build_indexes(tgt, rows)
 
+    def _upper(self, plan: TablePlan) -> int | None:
+        """The largest source id this copy ever wrote (now, or in an earlier run)."""
+        if not plan.offset_pk:
+            return None
+        last = self.state[plan.name].last_key
+        done = json.loads(last)[0] if last else 0
+        return max(self.maxima.get(plan.name, 0), int(done))
+
     async def _verify(self, sconn: AsyncConnection, tgt: Database, plan: TablePlan,
                       count: TableCount) -> TableCount:
         """Row count and a digest of every value (tokens, vectors, texts) on both sides."""
         from engine.portable.verify import verify_table
 
         return await verify_table(sconn, tgt, plan, self.where[plan.name], self.ids, count,
+                                  None if self.merge else self._upper(plan),
                                   self.batch)

@@ -160,9 +160,6 @@ async def start_state(conn: AsyncConnection, copy_id: str, plans: list[TablePlan
                     text(f"SELECT last_value, is_called FROM {seq}"))).one()
                 if offset and called:
                     offset = max(offset, int(last))
-                top = offset + source_max.get(plan.name, 0)
-                if top:
-                    await conn.execute(text("SELECT setval(:s, :v)"), {"s": seq, "v": top})
         ids.offsets[plan.name] = offset
         row = m.CopyState(copy_id=copy_id, table_name=plan.name, id_offset=offset, last_key=None,
                           copied=0, skipped=0, done=False, updated_at=utcnow())
@@ -171,6 +168,18 @@ async def start_state(conn: AsyncConnection, copy_id: str, plans: list[TablePlan
         {c.name: getattr(s, c.name) for c in m.CopyState.__table__.columns}
         for s in state.values()])
     return state
+
+
+async def reserve_ids(conn: AsyncConnection, plans: list[TablePlan],
+                      source_max: dict[str, int], ids: IdMap) -> None:
+    """Move PostgreSQL's sequences past the ids this copy will write, so rows others insert
+    meanwhile cannot take them (again on every run: the source may have grown)."""
+    for plan in plans:
+        seq = await _sequence(conn, plan)
+        top = ids.offsets.get(plan.name, 0) + source_max.get(plan.name, 0)
+        if seq and top:
+            await conn.execute(text(f"SELECT setval(:s, GREATEST(:v, (SELECT last_value "
+                                    f"FROM {seq})))"), {"s": seq, "v": top})
 
 
 async def save_progress(conn: AsyncConnection, copy_id: str, plan: TablePlan,

@@ -244,3 +244,20 @@ async def test_only_one_user(parley_home: Path) -> None:
     assert [s["title"] for s in json.loads(listed.stdout)] == ["Bob's secrets"]
     missing = cli("db", "copy", "--to", only, "--only-user", "nobody", url=a)
     assert missing.returncode == 1 and "no user named 'nobody'" in missing.stderr
+
+
+async def test_a_difference_is_an_error_naming_the_table(parley_home: Path) -> None:
+    a = f"sqlite:///{parley_home / 'a.db'}"
+    b = f"sqlite:///{parley_home / 'b.db'}"
+    await populate(a, second_user=False)
+    assert cli("db", "copy", "--to", b, url=a).returncode == 0
+    source = Database(create_engine(a))
+    async with source.engine.begin() as conn:  # the source changes after the copy
+        await conn.execute(delete(m.TokenUsage).where(m.TokenUsage.message_id.is_(None)))
+        await conn.execute(m.Chunk.__table__.update().where(m.Chunk.id == 1)
+                           .values(text="edited since"))
+    await source.dispose()
+    out = cli("db", "copy", "--to", b, url=a)
+    assert out.returncode == 1
+    assert "verification failed: chunks, token_usage differ" in out.stderr, out.stderr
+    assert "DIFFERS" in out.stdout
