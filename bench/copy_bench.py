@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -107,17 +108,24 @@ def _env(home: Path, key: bytes) -> dict[str, str]:
     return env
 
 
+PHASES: dict[str, dict[str, float]] = {}
+
+
 def timed(home: Path, key: bytes, *args: str) -> tuple[float, float]:
-    """Seconds and peak RSS (MB) of one ``parley`` command in its own process."""
+    """Seconds and peak RSS (MB) of one ``parley`` command in its own process (a copy's
+    phases, from its --json report, go to PHASES)."""
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "tui.cli", *args], cwd=REPO,
-                            env=_env(home, key), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - started
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"parley {' '.join(args)} failed: {err}")
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([sys.executable, "-m", "tui.cli", *args], cwd=REPO,
+                                env=_env(home, key), stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - started
+        if os.waitstatus_to_exitcode(status) != 0:
+            err.seek(0)
+            raise SystemExit(f"parley {' '.join(args)} failed: {err.read().decode()}")
+        if "--json" in args and "copy" in args:
+            out.seek(0)
+            PHASES[" ".join(args[-3:])] = json.load(out)["phases"]
     return seconds, usage.ru_maxrss / 1024
 
 
@@ -141,10 +149,11 @@ async def main() -> None:
     async with postgres_url(args.postgres, True) as pg:
         assert pg is not None
         rows = []
-        secs, rss = timed(home, key, "--db", src, "db", "copy", "--to", pg)
+        secs, rss = timed(home, key, "--db", src, "db", "copy", "--json", "--to", pg)
         rows.append(("db copy SQLite -> PostgreSQL", secs, rss))
         back = home / "back.db"
-        secs2, rss2 = timed(home, key, "--db", f"sqlite:///{back}", "db", "copy", "--from", pg)
+        secs2, rss2 = timed(home, key, "--db", f"sqlite:///{back}", "db", "copy", "--json",
+                            "--from", pg)
         rows.append(("db copy PostgreSQL -> SQLite", secs2, rss2))
         archive = home / "b.parley-backup"
         rows.append(("backup (SQLite)", *timed(home, key, "--db", src, "backup", str(archive))))
@@ -160,6 +169,9 @@ async def main() -> None:
         per = f"{total_rows / s:>9,.0f} {args.rows / s:>9,.0f}" if "copy" in name else \
             f"{'':>9} {'':>9}"
         print(f"{name:<44} {s:>8.1f} {per} {r:>12.0f}")
+    for name, phases in PHASES.items():
+        print(f"phases of db copy {name.split()[1]}: " +
+              ", ".join(f"{k} {v:.1f}s" for k, v in phases.items()))
     print(f"archive size {archive.stat().st_size / 1e6:,.0f} MB "
           f"(database {source.stat().st_size / 1e6:,.0f} MB)")
 

@@ -153,17 +153,24 @@ class Copier:
                                   merged=self.merge)
             state, resumed = await self._prepare(sconn, tgt, copy_id, meta, maxima)
             self.state = state
+            phases = {"prepare": time.perf_counter() - started}
+            mark = time.perf_counter()
             for plan in self.plans:
                 await self._copy_table(sconn, tgt, copy_id, plan, state[plan.name],
                                        counts[plan.name])
+            phases["rows"] = time.perf_counter() - mark
+            mark = time.perf_counter()
             await self._finish_target(sconn, tgt)
+            phases["indexes"] = time.perf_counter() - mark
+            mark = time.perf_counter()
             tables = [TableCount(p.name, counts[p.name], state[p.name].copied,
                                  state[p.name].skipped) for p in self.plans]
             if self.verify:
                 tables = [await self._verify(sconn, tgt, p, t) for p, t in zip(
                     self.plans, tables, strict=True)]
+            phases["verify"] = time.perf_counter() - mark
         report = CopyReport(copy_id, mask_url(self.source_url), mask_url(self.target_url),
-                            tables, resumed=resumed, merged=self.merge, created_schema=created,
+                            tables, phases=phases, resumed=resumed, merged=self.merge, created_schema=created,
                             ids_shifted={k: v for k, v in self.ids.offsets.items() if v},
                             seconds=time.perf_counter() - started, new_rows=self.inserted)
         bad = [t.table for t in tables if not t.ok]

@@ -48,6 +48,7 @@ class CopyReport:
     ids_shifted: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     new_rows: int = 0  # written by this run (a resumed or repeated copy writes fewer)
+    phases: dict[str, float] = field(default_factory=dict)  # seconds: rows, indexes, verify
 
     @property
     def rows(self) -> int:

@@ -107,6 +107,7 @@ def _show_copy(report: CopyReport, as_json: bool) -> None:
             "dry_run": report.dry_run, "resumed": report.resumed, "merged": report.merged,
             "created_schema": report.created_schema, "ids_shifted": report.ids_shifted,
             "seconds": round(report.seconds, 3), "new_rows": report.new_rows,
+            "phases": {k: round(v, 3) for k, v in report.phases.items()},
             "tables": [{"table": t.table, "source_rows": t.source_rows, "copied": t.copied,
                         "skipped": t.skipped, "target_rows": t.target_rows,
                         "digest": t.source_digest, "ok": t.ok} for t in report.tables]}
