@@ -134,6 +134,8 @@ async def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000,
                         help="chunks, and as many messages (default 100000)")
     parser.add_argument("--postgres", metavar="URL", help="an empty PostgreSQL database")
+    parser.add_argument("--source", metavar="PATH", type=Path,
+                        help="reuse a database an earlier run built (with the same --rows)")
     args = parser.parse_args()
     from cryptography.fernet import Fernet
 
@@ -141,7 +143,11 @@ async def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="parley-copy-bench-"))
     source = home / "source.db"
     t0 = time.perf_counter()
-    build(source, args.rows, key)
+    if args.source:
+        os.link(args.source, source) if args.source.stat().st_dev == home.stat().st_dev \
+            else subprocess.run(["cp", str(args.source), str(source)], check=True)
+    else:
+        build(source, args.rows, key)
     total_rows = 2 * args.rows + args.rows // 100 * 2 + 2 + args.rows  # + vectors
     print(f"built {args.rows:,} chunks + {args.rows:,} messages "
           f"({source.stat().st_size / 1e6:,.0f} MB) in {time.perf_counter() - t0:.0f}s")
@@ -162,8 +168,8 @@ async def main() -> None:
         pg_archive = home / "pg.parley-backup"
         rows.append(("backup (PostgreSQL)", *timed(home, key, "--db", pg, "backup",
                                                   str(pg_archive))))
-        rows.append(("restore into SQLite, copy path (--merge)", *timed(
-            home, key, "restore", str(pg_archive), "--to", f"sqlite:///{back}", "--merge")))
+        rows.append(("restore (PostgreSQL archive, as a file)", *timed(
+            home, key, "restore", str(pg_archive), "--to", f"sqlite:///{home / 'r2.db'}")))
     print(f"{'step':<44} {'seconds':>8} {'rows/s':>9} {'chunks/s':>9} {'peak RSS MB':>12}")
     for name, s, r in rows:
         per = f"{total_rows / s:>9,.0f} {args.rows / s:>9,.0f}" if "copy" in name else \
