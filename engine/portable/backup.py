@@ -66,11 +66,13 @@ def _vacuum_into(source: Path, target: Path) -> None:
 
 
 async def snapshot_to(url: str, work: Path, *, settings: Any = None,
-                      progress: Callable[[str, int, int], None] | None = None) -> Path:
-    """A consistent SQLite snapshot of the database at ``url`` in ``work``."""
+                      progress: Callable[[str, int, int], None] | None = None,
+                      users: list[str] | None = None) -> Path:
+    """A consistent SQLite snapshot of the database at ``url`` (or of some users' data:
+    then through the copy path on SQLite too) in ``work``."""
     out = work / PAYLOAD
     path = sqlite_path(url)
-    if path is not None:
+    if path is not None and not users:
         if not path.exists():
             raise CopyRefused(f"there is no database at {path}", "check database.url")
         await asyncio.to_thread(_vacuum_into, path, out)
@@ -78,7 +80,8 @@ async def snapshot_to(url: str, work: Path, *, settings: Any = None,
     from engine.portable.copier import Copier
     from engine.portable.target import forget_state
 
-    report = await Copier(url, _sqlite_url(out), settings=settings, progress=progress).run()
+    report = await Copier(url, _sqlite_url(out), settings=settings, progress=progress,
+                          users=users).run()
     db = Database(create_engine(_sqlite_url(out)))
     try:
         await forget_state(db, report.copy_id)
@@ -180,11 +183,13 @@ def write_archive(out: Path, payload: Path, manifest: dict[str, Any],
 
 async def backup(url: str, out: Path, *, seal: tuple[str, bytes, bytes, str | None] | None,
                  settings: Any = None, parley_version: str = "",
-                 progress: Callable[[str, int, int], None] | None = None) -> BackupResult:
+                 progress: Callable[[str, int, int], None] | None = None,
+                 users: list[str] | None = None) -> BackupResult:
     started = time.perf_counter()
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".parley-backup-", dir=out.parent) as tmp:
-        payload = await snapshot_to(url, Path(tmp), settings=settings, progress=progress)
+        payload = await snapshot_to(url, Path(tmp), settings=settings, progress=progress,
+                                    users=users)
         revision, counts = await describe(payload)
         digest = await asyncio.to_thread(_sha256, payload)
         manifest = {
@@ -193,7 +198,7 @@ async def backup(url: str, out: Path, *, seal: tuple[str, bytes, bytes, str | No
             "source_backend": "sqlite" if sqlite_path(url) else "postgresql",
             "schema_revision": revision, "tables": counts,
             "payload": {"name": PAYLOAD, "size": payload.stat().st_size, "sha256": digest},
-            "encrypted": seal is not None,
+            "encrypted": seal is not None, "users": users or "all",
         }
         await asyncio.to_thread(write_archive, out, payload, manifest, seal)
     return BackupResult(str(out), revision, seal is not None, out.stat().st_size, digest,

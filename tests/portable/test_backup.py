@@ -171,3 +171,16 @@ async def test_backup_while_another_process_writes(parley_home: Path) -> None:
     assert await _count(restored, m.Message) == rows["messages"]
     check = cli("db", "check", url=restored)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+async def test_one_users_backup(parley_home: Path, pg_url: str) -> None:
+    await populate(pg_url)
+    archive = parley_home / "bob.parley-backup"
+    made = cli("backup", str(archive), "--only-user", "bob", "--json", url=pg_url)
+    assert made.returncode == 0, made.stderr
+    rows = json.loads(made.stdout)["rows"]
+    assert rows["users"] == 1 and rows["messages"] == 1 and rows["chunks"] == 0
+    target = f"sqlite:///{parley_home / 'bob.db'}"
+    assert cli("restore", str(archive), "--to", target).returncode == 0
+    listed = cli("--user", "bob", "sessions", "list", "--json", url=target)
+    assert [s["title"] for s in json.loads(listed.stdout)] == ["Bob's secrets"]

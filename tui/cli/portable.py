@@ -158,10 +158,12 @@ def _passphrase_options(fn: Any) -> Any:
               help="Seal the archive (AES-256-GCM) with your Parley key, or with a passphrase "
                    "given by --passphrase / --passphrase-env.")
 @_passphrase_options
+@click.option("--only-user", "users", multiple=True, metavar="NAME",
+              help="Back up only this user's data (repeatable; default: everything).")
 @json_option
 @run
 async def backup(path: str | None, encrypt: bool, ask_passphrase: bool,
-                 passphrase_env: str | None, as_json: bool) -> None:
+                 passphrase_env: str | None, users: tuple[str, ...], as_json: bool) -> None:
     """Write a consistent, checksummed backup archive of the database (PATH: a file or a
     folder; default: the data folder's backups/). Safe while Parley is running."""
     from pathlib import Path
@@ -180,7 +182,8 @@ async def backup(path: str | None, encrypt: bool, ask_passphrase: bool,
     progress = Progress()
     try:
         result = await bk.backup(url, target, seal=seal, settings=settings,
-                                 parley_version=VERSION, progress=progress)
+                                 parley_version=VERSION, progress=progress,
+                                 users=list(users) or None)
     finally:
         progress.close()
     await bk.record_backup(url, result)
