@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.db import schema
-from engine.db.connect import Database, create_engine, mask_url
+from engine.db.connect import Database, create_engine, mask_url, sqlite_path
 from engine.errors import DatabaseError, NotFound
 from engine.portable import target as tg
 from engine.portable.idmap import IdMap
@@ -84,6 +84,12 @@ class Copier:
         if _location(self.source_url) == _location(self.target_url):
             raise CopyRefused("the source and the target are the same database",
                               "name another database with --to or --from")
+        where = sqlite_path(self.source_url)
+        if where is not None and not where.exists():
+            raise CopyRefused(f"there is no database at {where}", "check the path in the URL")
+        target_file = sqlite_path(self.target_url)
+        if target_file is not None and not self.dry_run:
+            target_file.parent.mkdir(parents=True, exist_ok=True)
         src = Database(create_engine(self.source_url))
         tgt = Database(create_engine(self.target_url))
         try:

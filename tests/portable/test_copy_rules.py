@@ -121,6 +121,10 @@ async def test_refusals_change_nothing(parley_home: Path,
     stale = cli("db", "copy", "--to", old, url=a)
     assert stale.returncode == 1 and "revision 0002" in stale.stderr, stale.stderr
 
+    nowhere = cli("db", "copy", "--to", b, url=f"sqlite:///{parley_home / 'missing.db'}")
+    assert nowhere.returncode == 1 and "there is no database at" in nowhere.stderr
+    assert not (parley_home / "missing.db").exists()
+
     usage = cli("db", "copy", url=a)
     assert usage.returncode == 2 and "--to URL or --from URL" in usage.stderr
 

@@ -274,7 +274,12 @@ async def check(repair: bool, as_json: bool) -> None:
     from engine.portable import check as chk
     from engine.portable.target import key_candidates
 
+    from engine.db.connect import sqlite_path
+
     settings = app_context().settings()
+    missing = sqlite_path(settings.database_url())
+    if missing is not None and not missing.exists():
+        fail(f"there is no database at {missing}", "check database.url or --db")
     db = Database(create_engine(settings.database_url()))
     try:
         from engine.portable.target import read_meta
