@@ -9,16 +9,21 @@ keys, copy one (``c``) or its code blocks (``b``), and pick a cited source by nu
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from textual import on
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message as TextualMessage
 from textual.reactive import reactive
-from textual.widgets import Markdown, Static
+from textual.widgets import Static
 
-from engine.types import Message
 from tui.widgets.message import Answer, MessageView
+
+if TYPE_CHECKING:
+    from textual.widgets import Markdown
+
+    from engine.types import Message
 
 EMPTY_TEXT = ("Ask anything below. Answers cite your documents with markers like [1]: "
               "add documents in the Library (F4), press F1 for every key.")
@@ -243,8 +248,9 @@ class Transcript(VerticalScroll):
         if view is not None:
             self.post_message(self.CitationPicked(view, number))
 
-    @on(Markdown.LinkClicked)
-    def _link(self, event: Markdown.LinkClicked) -> None:
+    # Named rather than ``@on(Markdown.LinkClicked)``: the Markdown widget is imported only
+    # when the first message is shown (see ``tui.widgets.message``).
+    def on_markdown_link_clicked(self, event: Markdown.LinkClicked) -> None:
         event.stop()
         if not event.href.startswith("cite:"):
             self.app.open_url(event.href)
