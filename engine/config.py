@@ -194,6 +194,29 @@ class UISettings(_Section):
     """Show the sessions sidebar at start."""
     editor: str | None = None
     """Command that opens a source at a line. Empty: ``$EDITOR``, then ``$PAGER``."""
+    keys: dict[str, str] = {}
+    """Keys per action (``chat.new_session: ctrl+n``; several: ``"ctrl+n,f6"``). The names
+    and the check for conflicts are the terminal UI's (``tui.keys``)."""
+    enter_sends: bool = True
+    """Enter sends the question (Ctrl+J adds a line). False: Enter adds a line and Ctrl+J
+    or Alt+Enter sends."""
+
+    @field_validator("keys", mode="before")
+    @classmethod
+    def _flat_keys(cls, value: Any) -> Any:
+        """``chat: {new_session: ctrl+n}`` is ``chat.new_session: ctrl+n``; a list of keys
+        is the comma-separated string."""
+        if not isinstance(value, Mapping):
+            return value
+        out: dict[str, Any] = {}
+        for name, keys in value.items():
+            if isinstance(keys, Mapping):
+                out.update({f"{name}.{k}": v for k, v in cls._flat_keys(keys).items()})
+            elif isinstance(keys, list | tuple):
+                out[str(name)] = ",".join(str(k) for k in keys)
+            else:
+                out[str(name)] = keys
+        return out
 
 
 class Settings(BaseModel):

@@ -46,9 +46,9 @@ class SessionList(OptionList):
     """The session options. Asks for more when its end comes near."""
 
     BINDINGS = [
-        Binding("r", "screen.rename_session", "Rename"),
-        Binding("d,delete", "screen.delete_session", "Delete"),
-        Binding("n", "screen.new_session", "New chat", show=False),
+        Binding("r", "screen.rename_session", "Rename", id="sessions.rename"),
+        Binding("d,delete", "screen.delete_session", "Delete", id="sessions.delete"),
+        Binding("n", "screen.new_session", "New chat", show=False, id="sessions.new_session"),
     ]
     NEAR_END = 20
 
@@ -79,7 +79,8 @@ class SessionList(OptionList):
 class Sidebar(Vertical):
     """The filter input and the session list."""
 
-    BINDINGS = [Binding("escape", "clear_filter", "Clear filter", show=False)]
+    BINDINGS = [Binding("escape", "clear_filter", "Clear filter", show=False,
+                         id="sidebar.clear_filter")]
 
     class FilterChanged(Message):
         """The filter text changed (already stripped)."""

@@ -39,8 +39,8 @@ class SourceList(OptionList):
     """The cited sources; Enter or ``o`` opens the highlighted one."""
 
     BINDINGS = [
-        Binding("o", "open_source", "Open source"),
-        Binding("y", "copy_source", "Copy passage"),
+        Binding("o", "open_source", "Open source", id="sources.open"),
+        Binding("y", "copy_source", "Copy passage", id="sources.copy"),
     ]
 
     def action_open_source(self) -> None:

@@ -44,15 +44,18 @@ class Transcript(VerticalScroll):
     can_focus = True
 
     BINDINGS = [
-        Binding("up,k", "select(-1)", "Previous message", show=False),
-        Binding("down,j", "select(1)", "Next message", show=False),
-        Binding("home", "select_first", "First message", show=False),
-        Binding("end", "select_last", "Last message", show=False),
-        Binding("left,h", "alternative(-1)", "Previous version", show=False),
-        Binding("right,l", "alternative(1)", "Next version", show=False),
-        Binding("c", "copy_message", "Copy message"),
-        Binding("b", "copy_code", "Copy code block"),
-        *[Binding(str(n), f"cite({n})", "Select source N", show=False) for n in range(1, 10)],
+        Binding("up,k", "select(-1)", "Previous message", show=False, id="transcript.previous"),
+        Binding("down,j", "select(1)", "Next message", show=False, id="transcript.next"),
+        Binding("home", "select_first", "First message", show=False, id="transcript.first"),
+        Binding("end", "select_last", "Last message", show=False, id="transcript.last"),
+        Binding("left,h", "alternative(-1)", "Previous version", show=False,
+                id="transcript.previous_version"),
+        Binding("right,l", "alternative(1)", "Next version", show=False,
+                id="transcript.next_version"),
+        Binding("c", "copy_message", "Copy message", id="transcript.copy_message"),
+        Binding("b", "copy_code", "Copy code block", id="transcript.copy_code"),
+        *[Binding(str(n), f"cite({n})", "Select source N", show=False, id=f"transcript.source_{n}")
+          for n in range(1, 10)],
     ]
 
     selected: reactive[int | None] = reactive(None, init=False)
