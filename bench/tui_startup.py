@@ -95,7 +95,9 @@ def time_quit(env: dict[str, str], parley: str, newest: str, timeout: float = 60
     subprocess.run([*base, "new-session", "-d", "-x", "120", "-y", "40", "-s", "b",
                     "sh", "-c", command], env=env, check=True)
     try:
-        wait(lambda s: "sqlite" in s and newest in s, "the app ready")
+        # ready: the database is open and the sidebar lists sessions (the newest is the
+        # question of the previous run, if any)
+        wait(lambda s: "sqlite" in s and (newest in s or QUESTION[:15] in s), "the app ready")
         subprocess.run([*base, "send-keys", "-t", "b", QUESTION, "Enter"], check=True)
         wait(lambda s: "source" in s and "paris.md" in s, "the answer with its sources")
         started = time.time()

@@ -24,7 +24,7 @@ from textual.reactive import reactive
 
 from engine.errors import ParleyError
 from tui.commands import ParleyCommands
-from tui.keys import keymap
+from tui.keys import keymap, keys_for
 from tui.open_source import SourceOpener
 from tui.screens.chat import ChatScreen
 from tui.screens.dialogs import ErrorDialog
@@ -74,7 +74,8 @@ class ParleyApp(App[None]):
                 id="app.library"),
         Binding("f5", "switch_mode('usage')", "Usage", show=False, id="app.usage"),
         Binding("ctrl+q", "quit", "Quit", priority=True, id="app.quit"),
-        Binding("ctrl+p", "command_palette", "Command palette", show=False, priority=True,
+        # "palette" is the footer's word for it (Textual's); the help screen says more
+        Binding("ctrl+p", "command_palette", "palette", show=False, priority=True,
                 id="app.command_palette"),
     ]
 
@@ -89,6 +90,8 @@ class ParleyApp(App[None]):
         self._engine_opened = asyncio.Event()
         self._engine_error: BaseException | None = None
         self.set_keymap(keymap(settings))  # ui.keys and ui.enter_sends (see tui.keys)
+        # the footer finds the palette's binding by this key
+        self.COMMAND_PALETTE_BINDING = keys_for(self, "app.command_palette", "ctrl+p")[0]
 
     def on_mount(self) -> None:
         self._apply_theme()

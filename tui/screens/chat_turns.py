@@ -17,6 +17,7 @@ from textual.reactive import reactive
 from textual.widgets import Static
 
 from engine.types import BudgetWarning, Citation, Delta, Done, Sources
+from tui.keys import key_hint
 from tui.screens.base import ParleyScreen, engine_task
 from tui.widgets.message import Answer, MessageView
 from tui.widgets.prompt import PromptInput
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from engine import Engine
     from tui.widgets.sessions import Sidebar
 
-EDIT_NOTE = "Editing your last question: Enter asks it again as a new branch, Esc cancels."
+EDIT_NOTE = "Editing your last question: {send} asks it again as a new branch, {stop} cancels."
 
 
 class ChatTurns(ParleyScreen):
@@ -49,7 +50,8 @@ class ChatTurns(ParleyScreen):
     @on(PromptInput.Submitted)
     def _submitted(self, event: PromptInput.Submitted) -> None:
         if self.streaming:
-            self.notify("Still answering: press Esc to stop first", severity="warning")
+            self.notify(f"Still answering: press {key_hint(self.app, 'chat.stop', 'escape')} to "
+                        "stop first", severity="warning")
             return
         self.prompt.remember(event.text)
         self.prompt.clear()
@@ -74,7 +76,8 @@ class ChatTurns(ParleyScreen):
         self.prompt.restore(last.content)
         self.prompt.add_class("-editing")
         note = self.query_one("#prompt-note", Static)
-        note.update(EDIT_NOTE)
+        note.update(EDIT_NOTE.format(send=key_hint(self.app, "prompt.submit", "enter"),
+                                     stop=key_hint(self.app, "chat.stop", "escape")))
         note.display = True
         self.prompt.focus()
 
@@ -254,7 +257,8 @@ class ChatTurns(ParleyScreen):
     @on(Transcript.BranchRequested)
     def _branch_requested(self, event: Transcript.BranchRequested) -> None:
         if self.streaming:
-            self.notify("Still answering: press Esc to stop first", severity="warning")
+            self.notify(f"Still answering: press {key_hint(self.app, 'chat.stop', 'escape')} to "
+                        "stop first", severity="warning")
             return
         if self.session_id is not None:
             self.switch_branch(self.session_id, event.message_id)

@@ -8,6 +8,7 @@ up here, a removed one disappears and a rebound one shows its new key.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from textual.app import ComposeResult
@@ -51,7 +52,9 @@ def help_sections(app_class: type, app: Any = None) -> list[tuple[str, list[tupl
     from tui.widgets.transcript import Transcript
 
     sections: list[tuple[str, list[BindingType]]] = [
-        ("Everywhere", app_class.BINDINGS),
+        ("Everywhere", [replace(b, description="Command palette")
+                        if isinstance(b, Binding) and b.id == "app.command_palette" else b
+                        for b in app_class.BINDINGS]),
         ("Chat", ChatScreen.BINDINGS),
         ("Prompt", PromptInput.BINDINGS),
         (f"Messages ({key_hint(app, 'chat.focus_transcript', 'ctrl+t')} or Shift+Tab from "
@@ -84,5 +87,5 @@ class HelpScreen(ModalScreen[None]):
                              for keys, text in rows]
                     yield Static(Content("\n").join(lines), classes="help-rows")
             palette = key_hint(self.app, "app.command_palette", "ctrl+p")
-            yield Static(f"Esc closes. {palette} opens the command palette. Keys can be "
-                         "changed under ui.keys in the config file.", classes="dialog-hint")
+            yield Static(f"Esc closes. {palette} opens the command palette. Change keys with "
+                         "ui.keys.", classes="dialog-hint")

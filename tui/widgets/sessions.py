@@ -19,10 +19,11 @@ from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from engine.types import HistoryHit, SessionSummary
+from tui.keys import key_hint
 from tui.widgets.format import one_line, when
 
 EMPTY_TEXT = "No sessions yet.\nAsk a question to start one."
-NO_MATCH_TEXT = "Nothing matches.\nEsc clears the filter."
+NO_MATCH_TEXT = "Nothing matches.\n{clear} clears the filter."
 
 
 def session_prompt(summary: SessionSummary) -> Content:
@@ -111,6 +112,9 @@ class Sidebar(Vertical):
     def session_list(self) -> SessionList:
         return self.query_one(SessionList)
 
+    def _no_match(self) -> str:
+        return NO_MATCH_TEXT.format(clear=key_hint(self.app, "sidebar.clear_filter", "escape"))
+
     def _show_empty(self, text: str | None) -> None:
         empty = self.query_one("#sessions-empty", Static)
         empty.display = text is not None
@@ -150,7 +154,7 @@ class Sidebar(Vertical):
         self.session_list.set_options(options)
         if options:
             self.session_list.highlighted = 0
-        self._show_empty(NO_MATCH_TEXT if not options else None)
+        self._show_empty(self._no_match() if not options else None)
 
     def upsert_top(self, summary: SessionSummary) -> None:
         """Show ``summary`` first (a session just created or answered)."""
@@ -174,7 +178,7 @@ class Sidebar(Vertical):
             self.session_list.remove_option(key)
             self.loaded = max(0, self.loaded - 1)
         if not self.session_list.option_count:
-            self._show_empty(NO_MATCH_TEXT if self.filtering else EMPTY_TEXT)
+            self._show_empty(self._no_match() if self.filtering else EMPTY_TEXT)
 
     def highlight(self, session_id: int) -> None:
         """Move the cursor to ``session_id`` if it is listed."""

@@ -18,6 +18,7 @@ from textual.message import Message as TextualMessage
 from textual.reactive import reactive
 from textual.widgets import Static
 
+from tui.keys import key_hint
 from tui.widgets.message import Answer, MessageView
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from engine.types import Message
 
 EMPTY_TEXT = ("Ask anything below. Answers cite your documents with markers like [1]: "
-              "add documents in the Library (F4), press F1 for every key.")
+              "add documents in the Library ({library}), press {help} for every key.")
 
 
 def view_for(message: Message) -> MessageView:
@@ -102,7 +103,9 @@ class Transcript(VerticalScroll):
         with self.app.batch_update():
             await self.remove_children()
             if not self._messages:
-                await self.mount(Static(EMPTY_TEXT, id="transcript-empty"))
+                await self.mount(Static(EMPTY_TEXT.format(
+                    library=key_hint(self.app, "app.library", "f4"),
+                    help=key_hint(self.app, "app.help", "f1")), id="transcript-empty"))
                 return
             if self._first_mounted:
                 await self.mount(Static(self._earlier_text(), id="transcript-earlier"))
@@ -221,8 +224,10 @@ class Transcript(VerticalScroll):
     def action_alternative(self, step: int) -> None:
         view = self.selected_view()
         if view is None or view.message_id not in view.alternatives:
-            self.notify("This message has no other version: regenerate (ctrl+r) or edit "
-                        "(ctrl+l) the last turn to make one", severity="warning", timeout=3)
+            regenerate = key_hint(self.app, "chat.regenerate", "ctrl+r")
+            edit = key_hint(self.app, "chat.edit_last", "ctrl+l")
+            self.notify(f"This message has no other version: regenerate ({regenerate}) or edit "
+                        f"({edit}) the last turn to make one", severity="warning", timeout=3)
             return
         versions = view.alternatives
         target = versions[(versions.index(view.message_id) + step) % len(versions)]
