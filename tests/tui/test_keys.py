@@ -189,3 +189,4 @@ def test_an_unknown_action_from_the_environment_is_named_with_its_origin(
     assert "ui.keys.chat.regenrate (from env): no action is called 'chat.regenrate'" \
         in done.stderr
     assert "did you mean 'chat.regenerate'" in done.stderr
+
