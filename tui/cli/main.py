@@ -58,9 +58,14 @@ def cli(ctx: click.Context, config_path: str | None, db_url: str | None,
         start_tui(ctx.obj)
 
 
+_registered = False
+
+
 def _register() -> None:
-    if cli.commands:
+    global _registered
+    if _registered:
         return
+    _registered = True
     from tui.cli import ask, config, db, ingest, key, search, sessions, usage
 
     for module in (db, config, search, sessions, key, ingest, ask, usage):
