@@ -59,8 +59,8 @@ class ParleyApp(App[None]):
     """Chat, sources, library, search and usage in one terminal app."""
 
     TITLE = "Parley"
-    # The chat screen's styles; the other screens name theirs (read when first shown).
-    CSS_PATH = [STYLES / name for name in ("app.tcss", "chat.tcss", "dialogs.tcss")]
+    CSS_PATH = [STYLES / name for name in ("app.tcss", "chat.tcss", "library.tcss",
+                                           "search.tcss", "usage.tcss", "dialogs.tcss")]
     MODES = {"chat": ChatScreen, "search": _later("tui.screens.search", "SearchScreen"),
              "library": _later("tui.screens.library", "LibraryScreen"),
              "usage": _later("tui.screens.usage", "UsageScreen")}

@@ -31,8 +31,7 @@ TEXTUAL_LATER = {"textual.widgets._markdown", "textual.widgets._data_table",
                  "textual.widgets._checkbox", "textual.widgets._selection_list"}
 # Parley's own modules on the way to the chat screen.
 OWN = {
-    "engine", "engine.errors", "engine.config", "engine.types", "engine.chat",
-    "engine.chat.citations",
+    "engine", "engine.errors", "engine.config",
     "tui", "tui.app", "tui.commands", "tui.keys", "tui.open_source", "tui.ui_state",
     "tui.cli", "tui.cli.main", "tui.cli.common", "tui.cli.start",
     "tui.screens", "tui.screens.base", "tui.screens.chat", "tui.screens.chat_turns",

@@ -16,7 +16,6 @@ from textual import on
 from textual.reactive import reactive
 from textual.widgets import Static
 
-from engine.types import BudgetWarning, Citation, Delta, Done, Sources
 from tui.keys import key_hint
 from tui.screens.base import ParleyScreen, engine_task
 from tui.widgets.message import Answer, MessageView
@@ -26,6 +25,7 @@ from tui.widgets.transcript import Transcript
 
 if TYPE_CHECKING:
     from engine import Engine
+    from engine.types import Citation, Done
     from tui.widgets.sessions import Sidebar
 
 EDIT_NOTE = "Editing your last question: {send} asks it again as a new branch, {stop} cancels."
@@ -133,6 +133,9 @@ class ChatTurns(ParleyScreen):
     @engine_task("turn")
     async def run_turn(self, kind: str, text: str) -> None:
         """Stream one answer (``kind``: ask, regenerate or edit)."""
+        # here, not at the top: the engine's types are not needed for the first paint
+        from engine.types import BudgetWarning, Delta, Done, Sources
+
         self.streaming = True
         shown = self.shown
         view: MessageView | None = None

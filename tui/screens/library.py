@@ -53,9 +53,6 @@ def size_text(size: int) -> str:
 class LibraryScreen(ParleyScreen):
     """Collections and documents, and ingestion with live progress."""
 
-    # Read when the screen is first shown, not at start-up (the chat screen paints first).
-    CSS_PATH = "../styles/library.tcss"
-
     MODE = "library"
     AUTO_FOCUS = "#documents"
     BINDINGS = [

@@ -75,9 +75,6 @@ class SearchResults(OptionList):
 class SearchScreen(ParleyScreen):
     """Search the library without a model."""
 
-    # Read when the screen is first shown, not at start-up (the chat screen paints first).
-    CSS_PATH = "../styles/search.tcss"
-
     MODE = "search"
     AUTO_FOCUS = "#query"
     BINDINGS = [

@@ -62,9 +62,6 @@ def daily_series(rows: Sequence[UsageRow], days: int, today: date,
 class UsageScreen(ParleyScreen):
     """What was used and what it cost."""
 
-    # Read when the screen is first shown, not at start-up (the chat screen paints first).
-    CSS_PATH = "../styles/usage.tcss"
-
     MODE = "usage"
     AUTO_FOCUS = "#by-day"
     BINDINGS = [

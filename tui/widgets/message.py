@@ -19,8 +19,6 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.content import Content
 
-from engine.chat.citations import find_markers
-
 if TYPE_CHECKING:
     from textual.widgets import Markdown
     from textual.widgets.markdown import MarkdownStream
@@ -38,6 +36,8 @@ def link_markers(text: str) -> str:
     ``[1, 3]`` becomes ``\\[[1](cite:1), [3](cite:3)\\]``: it reads the same, and each
     number can be clicked. Markers inside code are left alone (``items[0]``).
     """
+    from engine.chat.citations import find_markers
+
     starts = sorted({start for _, start in find_markers(text)})
     out: list[str] = []
     last = 0
@@ -50,6 +50,13 @@ def link_markers(text: str) -> str:
         last = end + 1
     out.append(text[last:])
     return "".join(out)
+
+
+def has_markers(text: str) -> bool:
+    """``text`` has citation markers (the engine's rules; imported with the first answer)."""
+    from engine.chat.citations import find_markers
+
+    return bool(find_markers(text))
 
 
 def code_blocks(text: str) -> list[str]:
@@ -151,7 +158,7 @@ class MessageView(Vertical):
         if self.role != "assistant":
             return
         for body in self.bodies:  # segments closed while streaming are linked already
-            if find_markers(body.source):
+            if has_markers(body.source):
                 await body.update(link_markers(body.source))
 
     def next_code_block(self) -> tuple[str, int, int] | None:
@@ -224,7 +231,7 @@ class AnswerStream:
                 await self._stream.write(text[:cut])
                 await self._stream.stop()
                 closed = self.view.bodies[-1]
-                if find_markers(closed.source):  # link its markers now, not all at the end
+                if has_markers(closed.source):  # link its markers now, not all at the end
                     await closed.update(link_markers(closed.source))
                 from textual.widgets import Markdown
 

@@ -8,6 +8,7 @@ Typing in the filter searches titles and message text (decrypted in memory by th
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from textual import on
 from textual.app import ComposeResult
@@ -18,9 +19,11 @@ from textual.message import Message
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
-from engine.types import HistoryHit, SessionSummary
 from tui.keys import key_hint
 from tui.widgets.format import one_line, when
+
+if TYPE_CHECKING:
+    from engine.types import HistoryHit, SessionSummary
 
 EMPTY_TEXT = "No sessions yet.\nAsk a question to start one."
 NO_MATCH_TEXT = "Nothing matches.\n{clear} clears the filter."
