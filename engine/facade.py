@@ -23,6 +23,7 @@ from engine.db import schema
 from engine.db.connect import Database, create_engine, mask_url, sqlite_path
 from engine.errors import DatabaseError, ParleyError
 from engine.history.sessions import SessionStore
+from engine.teams import identity
 from engine.types import SchemaStatus, SchemaUpgraded
 
 if TYPE_CHECKING:
@@ -70,6 +71,7 @@ class Engine:
                                          echo=self.settings.database.echo))
         try:
             state = await self._connect_and_check()
+            self.settings = await identity.resolve(self.db, self.settings)
             if not self._migrate:
                 return
             if state.current is not None:
@@ -107,7 +109,8 @@ class Engine:
         try:
             state = await schema.status(self.db)
         except (OperationalError, DBAPIError, OSError) as exc:
-            raise _connection_error(url, exc) from None
+            detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise (identity.no_access_error(url, detail) or _connection_error(url, exc)) from None
         schema.check_not_newer(state.current)
         return state
 
