@@ -132,16 +132,7 @@ class Engine:
 
     async def _ensure_user(self) -> int:
         assert self.db is not None
-        name = self.settings.user
-        async with self.db.read() as s:
-            found = await s.scalar(select(m.User.id).where(m.User.name == name))
-        if found is not None:
-            return found
-        async with self.db.write() as s:
-            user = m.User(name=name)
-            s.add(user)
-            await s.flush()
-            return user.id
+        return await identity.ensure_user(self.db, self.settings.user)
 
     # -- verbs ----------------------------------------------------------------------------------
     def _require_db(self) -> Database:

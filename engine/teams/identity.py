@@ -54,3 +54,32 @@ def no_access_error(url: str, detail: str) -> DatabaseError | None:
     return DatabaseError(
         f"role '{role}' may not use the Parley database at {url} ({detail})",
         f"ask the database owner to run: parley team add {role}")
+
+
+async def ensure_user(db: Database, name: str) -> int:
+    """The user's id, creating the row on first use.
+
+    On PostgreSQL only the database owner creates users (``parley team add``): a role the
+    owner has not added gets an error naming that command.
+    """
+    from sqlalchemy import select
+    from sqlalchemy.exc import DBAPIError
+
+    from engine.db import models as m
+
+    async with db.read() as s:
+        found = await s.scalar(select(m.User.id).where(m.User.name == name))
+    if found is not None:
+        return int(found)
+    try:
+        async with db.write() as s:
+            user = m.User(name=name)
+            s.add(user)
+            await s.flush()
+            return int(user.id)
+    except DBAPIError as exc:
+        detail = str(exc.orig or exc).strip().splitlines()[0]
+        if "row-level security" not in detail and "permission denied" not in detail:
+            raise
+        raise DatabaseError(f"role '{name}' is not a member of this Parley database",
+                            f"ask the database owner to run: parley team add {name}") from None
