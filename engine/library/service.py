@@ -20,12 +20,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.db import models as m
-from engine.db.search_backend import for_backend
 from engine.errors import EmbedderMismatch, NotFound, ParleyError, UsageError
 from engine.ingest import store
 from engine.ingest.pipeline import IngestJob, IngestOptions
 from engine.ingest.reembed import Reembed
 from engine.ingest.streamed import Streamed
+from engine.teams import rls
 from engine.types import (
     CollectionInfo,
     DocumentInfo,
@@ -119,7 +119,7 @@ class Library:
                                dimension=dimension, vector_generation=1)
             s.add(row)
             await s.flush()
-            await for_backend(self.db.backend).create_vector_index(s, row.id, 1, dimension)
+            await rls.vector_index(s, self.db.backend, row.id, 1, dimension)
             return row
 
     async def rename_collection(self, name: str, new_name: str) -> CollectionInfo:
@@ -138,12 +138,11 @@ class Library:
     async def delete_collection(self, name: str) -> CollectionInfo:
         """Delete a collection with every document, chunk, vector and keyword row of it."""
         info = await self.collection(name)
-        search = for_backend(self.db.backend)
         async with self.db.write() as s:
             row = await self._row(s, info.name)
             # Dropping the vector indexes first spares a trigger call per deleted vector.
             for generation in range(1, row.vector_generation + 2):
-                await search.drop_vector_index(s, row.id, generation)
+                await rls.vector_index(s, self.db.backend, row.id, generation, None)
             doc_ids = list((await s.execute(select(m.Document.id).where(
                 m.Document.collection_id == row.id, m.Document.user_id == self.user_id)))
                 .scalars())

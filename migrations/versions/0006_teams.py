@@ -68,13 +68,13 @@ def upgrade() -> None:
         bind.execute(sa.text("DELETE FROM parley_meta WHERE key IN ('key_check', 'kdf_salt', "
                              "'key_rotation')"))
     if bind.dialect.name == "postgresql":
-        rls.install(op.execute)
+        rls.install(op.execute, bind.execute(sa.text("SELECT current_schema()")).scalar())
 
 
 def downgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name == "postgresql":
-        rls.uninstall(op.execute)
+        rls.uninstall(op.execute, bind.execute(sa.text("SELECT current_schema()")).scalar())
     # The database-wide key becomes the first user's again (the only one SQLite has).
     first = bind.execute(sa.text(
         "SELECT key_check, kdf_salt, rotation FROM user_keys ORDER BY user_id LIMIT 1")).first()
