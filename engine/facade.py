@@ -12,13 +12,12 @@ from __future__ import annotations
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from sqlalchemy import select, text
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import ProgrammingError as SAProgrammingError
 
 from engine.keys import crypto
 from engine.config import Settings
-from engine.db import models as m
 from engine.db import schema
 from engine.db.connect import Database, create_engine, mask_url, sqlite_path
 from engine.errors import DatabaseError, ParleyError
@@ -32,6 +31,7 @@ if TYPE_CHECKING:
     from engine.library.service import Library
     from engine.providers.embedders import Embedder
     from engine.library.retrieval import Retriever
+    from engine.teams.admin import Team
     from engine.usage import UsageLedger
 
 
@@ -185,6 +185,13 @@ class Engine:
         from engine.usage import UsageLedger
 
         return self._service("usage", UsageLedger)
+
+    @property
+    def team(self) -> Team:
+        """PostgreSQL teams: members (the owner's) and collection shares."""
+        from engine.teams.admin import Team
+
+        return self._service("team", Team)
 
     def embedder(self) -> Embedder:
         """The configured embedder, created on first use and shared by every service."""

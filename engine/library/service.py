@@ -25,7 +25,7 @@ from engine.ingest import store
 from engine.ingest.pipeline import IngestJob, IngestOptions
 from engine.ingest.reembed import Reembed
 from engine.ingest.streamed import Streamed
-from engine.teams import rls
+from engine.teams import rls, shares
 from engine.types import (
     CollectionInfo,
     DocumentInfo,
@@ -80,18 +80,18 @@ class Library:
 
     # -- collections --------------------------------------------------------------------------
     async def collections(self) -> list[CollectionInfo]:
-        """Every collection, by name, with its document and chunk counts."""
-        docs = (select(func.count()).where(m.Document.collection_id == m.Collection.id)
-                .correlate(m.Collection).scalar_subquery())
-        chunks = (select(func.coalesce(func.sum(m.Document.chunk_count), 0))
-                  .where(m.Document.collection_id == m.Collection.id)
-                  .correlate(m.Collection).scalar_subquery())
+        """Every collection of the user's, by name, then those shared with them (PostgreSQL
+        teams) by owner and name, with their document and chunk counts."""
+        docs = (select(m.Document.collection_id, func.count(),
+                       func.coalesce(func.sum(m.Document.chunk_count), 0))
+                .group_by(m.Document.collection_id))
         async with self.db.read() as s:
-            rows = await s.execute(select(m.Collection, docs, chunks)
-                                   .where(m.Collection.user_id == self.user_id)
-                                   .order_by(m.Collection.name))
-            return [CollectionInfo(c.id, c.name, c.embedder, c.dimension, int(d), int(n))
-                    for c, d, n in rows]
+            found = await shares.visible(s, self.user_id)
+            counts = {cid: (int(d), int(n)) for cid, d, n in await s.execute(
+                docs.where(m.Document.collection_id.in_([v.row.id for v in found])))}
+        return [CollectionInfo(v.row.id, v.label, v.row.embedder, v.row.dimension,
+                               *counts.get(v.row.id, (0, 0)), owner=v.owner, access=v.access)
+                for v in found]
 
     async def collection(self, name: str | None = None) -> CollectionInfo:
         """One collection (the default one when ``name`` is None). Raises ``NotFound``."""
@@ -249,17 +249,44 @@ class Library:
         async with self.db.read() as s:
             row = await s.scalar(select(m.Collection).where(
                 m.Collection.user_id == self.user_id, m.Collection.name == name))
+            if row is None:
+                shared = await self._shared_target(s, name)
+                if shared is not None:
+                    return self._checked_target(shared.row, shared.label, embedder,
+                                                dimension, tags, owner_id=shared.row.user_id)
         if row is None:
             with contextlib.suppress(IntegrityError):  # created meanwhile by another run
                 row = await self._create(name, embedder.name, dimension)
             if row is None:
                 async with self.db.read() as s:
                     row = await self._row(s, name)
+        return self._checked_target(row, name, embedder, dimension, tags)
+
+    async def _shared_target(self, s: AsyncSession, name: str) -> shares.Visible | None:
+        """A collection shared with the user that ``name`` means, if writable; raises for a
+        read-only one, None when nothing shared is called that."""
+        found = [v for v in await shares.visible(s, self.user_id) if v.owner is not None]
+        try:
+            item = shares.pick(found, name)
+        except NotFound:
+            return None
+        if not item.writable:
+            raise ParleyError(f"collection '{item.label}' is shared with you read-only: you "
+                              "cannot ingest into it",
+                              f"ask {item.owner} to share it with --write, or ingest into a "
+                              "collection of your own")
+        return item
+
+    def _checked_target(self, row: m.Collection, name: str, embedder: Embedder,
+                        dimension: int, tags: Sequence[str],
+                        owner_id: int | None = None) -> store.Target:
         if (row.embedder, row.dimension) != (embedder.name, dimension):
             raise mismatch_error(name, (row.embedder, row.dimension), (embedder.name, dimension))
         clean_tags = tuple(dict.fromkeys(_check_name(t, "tag")[:100] for t in tags))
-        return store.Target(self.user_id, row.id, name, row.vector_generation, row.embedder,
-                            clean_tags)
+        # Documents in a shared collection belong to its owner; the run and the embedding
+        # usage are the ingesting user's.
+        return store.Target(owner_id or self.user_id, row.id, name, row.vector_generation,
+                            row.embedder, clean_tags, actor_id=self.user_id)
 
     def ingest(self, paths: Sequence[str | os.PathLike[str]], *,
                collection: str | None = None, tags: Sequence[str] = (),
