@@ -13,6 +13,8 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,3 +124,22 @@ class TeamDatabase:
                 await conn.execute(f'DROP ROLE IF EXISTS "{role}"')
         finally:
             await conn.close()
+
+
+@asynccontextmanager
+async def member_database(admin_url: str, base: Path) -> AsyncIterator[str]:
+    """A migrated team database and the URL of a member of it (not its owner).
+
+    With ``TEST_PG_AS_MEMBER=1`` the shared ``database_url`` fixture hands this URL to
+    every PostgreSQL test, so the whole suite runs under the row-level security policies."""
+    db = TeamDatabase(admin_url, base)
+    owner = await db.create()
+    try:
+        async with Engine(owner.settings(), migrate=False) as admin:
+            await admin.upgrade()
+        member = db.role("member")
+        async with owner.engine() as engine:
+            await engine.team.add(member, create=True)
+        yield db.person(member).url
+    finally:
+        await db.drop()
