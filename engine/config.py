@@ -208,7 +208,8 @@ class Settings(BaseSettings):
     )
 
     user: str = Field(default_factory=lambda: _default_user())
-    """The user whose sessions and documents Parley shows (teams on PostgreSQL)."""
+    """The user whose sessions and documents Parley shows on SQLite. On PostgreSQL the user
+    is the connecting role; a value naming another role is refused (``engine.teams``)."""
     database: DatabaseSettings = DatabaseSettings()
     crypto: CryptoSettings = CryptoSettings()
     embedding: EmbeddingSettings = EmbeddingSettings()
