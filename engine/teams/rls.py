@@ -13,6 +13,9 @@ Installed by migration ``0006_teams`` (and removed by its downgrade); SQLite get
   (``collection_shares``); writing needs ownership or a share with write access.
 - ``users`` has RLS enabled but not forced: members read it (owner names for shared
   collections, ``team list``) and cannot write it; the owner adds and removes members.
+- A table added later whose rows belong to one user needs the same: its revision calls
+  ``install_own_table``. A later data migration that rewrites every user's rows must lift
+  FORCE for its transaction (the owner is held to the policies too).
 - Policies call the helper functions through ``(SELECT f())`` so each query evaluates them
   once (an InitPlan), not once per row.
 - ``parley_member`` (a NOLOGIN group role) gets DML on the user-owned tables, SELECT on
@@ -95,9 +98,9 @@ _FUNCTION_NAMES = ("parley_vector_index(integer, integer, integer, boolean)",
                    "parley_shared_collections()", "parley_uid()")
 
 
-def _policies() -> list[str]:
+def _policies(own: tuple[str, ...]) -> list[str]:
     out = []
-    for table in OWN_TABLES:
+    for table in own:
         out.append(f"CREATE POLICY parley_own ON {table} USING (user_id = {_UID}) "
                    f"WITH CHECK (user_id = {_UID})")
     owner_of = "(SELECT c.user_id FROM collections c WHERE c.id = collection_id)"
@@ -153,17 +156,23 @@ def _policies() -> list[str]:
     return out
 
 
-def install(execute: Callable[[str], object], schema: str) -> None:
-    """Create the functions, policies, group role and grants in ``schema``."""
+def install(execute: Callable[[str], object], schema: str,
+            extra_own: tuple[str, ...] = ()) -> None:
+    """Create the functions, policies, group role and grants in ``schema``.
+
+    ``extra_own``: further tables with a ``user_id`` whose rows belong to one user (tables
+    that other revisions created before this one), given the same policy."""
     quoted = '"' + schema.replace('"', '""') + '"'
+    own = OWN_TABLES + tuple(extra_own)
+    forced = FORCED_TABLES + tuple(extra_own)
     for statement in _FUNCTIONS.format(schema=quoted).split("\n$$;"):
         if statement.strip():
             execute(statement + "\n$$")
-    for table in FORCED_TABLES:
+    for table in forced:
         execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
         execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
     execute("ALTER TABLE users ENABLE ROW LEVEL SECURITY")
-    for statement in _policies():
+    for statement in _policies(own):
         execute(statement)
     # Roles are cluster-wide: another Parley database on this server may have made it.
     execute(f"""DO $$ BEGIN
@@ -173,7 +182,7 @@ def install(execute: Callable[[str], object], schema: str) -> None:
 END $$""")
     execute(f"GRANT USAGE ON SCHEMA {quoted} TO {MEMBER_ROLE}")
     execute(f"GRANT SELECT ON users, parley_meta, alembic_version TO {MEMBER_ROLE}")
-    execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {', '.join(FORCED_TABLES)} "
+    execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {', '.join(forced)} "
             f"TO {MEMBER_ROLE}")
     execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {quoted} TO {MEMBER_ROLE}")
     execute("REVOKE ALL ON FUNCTION parley_vector_index(integer, integer, integer, boolean) "
@@ -188,11 +197,12 @@ END $$""")
 END $$""")
 
 
-def uninstall(execute: Callable[[str], object], schema: str) -> None:
+def uninstall(execute: Callable[[str], object], schema: str,
+              extra_own: tuple[str, ...] = ()) -> None:
     """Remove what ``install`` created (the group role stays: it is cluster-wide and other
     databases may use it; its grants here go)."""
     quoted = '"' + schema.replace('"', '""') + '"'
-    for table in (*FORCED_TABLES, "users"):
+    for table in (*FORCED_TABLES, *extra_own, "users"):
         execute(f"DO $$ DECLARE p record; BEGIN FOR p IN SELECT policyname FROM pg_policies "
                 f"WHERE schemaname = '{schema}' AND tablename = '{table}' LOOP "
                 f"EXECUTE format('DROP POLICY %I ON {table}', p.policyname); END LOOP; END $$")
@@ -207,6 +217,16 @@ def uninstall(execute: Callable[[str], object], schema: str) -> None:
 END $$""")
     for name in _FUNCTION_NAMES:
         execute(f"DROP FUNCTION IF EXISTS {name}")
+
+
+def install_own_table(execute: Callable[[str], object], table: str) -> None:
+    """RLS for a table added after ``0006_teams`` whose rows belong to one user (PostgreSQL
+    only; call it from that table's revision)."""
+    execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
+    execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
+    execute(f"CREATE POLICY parley_own ON {table} USING (user_id = {_UID}) "
+            f"WITH CHECK (user_id = {_UID})")
+    execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {MEMBER_ROLE}")
 
 
 async def vector_index(s: AsyncSession, backend: str, collection_id: int, generation: int,

@@ -28,6 +28,15 @@ depends_on: str | Sequence[str] | None = None
 _META_FIELDS = {"key_check": "key_check", "kdf_salt": "kdf_salt", "key_rotation": "rotation"}
 
 
+def _other_user_tables() -> tuple[str, ...]:
+    """Tables with a user_id that earlier revisions added and rls does not list by name."""
+    inspector = sa.inspect(op.get_bind())
+    known = {*rls.FORCED_TABLES, "users"}
+    return tuple(sorted(
+        name for name in inspector.get_table_names() if name not in known
+        and "user_id" in {c["name"] for c in inspector.get_columns(name)}))
+
+
 def upgrade() -> None:
     op.create_table('user_keys',
     sa.Column('user_id', sa.Integer(), nullable=False),
@@ -68,13 +77,15 @@ def upgrade() -> None:
         bind.execute(sa.text("DELETE FROM parley_meta WHERE key IN ('key_check', 'kdf_salt', "
                              "'key_rotation')"))
     if bind.dialect.name == "postgresql":
-        rls.install(op.execute, bind.execute(sa.text("SELECT current_schema()")).scalar())
+        rls.install(op.execute, bind.execute(sa.text("SELECT current_schema()")).scalar(),
+                    _other_user_tables())
 
 
 def downgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name == "postgresql":
-        rls.uninstall(op.execute, bind.execute(sa.text("SELECT current_schema()")).scalar())
+        rls.uninstall(op.execute, bind.execute(sa.text("SELECT current_schema()")).scalar(),
+                      _other_user_tables())
     # The database-wide key becomes the first user's again (the only one SQLite has).
     first = bind.execute(sa.text(
         "SELECT key_check, kdf_salt, rotation FROM user_keys ORDER BY user_id LIMIT 1")).first()
