@@ -167,8 +167,32 @@ class Library:
     # -- documents ----------------------------------------------------------------------------
     async def documents(self, collection: str | None = None, *,
                         status: str | None = None) -> list[DocumentInfo]:
-        """Documents (of one collection, or all), by collection and path."""
+        """Documents (of one collection, or all of yours), by collection and path. A
+        collection shared with you is listed by its name too (``owner/name``)."""
+        if collection is not None:
+            shared = await self._shared_documents(_check_name(collection), status)
+            if shared is not None:
+                return shared
         return await self._documents(collection, status)
+
+    async def _shared_documents(self, name: str, status: str | None
+                                ) -> list[DocumentInfo] | None:
+        async with self.db.read() as s:
+            if await s.scalar(select(m.Collection.id).where(
+                    m.Collection.user_id == self.user_id, m.Collection.name == name)):
+                return None  # your own collection of that name comes first
+            found = [v for v in await shares.visible(s, self.user_id) if v.owner is not None]
+            try:
+                item = shares.pick(found, name)
+            except NotFound:
+                return None
+            stmt = (select(m.Document).where(m.Document.collection_id == item.row.id)
+                    .order_by(m.Document.source_path))
+            if status is not None:
+                stmt = stmt.where(m.Document.status == status)
+            rows = list((await s.scalars(stmt)).all())
+            tags = await self._tags(s, [d.id for d in rows])
+        return [_doc_info(d, item.label, tags.get(d.id, ())) for d in rows]
 
     async def _documents(self, collection: str | None, status: str | None,
                          condition: ColumnElement[bool] | None = None) -> list[DocumentInfo]:
@@ -250,7 +274,7 @@ class Library:
             row = await s.scalar(select(m.Collection).where(
                 m.Collection.user_id == self.user_id, m.Collection.name == name))
             if row is None:
-                shared = await self._shared_target(s, name)
+                shared = await shares.ingest_target(s, self.user_id, name)
                 if shared is not None:
                     return self._checked_target(shared.row, shared.label, embedder,
                                                 dimension, tags, owner_id=shared.row.user_id)
@@ -261,21 +285,6 @@ class Library:
                 async with self.db.read() as s:
                     row = await self._row(s, name)
         return self._checked_target(row, name, embedder, dimension, tags)
-
-    async def _shared_target(self, s: AsyncSession, name: str) -> shares.Visible | None:
-        """A collection shared with the user that ``name`` means, if writable; raises for a
-        read-only one, None when nothing shared is called that."""
-        found = [v for v in await shares.visible(s, self.user_id) if v.owner is not None]
-        try:
-            item = shares.pick(found, name)
-        except NotFound:
-            return None
-        if not item.writable:
-            raise ParleyError(f"collection '{item.label}' is shared with you read-only: you "
-                              "cannot ingest into it",
-                              f"ask {item.owner} to share it with --write, or ingest into a "
-                              "collection of your own")
-        return item
 
     def _checked_target(self, row: m.Collection, name: str, embedder: Embedder,
                         dimension: int, tags: Sequence[str],

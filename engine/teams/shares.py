@@ -16,7 +16,7 @@ from sqlalchemy import Integer, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.db import models as m
-from engine.errors import NotFound, UsageError
+from engine.errors import NotFound, ParleyError, UsageError
 
 
 @dataclass(frozen=True)
@@ -90,3 +90,19 @@ async def resolve(s: AsyncSession, user_id: int, names: Sequence[str]) -> list[V
         raise NotFound(f"no collection named {', '.join(map(repr, missing))}",
                        "see the collections with: parley collections list")
     return out
+
+
+async def ingest_target(s: AsyncSession, user_id: int, name: str) -> Visible | None:
+    """The collection shared with the user that ``name`` means, if they may ingest into it;
+    ``ParleyError`` for a read-only share; None when nothing shared is called that."""
+    found = [v for v in await visible(s, user_id) if v.owner is not None]
+    try:
+        item = pick(found, name)
+    except NotFound:
+        return None
+    if not item.writable:
+        raise ParleyError(f"collection '{item.label}' is shared with you read-only: you "
+                          "cannot ingest into it",
+                          f"ask {item.owner} to share it with --write, or ingest into a "
+                          "collection of your own")
+    return item

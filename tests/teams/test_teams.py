@@ -224,6 +224,9 @@ async def test_a_shared_collection_is_searchable_by_both_members(team) -> None:
         assert hits["hits"] and all(h["owner"] == owner.role for h in hits["hits"])
         text = person.cli("search", "install", "--collection", handbook)
         assert f"{owner.role}:{DOCS}" in text.stdout, text.stderr
+        docs = person.cli("docs", "list", "--collection", "handbook", "--json")
+        assert docs.returncode == 0, docs.stderr
+        assert str(DOCS / "guide.md") in docs.stdout and handbook in docs.stdout
     # the owner's own search of it names no owner
     assert all("owner" not in h for h in
                _json(owner.cli("search", "install", "--json"))["hits"])
