@@ -1,4 +1,4 @@
-"""The database's encryption key: opening with the right key(s), status, and rotation.
+"""A user's encryption key: opening with the right key(s), status, and rotation.
 
 The key belongs to the user (``engine.keys.state``): on a PostgreSQL team each member's
 history is under their own key. Rotation (``KeyManager.rotate``) re-encrypts every value of
