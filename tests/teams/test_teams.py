@@ -335,3 +335,16 @@ async def test_migration_moves_the_key_to_the_user_and_back(settings: Settings,
         async with engine.db.read() as s:
             assert await s.scalar(select(m.UserKey.key_check)) == check
             assert await s.scalar(text("SELECT count(*) FROM parley_meta")) == 0
+
+
+def test_sqlite_has_one_user_and_no_team(parley_home: Path) -> None:
+    person = Person("me", f"sqlite:///{parley_home / 'parley.db'}", parley_home)
+    assert person.cli("ingest", str(DOCS / "guide.md"), "--collection", "notes").returncode == 0
+    for args in (("team", "list"), ("team", "add", "bob"),
+                 ("collections", "share", "notes", "--all")):
+        out = person.cli(*args)
+        assert out.returncode == 2 and "needs PostgreSQL" in out.stderr, (args, out.stderr)
+    # the user setting still chooses the user there, as before
+    mine = _json(person.cli("collections", "list", "--json"))["collections"]
+    other = _json(person.cli("--user", "someone-else", "collections", "list", "--json"))
+    assert [c["name"] for c in mine] == ["notes"] and other["collections"] == []
