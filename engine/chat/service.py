@@ -235,8 +235,8 @@ class Chat:
                            given: Sequence[str] | None) -> tuple[str, ...]:
         async with self.engine._require_db().read() as s:
             if given:
-                return tuple(v.label for v in await shares.resolve(s, self.engine.user_id,
-                                                                    given))
+                return tuple(v.label for v in await shares.resolve(
+                    s, self.engine.user_id, given, quote=False))
             if summary and summary.collections:
                 return tuple(summary.collections)
             default = self.engine.settings.retrieval.default_collection
@@ -247,7 +247,8 @@ class Chat:
     async def _collection_rows(self, s: AsyncSession,
                                names: Sequence[str]) -> list[m.Collection]:
         # the user's own, or shared with them (``owner/name``), in the order given
-        return [v.row for v in await shares.resolve(s, self.engine.user_id, names)]
+        return [v.row for v in await shares.resolve(s, self.engine.user_id, names,
+                                                    quote=False)]
 
     async def _create_in(self, s: AsyncSession, question: str, provider: str | None,
                          model: str | None, system_prompt: str | None,

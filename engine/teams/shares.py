@@ -72,9 +72,10 @@ def pick(found: Sequence[Visible], name: str) -> Visible:
     raise NotFound(f"no collection named '{name}'", "see 'parley collections list'")
 
 
-async def resolve(s: AsyncSession, user_id: int, names: Sequence[str]) -> list[Visible]:
+async def resolve(s: AsyncSession, user_id: int, names: Sequence[str], *,
+                  quote: bool = True) -> list[Visible]:
     """``pick`` for each name, in order, without repeats. Missing names are reported
-    together."""
+    together (``quote``: each in quotes, as search words it)."""
     found = await visible(s, user_id)
     out: list[Visible] = []
     missing = []
@@ -87,7 +88,8 @@ async def resolve(s: AsyncSession, user_id: int, names: Sequence[str]) -> list[V
         if all(item.row.id != seen.row.id for seen in out):
             out.append(item)
     if missing:
-        raise NotFound(f"no collection named {', '.join(map(repr, missing))}",
+        shown = map(repr, missing) if quote else missing
+        raise NotFound(f"no collection named {', '.join(shown)}",
                        "see the collections with: parley collections list")
     return out
 
