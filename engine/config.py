@@ -122,6 +122,10 @@ class RetrievalSettings(_Section):
     """SQLite: a collection with more chunks than this is searched by 1-bit sign codes
     first, then re-ranked exactly (10x faster at 100k chunks, same top 10 in 998 of
     1,000). 0: always exact."""
+    bm25_index: Literal["auto", "off"] = "auto"
+    """PostgreSQL keyword search. ``auto``: use the server's ``pg_textsearch`` BM25 index
+    when it has one (milliseconds at a million chunks), else exact BM25 in SQL. ``off``:
+    always exact BM25 in SQL."""
 
 
 class BudgetSettings(_Section):

@@ -368,3 +368,14 @@ class ReindexResult:
     chunks: int  # chunks embedded by this call (a resumed run counts only its own)
     previous_embedder: str
     status: str = "complete"  # "complete" | "unchanged"
+
+
+@dataclass(frozen=True, slots=True)
+class KeywordSearchInfo:
+    """Which keyword ranking a database uses, and why (``parley db current``/``config show``).
+
+    ``method``: ``fts5`` (SQLite), ``pg_textsearch`` (PostgreSQL with the BM25 index) or
+    ``sql-bm25`` (PostgreSQL without it: exact BM25 computed in SQL)."""
+
+    method: str
+    detail: str
