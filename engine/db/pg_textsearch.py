@@ -22,8 +22,9 @@ words. This module owns everything about it: detecting it, creating its index, q
   by the migration when the extension is there, and by every ``parley db upgrade`` (the
   command to run after installing the extension on an existing database).
 - A statement that fails inside the extension (the library no longer preloaded after a
-  server restart, say) runs in a savepoint: the search falls back to exact SQL BM25 for the
-  rest of the process instead of failing.
+  server restart, say) fails that one search with a clear message; the following searches
+  of the process use exact SQL BM25. (A savepoint to fall back within the same search would
+  slow every later statement of the transaction.)
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from engine.db.connect import Database
 from engine.db.fts_query import query_terms
 from engine.db.search_filter import DocFilter, doc_conditions, placeholders
+from engine.errors import DatabaseError
 from engine.types import KeywordSearchInfo
 
 log = logging.getLogger(__name__)
@@ -186,55 +188,81 @@ async def search(s: AsyncSession, collection_ids: Sequence[int], query: str, k: 
     """(chunk id, BM25 score, higher is better) of the best ``k`` chunks in scope, or None
     when the index cannot answer exactly (the caller then uses exact SQL BM25)."""
     words = " ".join(query_terms(query))
-    if not words:
+    if not words or k <= 0:
         return []
-    share = await _scope_share(s, collection_ids, flt)
-    if share <= 0.0:
-        return []
-    fetch = math.ceil(k * MARGIN / share) + 10
-    if fetch > MAX_FETCH:
-        return None  # a small scope: exact SQL BM25 is both exact and cheap there
-    cids, params = placeholders("cid", collection_ids)
-    scope = f"t.collection_id IN ({cids})"
-    if flt:
-        cond, fparams = doc_conditions(flt, "postgresql")
-        scope += f" AND EXISTS (SELECT 1 FROM documents d WHERE d.id = t.document_id AND {cond})"
-        params.update(fparams)
-    params.update({"q": words, "fetch": fetch, "k": int(k)})
-    # The inner query is the index's top-``fetch`` over the whole table (Block-Max WAND);
-    # rows that hold none of the words score 0 and are dropped.
+    # First as if the scope were the whole index (one statement: the common case of one
+    # large collection, or a team's shared one); only when that leaves fewer than k rows in
+    # scope is the scope's share estimated, for one deeper fetch or the exact fallback.
+    fetch = math.ceil(k * MARGIN) + 10
+    for attempt in range(2):
+        hits, matched = await _fetch(s, collection_ids, words, k, fetch, flt)
+        if len(hits) >= k or matched < fetch:
+            # k rows in scope among the index's best: nothing outside can beat them; or the
+            # index had no more matching rows to give
+            return hits
+        if attempt:
+            break
+        share = await _scope_share(s, collection_ids, flt)
+        if share <= 0.0:
+            return []
+        fetch = max(math.ceil(k * MARGIN / share) + 10, fetch * 4)
+        if fetch > MAX_FETCH:
+            break  # a small scope: exact SQL BM25 is both exact and cheap there
+    return None
+
+
+async def _fetch(s: AsyncSession, collection_ids: Sequence[int], words: str, k: int,
+                 fetch: int, flt: DocFilter | None) -> tuple[list[tuple[int, float]], int]:
+    """The best ``k`` in scope among the index's top ``fetch`` of the whole table, and how
+    many of those ``fetch`` rows matched a word at all."""
+    # The index scan must be the top-level query with a literal LIMIT: the extension reads
+    # its top-k depth from there (in a CTE or subquery it falls back to its default_limit
+    # and costs ten times more). The score comes from the scan (bm25_get_current_score);
+    # the <@> expression in the select list would score every row again from its text.
     stmt = text(
-        "WITH top AS MATERIALIZED ("
-        f" SELECT c.id, c.collection_id, c.document_id, c.text <@> to_bm25query(:q, '{INDEX}')"
-        "  AS score FROM chunks c"
-        f" ORDER BY c.text <@> to_bm25query(:q, '{INDEX}') LIMIT :fetch),"
-        " hits AS ("
-        f" SELECT t.id, -t.score AS score FROM top t WHERE t.score < 0 AND {scope}"
-        " ORDER BY t.score, t.id LIMIT :k)"
-        " SELECT h.id, h.score, m.n FROM (SELECT count(*) AS n FROM top WHERE score < 0) m"
-        " LEFT JOIN hits h ON true ORDER BY h.score DESC, h.id")
+        "SELECT c.id, c.collection_id, c.document_id, bm25_get_current_score() FROM chunks c"
+        f" ORDER BY c.text <@> to_bm25query(:q, '{INDEX}') LIMIT {int(fetch)}")
     try:
-        async with s.begin_nested():
-            rows = (await s.execute(stmt, params)).all()
+        rows = (await s.execute(stmt, {"q": words})).all()
     except DBAPIError as exc:
         if getattr(exc, "connection_invalidated", False):
             raise
-        _disable(s, exc)
+        # No savepoint around the scan (it would slow every statement after it in the
+        # transaction): this search fails with a clear message, the next ones are exact.
+        detail = _disable(s, exc)
+        raise DatabaseError(f"keyword search through the pg_textsearch index failed: {detail}",
+                            "search again: Parley uses exact SQL BM25 from now on; see "
+                            "parley db current") from None
+    allowed = await _passing_documents(s, {doc for _, _, doc, _ in rows}, flt)
+    scope = set(collection_ids)
+    matched = [(int(cid), int(coll), int(doc), -float(score))
+               for cid, coll, doc, score in rows if score is not None and score < 0]
+    hits = [(cid, score) for cid, coll, doc, score in matched
+            if coll in scope and (allowed is None or doc in allowed)]
+    hits.sort(key=lambda hit: (-hit[1], hit[0]))
+    return hits[:k], len(matched)
+
+
+async def _passing_documents(s: AsyncSession, documents: set[int],
+                             flt: DocFilter | None) -> set[int] | None:
+    """Which of ``documents`` pass the tag/path/kind filter (None: no filter)."""
+    if not flt or not documents:
         return None
-    matched = int(rows[0][2]) if rows else 0
-    hits = [(int(cid), float(score)) for cid, score, _ in rows if cid is not None]
-    if len(hits) < k and matched >= fetch:
-        return None  # the scope's best k may lie beyond what was fetched: be exact instead
-    return hits
+    cond, params = doc_conditions(flt, "postgresql")
+    ids, id_params = placeholders("doc", sorted(documents))
+    rows = await s.execute(text(f"SELECT d.id FROM documents d WHERE d.id IN ({ids}) AND {cond}"),
+                           {**params, **id_params})
+    return {int(doc) for (doc,) in rows}
 
 
-def _disable(s: AsyncSession, exc: DBAPIError) -> None:
+def _disable(s: AsyncSession, exc: DBAPIError) -> str:
     detail = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
     key = _key(s.bind.url)
     current = _states.get(key) or KeywordIndexState(METHOD_INDEX, "")
     _states[key] = replace(current, method=METHOD_SQL,
                            reason=f"the pg_textsearch index failed: {detail}")
     log.warning("pg_textsearch search failed, using exact SQL BM25 from now on: %s", detail)
+    return detail
 
 
 async def keyword_search_info(db: Database, *, enabled: bool = True) -> KeywordSearchInfo:
