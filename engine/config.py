@@ -63,6 +63,9 @@ class DatabaseSettings(_Section):
     """PostgreSQL: connections kept open."""
     echo: bool = False
     """Log every SQL statement (debugging)."""
+    reconnect_timeout_s: float = Field(60.0, ge=0)
+    """PostgreSQL: how long a long write (``parley ingest``) waits for a server that went
+    away (a restart) before it stops; the file being written is then written again."""
 
 
 class CryptoSettings(_Section):

@@ -185,7 +185,8 @@ class IngestProgress:
     path: str
     done: int
     total: int
-    outcome: str  # "indexed" | "skipped" | "error" | "pruned"
+    outcome: str  # "indexed" | "skipped" | "error" | "pruned" | "reconnecting" (not a file
+    # result: the database went away and the run waits for it; ``error`` says so)
     error: str | None = None
     chunks: int = 0
 
