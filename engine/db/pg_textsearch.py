@@ -173,9 +173,11 @@ async def _scope_share(s: AsyncSession, collection_ids: Sequence[int],
         where += f" AND {cond}"
         params.update(fparams)
     docs, scoped, total = (await s.execute(text(
-        f"SELECT count(*), coalesce(sum(d.chunk_count), 0), (SELECT greatest(reltuples, 0) "
+        f"SELECT count(*), coalesce(sum(d.chunk_count), 0), (SELECT reltuples "
         f"FROM pg_class WHERE oid = 'chunks'::regclass) FROM documents d WHERE {where}"),
         params)).one()
+    if total is None or total <= 0:  # never analysed (a new table): count it, once
+        total = await s.scalar(text("SELECT count(*) FROM chunks"))
     if not docs:
         return 0.0
     if not scoped:
