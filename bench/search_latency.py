@@ -33,6 +33,7 @@ from bench.bench_support import RESULTS, postgres_url  # noqa: E402
 from bench.latency_data import DIM, bulk_load, make_queries  # noqa: E402
 
 QUERIES = 60
+HNSW_RECALL = True  # --no-hnsw-recall: skip the exact vector scans (minutes at 1M chunks)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -108,7 +109,8 @@ async def measure(url: str, size: int) -> None:
                                         settings.retrieval.ef_search)
                 parts["exact"].append(ms)
                 if not quantized:
-                    await _hnsw_recall(s, backend, vector, exact, recall)  # type: ignore[arg-type]
+                    if HNSW_RECALL:
+                        await _hnsw_recall(s, backend, vector, exact, recall)  # type: ignore[arg-type]
                     continue
                 truth = {c for c, _ in exact[:10]}  # type: ignore[index]
                 for name in ("bits", "memory"):
@@ -210,6 +212,8 @@ async def main(args: argparse.Namespace) -> None:
     home.mkdir(parents=True, exist_ok=True)
     os.environ["PARLEY_HOME"] = str(home)
     sizes = [int(x) for x in args.sizes.split(",")]
+    global HNSW_RECALL
+    HNSW_RECALL = not args.no_hnsw_recall
     print(f"{QUERIES} queries per size, {DIM}-d vectors, {os.cpu_count()} cores")
     async with postgres_url(args.db, args.pg, args.pg_bm25) as pg:
         for size in sizes:
@@ -245,4 +249,6 @@ if __name__ == "__main__":
     parser.add_argument("--pg-bm25", action="store_true",
                         help="start a throwaway PostgreSQL with the pg_textsearch extension "
                         "(also times exact SQL BM25 and its recall)")
+    parser.add_argument("--no-hnsw-recall", action="store_true",
+                        help="skip measuring HNSW recall against exact vector scans")
     asyncio.run(main(parser.parse_args()))
