@@ -205,3 +205,16 @@ async def test_cli_reports_the_exact_method_without_the_extension(
     assert json.loads(current.stdout)["keyword_search"] == {
         "method": "sql-bm25",
         "detail": "exact BM25 in SQL (the server has no pg_textsearch extension)"}
+
+
+def test_config_show_says_when_the_database_cannot_be_asked(tmp_path: Path,
+                                                            parley_home: Path) -> None:
+    url = f"postgresql+asyncpg://nobody:secret@/parley?host={tmp_path / 'no-server'}"
+    shown = parley(url, "config", "show", "--json", home=parley_home)
+    assert shown.returncode == 0, shown.stderr
+    keyword = json.loads(shown.stdout)["keyword_search"]
+    assert keyword["method"] == "unknown"
+    assert keyword["detail"].startswith("cannot ask the database: cannot connect")
+    assert "secret" not in keyword["detail"]
+    text_shown = parley(url, "config", "show", home=parley_home)
+    assert "# keyword search: unknown: cannot ask the database" in text_shown.stdout

@@ -58,12 +58,21 @@ async def _keyword_search(settings: Any) -> dict[str, str]:
     if make_url(settings.database_url()).get_backend_name() == "sqlite":
         # known without opening (opening would create the file)
         return {"method": "fts5", "detail": "SQLite FTS5 with its bm25() ranking"}
-    try:
+    async def ask() -> dict[str, str]:
         async with Engine(settings, migrate=False) as engine:
             found = await engine.keyword_search()
         return {"method": found.method, "detail": found.detail}
+
+    try:  # showing the configuration must not hang on a server that does not answer
+        return await asyncio.wait_for(ask(), ASK_TIMEOUT_S)
+    except TimeoutError:
+        return {"method": "unknown",
+                "detail": f"cannot ask the database: no answer within {ASK_TIMEOUT_S:g} s"}
     except (ParleyError, DBAPIError, OSError) as exc:
         return {"method": "unknown", "detail": f"cannot ask the database: {exc}"}
+
+
+ASK_TIMEOUT_S = 10.0
 
 
 COMMANDS = [config_group]
