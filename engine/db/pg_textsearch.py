@@ -217,9 +217,8 @@ async def _fetch(s: AsyncSession, collection_ids: Sequence[int], words: str, k: 
                  fetch: int, flt: DocFilter | None) -> tuple[list[tuple[int, float]], int]:
     """The best ``k`` in scope among the index's top ``fetch`` of the whole table, and how
     many of those ``fetch`` rows matched a word at all."""
-    # The index scan must be the top-level query with a literal LIMIT: the extension reads
-    # its top-k depth from there (in a CTE or subquery it falls back to its default_limit
-    # and costs ten times more). The score comes from the scan (bm25_get_current_score);
+    # The index scan is the top-level query with a literal LIMIT, the shape the extension
+    # plans its top-k depth from (wrapped in a CTE it ran ten times slower here). The score comes from the scan (bm25_get_current_score);
     # the <@> expression in the select list would score every row again from its text.
     stmt = text(
         "SELECT c.id, c.collection_id, c.document_id, bm25_get_current_score() FROM chunks c"
