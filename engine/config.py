@@ -62,6 +62,9 @@ class DatabaseSettings(_Section):
     """PostgreSQL: connections kept open."""
     echo: bool = False
     """Log every SQL statement (debugging)."""
+    reconnect_timeout_s: float = Field(60.0, ge=0)
+    """PostgreSQL: how long a long write (``parley ingest``) waits for a server that went
+    away (a restart) before it stops; the file being written is then written again."""
 
 
 class CryptoSettings(_Section):
@@ -121,6 +124,10 @@ class RetrievalSettings(_Section):
     """SQLite: a collection with more chunks than this is searched by 1-bit sign codes
     first, then re-ranked exactly (10x faster at 100k chunks, same top 10 in 998 of
     1,000). 0: always exact."""
+    bm25_index: Literal["auto", "off"] = "auto"
+    """PostgreSQL keyword search. ``auto``: use the server's ``pg_textsearch`` BM25 index
+    when it has one (milliseconds at a million chunks), else exact BM25 in SQL. ``off``:
+    always exact BM25 in SQL."""
 
 
 class BudgetSettings(_Section):

@@ -23,7 +23,7 @@ from engine.db.connect import Database, create_engine, mask_url, sqlite_path
 from engine.errors import DatabaseError, ParleyError
 from engine.history.sessions import SessionStore
 from engine.teams import identity
-from engine.types import SchemaStatus, SchemaUpgraded
+from engine.types import KeywordSearchInfo, SchemaStatus, SchemaUpgraded
 
 if TYPE_CHECKING:
     from engine.chat.service import Chat
@@ -81,6 +81,8 @@ class Engine:
             if self.cipher is None:
                 await self._load_key(create=True)
             self.user_id = await self._ensure_user()
+            if self.db.backend == "postgresql":
+                await self.keyword_search()  # detect pg_textsearch once, at open
         except BaseException:
             await self.close()
             raise
@@ -221,6 +223,13 @@ class Engine:
         db = self._require_db()
         await schema.downgrade(db, revision)
         return await schema.status(db)
+
+    async def keyword_search(self) -> KeywordSearchInfo:
+        """Which keyword ranking the database uses, and why (probes PostgreSQL again)."""
+        from engine.db.pg_textsearch import keyword_search_info
+
+        return await keyword_search_info(
+            self._require_db(), enabled=self.settings.retrieval.bm25_index == "auto")
 
     async def ping(self) -> None:
         """Fail with DatabaseError if the database does not answer."""

@@ -188,7 +188,8 @@ class IngestProgress:
     path: str
     done: int
     total: int
-    outcome: str  # "indexed" | "skipped" | "error" | "pruned"
+    outcome: str  # "indexed" | "skipped" | "error" | "pruned" | "reconnecting" (not a file
+    # result: the database went away and the run waits for it; ``error`` says so)
     error: str | None = None
     chunks: int = 0
 
@@ -394,3 +395,14 @@ class ShareInfo:
     with_user: str | None
     write: bool
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class KeywordSearchInfo:
+    """Which keyword ranking a database uses, and why (``parley db current``/``config show``).
+
+    ``method``: ``fts5`` (SQLite), ``pg_textsearch`` (PostgreSQL with the BM25 index) or
+    ``sql-bm25`` (PostgreSQL without it: exact BM25 computed in SQL)."""
+
+    method: str
+    detail: str

@@ -30,6 +30,7 @@ import numpy as np
 from sqlalchemy import func, select
 
 from engine.db import models as m
+from engine.db.reconnect import retry_read
 from engine.db.search_backend import for_backend
 from engine.db.search_filter import DocFilter
 from engine.errors import EmbedderMismatch
@@ -115,6 +116,7 @@ class Retriever:
         self._engine = engine
         self._owners: dict[int, tuple[str | None, str]] = {}  # collection id: (owner, label)
 
+    @retry_read
     async def search(self, query: str, *, k: int | None = None,
                      collections: Sequence[str] | None = None,
                      tags: Sequence[str] | None = None,
@@ -133,6 +135,7 @@ class Retriever:
                                        path_glob=path_glob, kinds=kinds, explain=explain)
         return found[0]
 
+    @retry_read
     async def search_many(self, queries: Sequence[str], *, k: int | None = None,
                           collections: Sequence[str] | None = None,
                           tags: Sequence[str] | None = None,

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.db import models as m
+from engine.db.reconnect import retry_read
 from engine.errors import EmbedderMismatch, NotFound, ParleyError, UsageError
 from engine.ingest import store
 from engine.ingest.pipeline import IngestJob, IngestOptions
@@ -79,6 +80,7 @@ class Library:
         return row
 
     # -- collections --------------------------------------------------------------------------
+    @retry_read
     async def collections(self) -> list[CollectionInfo]:
         """Every collection of the user's, by name, then those shared with them (PostgreSQL
         teams) by owner and name, with their document and chunk counts."""
@@ -93,6 +95,7 @@ class Library:
                                *counts.get(v.row.id, (0, 0)), owner=v.owner, access=v.access)
                 for v in found]
 
+    @retry_read
     async def collection(self, name: str | None = None) -> CollectionInfo:
         """One collection (the default one when ``name`` is None). Raises ``NotFound``."""
         wanted = self._name(name)
@@ -165,6 +168,7 @@ class Library:
         return info
 
     # -- documents ----------------------------------------------------------------------------
+    @retry_read
     async def documents(self, collection: str | None = None, *,
                         status: str | None = None) -> list[DocumentInfo]:
         """Documents (of one collection, or all of yours), by collection and path. A
@@ -213,6 +217,7 @@ class Library:
             tags = await self._tags(s, [d.id for d, _ in rows])
         return [_doc_info(d, name, tags.get(d.id, ())) for d, name in rows]
 
+    @retry_read
     async def document(self, doc_id: int) -> DocumentInfo:
         """One document by id. Raises ``NotFound``."""
         async with self.db.read() as s:
@@ -333,6 +338,7 @@ class Library:
         """``await ingest(...)``: run to the end and return only the result."""
         return await self.ingest(paths, **options)
 
+    @retry_read
     async def runs(self, collection: str | None = None, *, limit: int = 20) -> list[IngestRunInfo]:
         """Recent ingestion runs, newest first, with their per-file errors."""
         stmt = (select(m.IngestionRun, m.Collection.name)
