@@ -17,6 +17,9 @@ nothing is ever retried once text has been yielded.
 
 A stream that ends without ``[DONE]`` raises ``StreamInterrupted``, unless a
 ``finish_reason`` already arrived: then the answer is complete and only the usage is lost.
+
+Tools offered to the model go in the request's ``tools``; streamed calls are assembled by
+``engine.providers.tool_calls`` and sent as one ``ToolCalls`` event before the usage.
 """
 
 from __future__ import annotations
@@ -48,8 +51,11 @@ from engine.providers.base import (
     StreamEnd,
     StreamUsage,
     TextDelta,
+    ToolCalls,
+    ToolSpec,
     is_local_url,
 )
+from engine.providers.tool_calls import ToolCallAccumulator, wire_message, wire_tools
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -122,14 +128,18 @@ class OpenAIChatProvider:
 
     async def stream(self, messages: Sequence[ChatMessage], *, model: str,
                      temperature: float | None = None, max_tokens: int | None = None,
-                     sources: Sequence[SourceText] = ()) -> AsyncIterator[ProviderEvent]:
+                     sources: Sequence[SourceText] = (),
+                     tools: Sequence[ToolSpec] = ()) -> AsyncIterator[ProviderEvent]:
         """Stream a chat completion. ``sources`` is ignored: they are in the prompt."""
         body: dict[str, Any] = {
             "model": model,
-            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "messages": [wire_message(m) for m in messages],
             "stream": True,
             "stream_options": {"include_usage": True},
         }
+        if tools:
+            # No tool_choice: Ollama rejects it, and "auto" is every server's default.
+            body["tools"] = wire_tools(tools)
         if temperature is not None:
             body["temperature"] = temperature
         if max_tokens is not None:
@@ -156,6 +166,7 @@ class OpenAIChatProvider:
         received = 0
         finish: str | None = None
         usage: StreamUsage | None = None
+        calls = ToolCallAccumulator()
         try:
             async with self._client.stream("POST", url, json=body, headers=self._headers()) as resp:
                 answered = True
@@ -181,10 +192,13 @@ class OpenAIChatProvider:
                     for choice in chunk.get("choices") or ():
                         if choice.get("index", 0) != 0:
                             continue
-                        text = (choice.get("delta") or {}).get("content")
+                        delta = choice.get("delta") or {}
+                        text = delta.get("content")
                         if text:
                             received += len(text)
                             yield TextDelta(text)
+                        if delta.get("tool_calls"):
+                            calls.add(delta["tool_calls"])
                         finish = choice.get("finish_reason") or finish
                 else:
                     if finish is None:
@@ -194,6 +208,9 @@ class OpenAIChatProvider:
         except httpx.TransportError as exc:
             if finish is None:
                 raise self._transport_error(exc, url, answered, received) from None
+        assembled = calls.calls()
+        if assembled:  # whatever finish_reason said ("stop" with calls happens)
+            yield ToolCalls(assembled)
         if usage is not None:
             yield usage
         yield StreamEnd(finish)
