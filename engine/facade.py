@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from engine.library.service import Library
     from engine.providers.embedders import Embedder
     from engine.library.retrieval import Retriever
+    from engine.tools.toolbox import Toolbox
     from engine.usage import UsageLedger
 
 
@@ -191,6 +192,13 @@ class Engine:
         from engine.usage import UsageLedger
 
         return self._service("usage", UsageLedger)
+
+    @property
+    def tools(self) -> Toolbox:
+        """Tool servers (MCP and built-in), approvals, calls by hand and stored tool runs."""
+        from engine.tools.toolbox import Toolbox
+
+        return self._service("tools", Toolbox)
 
     def embedder(self) -> Embedder:
         """The configured embedder, created on first use and shared by every service."""
