@@ -76,11 +76,19 @@ class MCPConnection:
     async def open(self, timeout: float) -> None:
         """Start the server (or connect to it) and wait for the handshake."""
         ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Read whatever ends it, so a failure after we stopped waiting is not reported twice.
+        ready.add_done_callback(lambda f: f.cancelled() or f.exception())
         self._task = asyncio.create_task(self._own(ready), name=f"mcp-{self.name}")
         try:
             await asyncio.wait_for(asyncio.shield(ready), timeout)
         except BaseException:
-            await self.aclose()
+            # Still starting: cancel now (the SDK ends a child it spawned) instead of
+            # waiting for a handshake that is not coming.
+            task, self._task = self._task, None
+            self._stop.set()
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
             raise
 
     def _transport(self) -> Any:

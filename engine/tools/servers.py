@@ -125,7 +125,13 @@ class MCPServer:
             return self._conn
 
     async def _start(self) -> None:
-        from engine.tools.mcp_client import MCPConnection  # the SDK loads here, on first use
+        try:
+            from engine.tools.mcp_client import MCPConnection  # the SDK loads here, first use
+        except ImportError:
+            self.state = "unavailable"
+            self.error = (f"MCP server '{self.name}' is configured but the mcp package is not "
+                          "installed: pip install 'parley[mcp]'")
+            raise ToolServerDown(self.error) from None
 
         headers = {k: expand(v, f"mcp_servers.{self.name}.headers.{k}")
                    for k, v in self.settings.headers.items()}

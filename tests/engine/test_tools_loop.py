@@ -242,3 +242,19 @@ async def test_tool_events_arrive_before_the_results(
     assert kinds[:2] == ["ToolCallStarted", "ToolCallFinished"]
     started = next(e for e in events if isinstance(e, ToolCallStarted))
     assert started.call_id == "c1" and started.round == 1
+
+
+async def test_export_and_import_carry_the_tool_runs(
+        tool_engine: Engine, server: OpenAITestServer) -> None:
+    server.tool_calls = calls_script([[call(SEARCH, "call_x", query="flux capacitor")]])
+    events = await collect(tool_engine.chat.ask("Q", new=True))
+    session = next(e for e in events if isinstance(e, Done)).session_id
+    exported = await tool_engine.sessions.export(session)
+    doc = json.loads(exported)
+    (run,) = doc["messages"][-1]["tool_runs"]
+    assert (run["tool"], run["call_id"], run["status"]) == ("search", "call_x", "ok")
+    imported = await tool_engine.sessions.import_(exported)
+    runs = await tool_engine.tools.runs(imported.session.id)
+    assert [(r.call_id, r.status) for r in runs] == [("call_x", "ok")]
+    assert "gigawatts" in (runs[0].result or "")
+    assert await tool_engine.sessions.export(imported.session.id) == exported
