@@ -163,12 +163,21 @@ async def _one_call(tt: ToolTurn, call: ToolCall, record: RunRecord, tool: Tool 
             refusal = (f"Not run: this exact call already ran {settings.max_repeats} times in "
                        "this answer. Use its earlier result or answer.")
             record.decision = "repeat"
+    question: ApprovalRequest | None = None
     if tool is not None and problem is None and refusal is None and record.decision == "none":
-        record.decision, refusal = await _decide(tt, tool, call)
+        record.decision, refusal, question = await _judge(tt, tool, call)
     if refusal is not None:
         record.status, record.error = "denied", refusal
     yield ToolCallStarted(call.id, record.server, record.tool, call.arguments, record.round,
                           record.decision)
+    if question is not None and tool is not None:
+        try:
+            record.decision, refusal = await _ask(tt, tool, question)
+        except asyncio.CancelledError:
+            record.error = "The answer was stopped by the user while the call awaited approval."
+            raise
+        if refusal is not None:
+            record.status, record.error = "denied", refusal
     if record.status == "cancelled" and tool is not None and args is not None:
         record.started_at = utcnow()
         started = time.monotonic()
@@ -193,8 +202,10 @@ async def _one_call(tt: ToolTurn, call: ToolCall, record: RunRecord, tool: Tool 
                            record.duration_ms, record.round)
 
 
-async def _decide(tt: ToolTurn, tool: Tool, call: ToolCall) -> tuple[str, str | None]:
-    """(decision, refusal sentence or None when it may run)."""
+async def _judge(tt: ToolTurn, tool: Tool, call: ToolCall
+                 ) -> tuple[str, str | None, ApprovalRequest | None]:
+    """(decision, refusal sentence or None when it may run, the question to ask or None).
+    The decision is ``ask`` while the user has not answered."""
     session_ok = tt.toolbox.session_approved(tt.session_id)
     always = await tt.toolbox.always()
     approved = tool.canonical in session_ok or tool.canonical in always
@@ -202,31 +213,36 @@ async def _decide(tt: ToolTurn, tool: Tool, call: ToolCall) -> tuple[str, str | 
     taint = taint_reason(len(tt.book.sources), servers, tool.server)
     verdict = tt.policy.verdict(tool.canonical, approved=approved, tainted_by=taint)
     if verdict == "deny":
-        return "deny_list", f"Not run: {tool.canonical} is denied by the user's configuration."
+        return ("deny_list", f"Not run: {tool.canonical} is denied by the user's "
+                "configuration.", None)
     if verdict == "allow":
-        if tool.canonical in always and not _allowed(tt, tool):
-            return "always", None
-        if tool.canonical in session_ok and not _allowed(tt, tool):
-            return "session", None
-        return "allow_list", None
+        if not _allowed(tt, tool):
+            return ("always" if tool.canonical in always else "session"), None, None
+        return "allow_list", None, None
     if verdict == "auto":
-        return "auto", None
+        return "auto", None, None
     if verdict == "never":
         return "never", (f"Not run: {tool.canonical} is not in the user's allowed tools and "
-                         "tools are not approved one by one here. Answer without it.")
+                         "tools are not approved one by one here. Answer without it."), None
     if tt.approver is None:
         return "no_terminal", (f"Not run: {tool.canonical} needs the user's approval and "
-                               "there is no terminal to ask on. Answer without it.")
+                               "there is no terminal to ask on. Answer without it."), None
     reason = (f"Asked because {taint}." if taint and tt.policy.approval == "auto"
               else "Asked because approval is 'ask' and the tool is not in tools.allow.")
     if taint and tt.policy.approval != "auto":
         reason += f" Note: {taint}."
-    answer = await tt.approver(ApprovalRequest(tool.server, tool.name, tool.description,
-                                               pretty(call.arguments), reason, tt.session_id))
+    return "ask", None, ApprovalRequest(tool.server, tool.name, tool.description,
+                                        pretty(call.arguments), reason, tt.session_id)
+
+
+async def _ask(tt: ToolTurn, tool: Tool, question: ApprovalRequest) -> tuple[str, str | None]:
+    """The user's answer as (decision, refusal or None)."""
+    assert tt.approver is not None
+    answer = await tt.approver(question)
     if answer not in ANSWERS or answer == "deny":
         return "denied", f"Not run: the user refused the call to {tool.canonical}."
     if answer == "session":
-        session_ok.add(tool.canonical)
+        tt.toolbox.session_approved(tt.session_id).add(tool.canonical)
     elif answer == "always":
         await tt.toolbox.remember_always(tool.canonical)
     return answer, None

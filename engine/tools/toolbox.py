@@ -40,6 +40,8 @@ class Toolbox:
         self.settings = engine.settings.tools
         self._servers: dict[str, Any] | None = None
         self._session_ok: dict[int | None, set[str]] = {}
+        self.last_offered: int | None = None
+        """How many tools the last turn offered (None before the first)."""
 
     # -- servers ------------------------------------------------------------------------------
     def servers(self) -> dict[str, Any]:
@@ -131,6 +133,7 @@ class Toolbox:
 
         policy = Policy.of(self.settings, approval)
         tools, problems = await self.available(policy)
+        self.last_offered = len(tools)
         tt = ToolTurn(self, policy, tools, approver, session_id, tuple(collections),
                       SourceBook(), problems=problems)
         answers = [m.id for m in history if m.role == "assistant"]

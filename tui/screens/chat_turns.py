@@ -1,7 +1,9 @@
 """Turns on the chat screen: ask, regenerate, edit the last question, stop, show sources.
 
 One worker (group ``turn``) streams an answer into the transcript. Escape cancels it; the
-engine keeps what arrived (status ``interrupted``). A failed call shows its error and puts
+engine keeps what arrived (status ``interrupted``; a tool call that was running is stored
+as ``cancelled``). Each tool call gets a line in the answer, and a call that needs the
+user's approval opens the approval card. A failed call shows its error and puts
 the question back in the prompt, so nothing typed is lost.
 """
 
@@ -17,10 +19,12 @@ from textual.reactive import reactive
 from textual.widgets import Static
 
 from engine.types import BudgetWarning, Citation, Delta, Done, Sources
-from tui.screens.base import ParleyScreen, engine_task
+from tui.screens.base import engine_task
+from tui.screens.chat_tools import ChatTools
 from tui.widgets.message import Answer, MessageView
 from tui.widgets.prompt import PromptInput
 from tui.widgets.sources import SourcesPanel
+from tui.widgets.tool_line import ToolLine
 from tui.widgets.transcript import Transcript
 
 if TYPE_CHECKING:
@@ -30,7 +34,7 @@ if TYPE_CHECKING:
 EDIT_NOTE = "Editing your last question: Enter asks it again as a new branch, Esc cancels."
 
 
-class ChatTurns(ParleyScreen):
+class ChatTurns(ChatTools):
     """The turn-taking half of the chat screen (``ChatScreen`` adds the rest)."""
 
     streaming: reactive[bool] = reactive(False, init=False)
@@ -103,13 +107,13 @@ class ChatTurns(ParleyScreen):
         chat = engine.chat
         if kind == "regenerate":
             assert self.session_id is not None
-            return chat.regenerate(self.session_id)
+            return chat.regenerate(self.session_id, approver=self.approve_tool)
         if kind == "edit":
             assert self.session_id is not None
-            return chat.edit_last(self.session_id, text)
+            return chat.edit_last(self.session_id, text, approver=self.approve_tool)
         if self.session_id is None:
-            return chat.ask(text, new=True)
-        return chat.ask(text, session_id=self.session_id)
+            return chat.ask(text, new=True, approver=self.approve_tool)
+        return chat.ask(text, session_id=self.session_id, approver=self.approve_tool)
 
     async def _prepare(self, kind: str, text: str) -> MessageView:
         transcript = self.transcript
@@ -135,6 +139,7 @@ class ChatTurns(ParleyScreen):
         view: MessageView | None = None
         answer = Answer(model=self.parley.status.model or None)
         done: Done | None = None
+        lines: dict[str, ToolLine] = {}
         try:
             view = await self._prepare(kind, text)
             engine = await self.engine()
@@ -152,8 +157,11 @@ class ChatTurns(ParleyScreen):
                         elif isinstance(event, BudgetWarning):
                             self.notify(event.message, title="Budget", severity="warning",
                                         timeout=10)
+                        else:
+                            await self.tool_event(event, stream, lines)
             finally:
                 await stream.stop()
+                self.end_tool_lines(lines)
         except asyncio.CancelledError:
             answer.status = "interrupted"
             raise

@@ -15,6 +15,7 @@ from markdown_it import MarkdownIt
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.content import Content
+from textual.widget import Widget
 from textual.widgets import Markdown
 from textual.widgets.markdown import MarkdownStream
 
@@ -217,6 +218,19 @@ class AnswerStream:
                 self._stream = Markdown.get_stream(segment)
                 self._segment = ""
                 text = text[cut:]
+
+    async def insert(self, widget: Widget) -> None:
+        """Put ``widget`` (a tool line) after the text so far; later text goes below it."""
+        await self.flush()
+        async with self._lock:
+            if self._closed or not self.view.is_attached:
+                return
+            await self._stream.stop()
+            await self.view.mount(widget)
+            segment = Markdown(classes="message-body", open_links=False)
+            await self.view.mount(segment)
+            self._stream = Markdown.get_stream(segment)
+            self._segment = ""
 
     async def stop(self) -> None:
         """Show the rest and end the stream."""

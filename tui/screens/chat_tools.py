@@ -1,0 +1,64 @@
+"""Tool calls on the chat screen: a line per call in the answer, the approval card, and
+``tools: N`` in the status bar once a turn offered tools."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from typing import Any
+
+from engine.types import ApprovalRequest, ToolCallFinished, ToolCallStarted, ToolNotice
+from tui.screens.base import ParleyScreen
+from tui.screens.tool_approval import ToolApproval
+from tui.widgets.tool_line import ToolLine
+
+
+DENIED = ("deny_list", "never", "no_terminal", "limit", "repeat")
+
+
+class ChatTools(ParleyScreen):
+    """The tool half of the chat screen's turns (``ChatTurns`` streams the answers)."""
+
+    async def approve_tool(self, request: ApprovalRequest) -> str:
+        """Ask on the approval card; a stopped answer takes the card away (denied)."""
+        answered: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        card = ToolApproval(request)
+
+        def done(answer: str | None) -> None:
+            if not answered.done():
+                answered.set_result(answer or "deny")
+
+        self.app.push_screen(card, done)
+        try:
+            return await answered
+        except asyncio.CancelledError:
+            if card.is_attached:
+                card.dismiss("deny")
+            raise
+
+    async def tool_event(self, event: Any, stream: Any, lines: dict[str, ToolLine]) -> None:
+        if isinstance(event, ToolCallStarted):
+            line = ToolLine(event.call_id, event.server, event.tool, event.arguments,
+                            status="denied" if event.decision in DENIED else "running",
+                            decision=event.decision)
+            lines[event.call_id] = line
+            await stream.insert(line)
+        elif isinstance(event, ToolCallFinished):
+            line = lines.get(event.call_id)
+            if line is not None:
+                line.finish(event.status, event.decision, event.result, event.chars,
+                            event.duration_ms, event.truncated)
+        elif isinstance(event, ToolNotice):
+            self.notify(event.message, title="Tools", severity="warning", timeout=10)
+
+    def end_tool_lines(self, lines: dict[str, ToolLine]) -> None:
+        """The answer ended: a call still running was cancelled; show the tools offered."""
+        for line in lines.values():
+            if line.status == "running":
+                line.finish("cancelled", line.decision, "stopped by you", 0, None, False)
+        engine = self.parley.engine
+        if engine is None or not engine.settings.tools.enabled:
+            return
+        offered = engine.tools.last_offered
+        if offered is not None:
+            self.parley.status = replace(self.parley.status, tools=f"tools: {offered}")
