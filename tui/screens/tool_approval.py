@@ -48,10 +48,10 @@ class ToolApproval(ModalScreen[str]):
             with VerticalScroll(classes="approval-args"):
                 yield Static(r.arguments, markup=False, id="approval-arguments")
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Once [y]", variant="primary", id="once")
-                yield Button("Session [s]", id="session")
-                yield Button("Always [a]", id="always")
-                yield Button("Deny [n]", variant="error", id="deny")
+                yield Button("Once (y)", variant="primary", id="once")
+                yield Button("Session (s)", id="session")
+                yield Button("Always (a)", id="always")
+                yield Button("Deny (n)", variant="error", id="deny")
 
     def on_mount(self) -> None:
         self.query_one("#once", Button).focus()

@@ -40,7 +40,7 @@ class ToolLine(Static, can_focus=True):
     ToolLine { height: auto; padding: 0 1; color: $text-muted; }
     ToolLine:focus { background: $boost; color: $text; }
     """
-    BINDINGS = [Binding("enter,space", "toggle", "Details", show=False)]
+    BINDINGS = [Binding("enter,space", "toggle", "Tool details")]
 
     def __init__(self, call_id: str, server: str, tool: str, arguments: str, *,
                  status: str = "running", decision: str = "", result: str = "",
@@ -80,7 +80,6 @@ class ToolLine(Static, can_focus=True):
             if reason:
                 parts.append((f": {reason}", "$text-muted"))
         if not self.expanded:
-            parts.append(("  ⏎ details" if self.has_focus else "", "$text-muted"))
             return Content.assemble(*parts)
         shown = self.result if len(self.result) <= SHOWN_CHARS else (
             self.result[:SHOWN_CHARS] + f"\n… {len(self.result) - SHOWN_CHARS} more characters "
@@ -95,9 +94,3 @@ class ToolLine(Static, can_focus=True):
 
     def on_click(self) -> None:
         self.action_toggle()
-
-    def on_focus(self) -> None:
-        self.update(self.describe())
-
-    def on_blur(self) -> None:
-        self.update(self.describe())
