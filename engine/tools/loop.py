@@ -53,6 +53,7 @@ class ToolTurn:
     collections: tuple[str, ...]
     book: SourceBook
     history_servers: set[str] = field(default_factory=set)
+    always: set[str] | None = None  # "always" answers, read once per turn
     problems: list[str] = field(default_factory=list)
     outcome: ToolOutcome = field(default_factory=ToolOutcome)
 
@@ -207,7 +208,9 @@ async def _judge(tt: ToolTurn, tool: Tool, call: ToolCall
     """(decision, refusal sentence or None when it may run, the question to ask or None).
     The decision is ``ask`` while the user has not answered."""
     session_ok = tt.toolbox.session_approved(tt.session_id)
-    always = await tt.toolbox.always()
+    if tt.always is None:
+        tt.always = await tt.toolbox.always()
+    always = tt.always
     approved = tool.canonical in session_ok or tool.canonical in always
     servers = tt.history_servers | {r.server for r in tt.outcome.runs if r.status == "ok"}
     taint = taint_reason(len(tt.book.sources), servers, tool.server)
@@ -245,6 +248,8 @@ async def _ask(tt: ToolTurn, tool: Tool, question: ApprovalRequest) -> tuple[str
         tt.toolbox.session_approved(tt.session_id).add(tool.canonical)
     elif answer == "always":
         await tt.toolbox.remember_always(tool.canonical)
+        if tt.always is not None:
+            tt.always.add(tool.canonical)
     return answer, None
 
 

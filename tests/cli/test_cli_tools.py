@@ -16,7 +16,7 @@ from engine import Engine, Settings
 from tests.cli.test_cli_foundation import parley
 from tests.conftest import migrate
 from tests.engine.chat_support import write_corpus
-from tests.support.mcp_server import stdio_config
+from tests.support.mcp_launch import stdio_config
 from tests.support.openai_server import OpenAITestServer, calls_script
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
@@ -16,7 +17,7 @@ from engine.config import MCPServerSettings
 from engine.errors import NotFound
 from engine.types import Done
 from tests.engine.tool_support import Approver, call, collect, configure, finished, open_engine
-from tests.support.mcp_server import http_server, stdio_config
+from tests.support.mcp_launch import http_server, stdio_config
 from tests.support.openai_server import OpenAITestServer, calls_script
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -169,5 +170,42 @@ async def test_stdio_startup_timeout_and_restart_once(
         catalog = {s.name: s for s in await engine.tools.catalog()}
         assert catalog["files"].state == "unavailable"
         assert "parley-test MCP server starting" in (catalog["files"].error or "")
+    finally:
+        await engine.close()
+
+
+async def test_cancel_during_a_call_stores_it_cancelled_and_leaves_no_orphan(
+        settings: Settings, server: OpenAITestServer, mcp_url: str) -> None:
+    configure(settings, server, allow=["remote.*"])
+    _http(settings, mcp_url)
+    server.tool_preamble = "Checking. "
+    server.tool_calls = calls_script([[call("remote__slow", "call_slow", seconds=30)]])
+    engine = await open_engine(settings)
+    try:
+        started = asyncio.Event()
+
+        async def consume() -> None:
+            async for event in engine.chat.ask("Slow", new=True):
+                if type(event).__name__ == "ToolCallStarted":
+                    started.set()
+
+        task = asyncio.create_task(consume())
+        await asyncio.wait_for(started.wait(), 60)
+        await asyncio.sleep(0.2)  # the call is on its way to the server
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        (run,) = await engine.tools.runs()
+        assert (run.status, run.call_id) == ("cancelled", "call_slow")
+        detail = await engine.sessions.get(run.session_id)  # type: ignore[arg-type]
+        assert detail.messages[-1].status == "interrupted"
+        assert detail.messages[-1].content == "Checking. "
+        server.tool_calls = None
+        await collect(engine.chat.ask("Go on", session_id=run.session_id))
+        sent = server.chat_requests[-1].json["messages"]
+        calls = [c["id"] for m in sent for c in m.get("tool_calls") or ()]
+        answers = [m["tool_call_id"] for m in sent if m["role"] == "tool"]
+        assert calls == answers == ["call_slow"]
+        assert "cancelled" in next(m for m in sent if m["role"] == "tool")["content"]
     finally:
         await engine.close()
