@@ -471,13 +471,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--api-key")
     parser.add_argument("--chunk-size", type=int, default=4)
     parser.add_argument("--chunk-delay", type=float, default=0.0)
+    parser.add_argument("--tool-rounds", metavar="JSON",
+                        help="tool calls per round of a turn: a JSON list of lists of calls")
+    parser.add_argument("--tool-style", default="openai")
     args = parser.parse_args(argv)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     server = OpenAITestServer(reply=args.reply, models=args.model or DEFAULT_MODELS,
                               api_key=args.api_key, chunk_size=args.chunk_size,
-                              chunk_delay=args.chunk_delay, host=args.host, port=args.port)
+                              chunk_delay=args.chunk_delay, host=args.host, port=args.port,
+                              tool_calls=calls_script(json.loads(args.tool_rounds))
+                              if args.tool_rounds else None, tool_style=args.tool_style)
     with server:
         if args.port_file:
             args.port_file.write_text(str(server.port))

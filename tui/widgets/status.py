@@ -63,6 +63,8 @@ def status_content(info: StatusInfo) -> Content:
     dot = {"ready": "$success", "error": "$error", "busy": "$warning"}.get(info.state,
                                                                          "$text-muted")
     parts: list[tuple[str, str] | str] = [("● ", dot)]
+    # With tools shown the line is longer: narrower separators keep it within 120 columns.
+    sep = " │ " if info.tools else "  │  "
     if info.state == "opening":
         parts.append(("opening database…", "$text-muted"))
     elif info.state == "error":
@@ -72,15 +74,15 @@ def status_content(info: StatusInfo) -> Content:
         if info.provider:
             parts.append((f" via {info.provider}", "$text-muted"))
         if info.backend:
-            parts.extend(["  │  ", (info.backend, "")])
+            parts.extend([sep, (info.backend, "")])
         if info.context_window:
             approx = "~" if info.context_estimated else ""
-            parts.extend(["  │  ", ("ctx ", "$text-muted"),
+            parts.extend([sep, ("ctx ", "$text-muted"),
                           f"{approx}{count(info.context_used)} / {count(info.context_window)}"])
         if info.tools:
-            parts.extend(["  │  ", (info.tools, "")])
+            parts.extend([sep, (info.tools, "")])
     if info.note:
-        parts.extend(["  │  ", (info.note, "$text-warning")])
+        parts.extend([sep, (info.note, "$text-warning")])
     return Content.assemble(*parts)
 
 
