@@ -105,13 +105,30 @@ async def test_deny_beats_allow_on_mcp_names_and_taint_from_another_server(
         await engine.close()
 
 
+def _running(marker: str) -> list[int]:
+    """Live processes whose command line contains ``marker``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if marker in cmdline and _pid_alive(int(entry.name)):
+                found.append(int(entry.name))
+    return found
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    with open(f"/proc/{pid}/stat") as handle:  # a zombie is gone too
-        return handle.read().split(") ")[1][0] != "Z"
+    try:
+        with open(f"/proc/{pid}/stat") as handle:  # a zombie is gone too
+            return handle.read().split(") ")[1][0] != "Z"
+    except OSError:
+        return False
 
 
 async def test_stdio_server_environment_log_and_no_child_left(
@@ -150,7 +167,7 @@ async def test_stdio_startup_timeout_and_restart_once(
     configure(settings, server, startup_timeout=3.0)
     settings.mcp_servers = {
         "mute": MCPServerSettings(command=sys.executable,
-                                  args=["-c", "import time; time.sleep(60)"]),
+                                  args=["-c", "import time; time.sleep(60.125)"]),
         "files": MCPServerSettings(**stdio_config())}
     engine = await open_engine(settings)
     try:
@@ -159,6 +176,7 @@ async def test_stdio_startup_timeout_and_restart_once(
         catalog = {s.name: s for s in await engine.tools.catalog()}
         assert catalog["mute"].state == "unavailable"
         assert "did not start within 3 s" in (catalog["mute"].error or "")
+        assert not _running("time.sleep(60.125)")  # the silent child was ended
         assert catalog["files"].state == "ready"
         first = await engine.tools.call("files.die", "{}")
         assert first.status == "error" and "stopped" in first.result

@@ -57,6 +57,13 @@ async def test_approve_once_then_the_tool_line_shows_done(
         line.focus()
         await pilot.press("enter")
         assert "arguments:" in str(line.describe()) and "capital" in line.result
+        # opened again from the database, the answer keeps its tool line
+        screen = app.screen
+        screen.open_session(screen.session_id)  # type: ignore[attr-defined]
+        await settle(pilot)
+        (stored,) = app.screen.query(ToolLine)
+        assert stored is not line
+        assert (stored.status, stored.decision, stored.server) == ("ok", "once", "parley")
 
 
 async def test_deny_shows_a_denied_line_and_the_answer_goes_on(

@@ -282,7 +282,9 @@ class ChatTurns(ChatTools):
         self.session_id = session_id
         self.end_edit()
         messages = detail.messages
-        await self.transcript.show(messages)
+        answers = [m.id for m in messages if m.role == "assistant"]
+        await self.transcript.show(messages, await engine.tools.runs_of(answers)
+                                   if answers else None)
         self.prompt.set_history(m.content for m in messages if m.role == "user")
         last = next((m for m in reversed(messages) if m.role == "assistant"), None)
         self.show_sources(Answer(citations=last.citations) if last else None)

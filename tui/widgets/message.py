@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from markdown_it import MarkdownIt
@@ -16,6 +17,8 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.content import Content
 from textual.widget import Widget
+
+from tui.widgets.tool_line import ToolLine
 from textual.widgets import Markdown
 from textual.widgets.markdown import MarkdownStream
 
@@ -73,7 +76,8 @@ class MessageView(Vertical):
 
     def __init__(self, role: str, content: str = "", *, message_id: int | None = None,
                  answer: Answer | None = None, streaming: bool = False,
-                 alternatives: tuple[int, ...] = ()) -> None:
+                 alternatives: tuple[int, ...] = (),
+                 tool_lines: Sequence[ToolLine] = ()) -> None:
         super().__init__(classes=f"message -{role}")
         self.role = role
         self.content = content
@@ -82,9 +86,11 @@ class MessageView(Vertical):
         self.answer = answer or Answer()
         self.streaming = streaming
         self._code_index = 0
+        self._tool_lines = list(tool_lines)  # a stored answer's tool calls, shown first
         self.border_title = self._header()
 
     def compose(self) -> ComposeResult:
+        yield from self._tool_lines
         body = link_markers(self.content) if self.role == "assistant" else self.content
         yield Markdown(body, classes="message-body", open_links=False)
 
