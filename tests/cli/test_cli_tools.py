@@ -73,6 +73,9 @@ def test_ask_with_tools_stream_json_events(home: Path, database_url: str,
     assert sources["citations"][0]["path"].endswith("flux-manual.pdf")
     runs = run(home, database_url, "tools", "runs", "--json")
     assert [(r["tool"], r["status"]) for r in json.loads(runs.stdout)] == [("search", "ok")]
+    session = next(e for e in events if e["type"] == "done")["session_id"]
+    shown = run(home, database_url, "sessions", "show", str(session))
+    assert 'tool parley.search {"query": "flux capacitor"} → ok (allow_list)' in shown.stdout
 
 
 def test_ask_json_lists_tool_runs_and_no_terminal_denies(
