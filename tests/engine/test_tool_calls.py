@@ -97,3 +97,16 @@ def test_accumulator_rules() -> None:
     acc.add("garbage")
     calls = acc.calls()
     assert [(c.id, c.name) for c in calls] == [("7", "files__read"), ("other", "x__y")]
+
+
+async def test_a_server_that_cannot_stream_with_tools_is_asked_unstreamed() -> None:
+    with OpenAITestServer(tool_calls=CALLS, no_stream_tools=True,
+                          tool_preamble="Let me see.") as srv:
+        events = await _stream(srv)
+        sent = [r.json for r in srv.chat_requests]
+    assert [r.get("stream", False) for r in sent] == [True, False]
+    assert "stream_options" not in sent[1] and sent[1]["tools"]
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "Let me see."
+    assert [(c.id, c.name) for c in _calls(events)] == [("call_read", "files__read"),
+                                                        ("call_s", "parley__search")]
+    assert events[-1].finish_reason == "tool_calls"

@@ -39,7 +39,9 @@ dict, or a string sent verbatim, e.g. invalid JSON). ``tool_style`` says how the
 ``ollama`` (each call whole in one chunk, index 0 for all, a separate finish chunk),
 ``llamacpp`` (fragments, two calls interleaved by index) or ``quirks`` (a text preamble,
 the full name re-sent on every fragment, no ids, ``finish_reason: stop``).
-``tool_preamble`` is text streamed before the calls. ``calls_script(rounds)`` builds a
+``tool_preamble`` is text streamed before the calls. ``no_stream_tools`` answers a streamed
+request with tools HTTP 500 "Cannot use tools with stream" (llama.cpp's server before it
+streamed tool calls); unstreamed requests get the calls in ``message.tool_calls``. ``calls_script(rounds)`` builds a
 callable that answers round N of a turn (counted by the tool messages in the request)
 with ``rounds[N]``.
 
@@ -123,7 +125,7 @@ class OpenAITestServer:
                  fail_next: int = 0, fail_status: int = 500, hangup_after: int | None = None,
                  never_answer: bool = False, embedding_dim: int = 32,
                  tool_calls: Any = None, tool_style: str = "openai",
-                 tool_preamble: str = "",
+                 tool_preamble: str = "", no_stream_tools: bool = False,
                  host: str = "127.0.0.1", port: int = 0) -> None:
         self.reply = reply
         self.models = list(models)
@@ -142,6 +144,7 @@ class OpenAITestServer:
         self.tool_calls = tool_calls
         self.tool_style = tool_style
         self.tool_preamble = tool_preamble
+        self.no_stream_tools = no_stream_tools
         self.host, self.port = host, port
         self.requests: list[RecordedRequest] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -304,8 +307,11 @@ class OpenAITestServer:
                 f"This model's maximum context length is {self.context_limit} tokens. "
                 f"However, your messages resulted in {prompt} tokens.",
                 "invalid_request_error", "context_length_exceeded"))
+        if self.no_stream_tools and request.get("tools") and request.get("stream"):
+            return await self._send(writer, record, 500, _error(
+                "Cannot use tools with stream", "server_error", None))
         calls = self.tool_calls(request) if callable(self.tool_calls) else self.tool_calls
-        if calls and request.get("stream"):
+        if calls:
             text = self.tool_preamble
         else:
             calls = None
@@ -314,10 +320,18 @@ class OpenAITestServer:
         usage_json = {"prompt_tokens": usage[0], "completion_tokens": usage[1],
                       "total_tokens": usage[0] + usage[1]}
         if not request.get("stream"):
+            message: dict[str, Any] = {"role": "assistant", "content": text}
+            if calls:
+                message["content"] = text or None
+                message["tool_calls"] = [
+                    {"id": str(c.get("id") or f"call_{i}"), "type": "function",
+                     "function": {"name": c["name"], "arguments": _arguments(c)}}
+                    for i, c in enumerate(calls)]
             return await self._send(writer, record, 200, {
                 "id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                             "finish_reason": self.finish_reason}], "usage": usage_json})
+                "choices": [{"index": 0, "message": message,
+                             "finish_reason": "tool_calls" if calls else self.finish_reason}],
+                "usage": usage_json})
         await self._stream(request, text, usage_json, record, reader, writer, calls)
         return False
 
