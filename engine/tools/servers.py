@@ -141,7 +141,7 @@ class MCPServer:
         try:
             await conn.open(self.startup_timeout)
             tools = await asyncio.wait_for(conn.list_tools(), self.startup_timeout)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             await conn.aclose()
             self._fail(f"did not start within {self.startup_timeout:g} s")
         except Exception as exc:  # noqa: BLE001 - any failure to start is reported the same way

@@ -70,7 +70,7 @@ class Toolbox:
         listed = await asyncio.gather(*(s.tools() for s in servers), return_exceptions=True)
         offered: dict[str, Tool] = {}
         problems: list[str] = []
-        for server, tools in zip(servers, listed, strict=True):
+        for tools in listed:
             if isinstance(tools, BaseException):
                 if not isinstance(tools, ToolServerDown | ConfigError | OSError):
                     raise tools

@@ -41,9 +41,9 @@ dict, or a string sent verbatim, e.g. invalid JSON). ``tool_style`` says how the
 the full name re-sent on every fragment, no ids, ``finish_reason: stop``).
 ``tool_preamble`` is text streamed before the calls. ``no_stream_tools`` answers a streamed
 request with tools HTTP 500 "Cannot use tools with stream" (llama.cpp's server before it
-streamed tool calls); unstreamed requests get the calls in ``message.tool_calls``. ``calls_script(rounds)`` builds a
-callable that answers round N of a turn (counted by the tool messages in the request)
-with ``rounds[N]``.
+streamed tool calls); unstreamed requests get the calls in ``message.tool_calls``.
+``calls_script(rounds)`` builds a callable that answers round N of a turn (counted by the
+assistant messages after the last user message) with ``rounds[N]``.
 
 Every request is recorded (``RecordedRequest``: method, path, lower-cased headers, JSON,
 status, and ``disconnected`` when the client left before the response was complete);

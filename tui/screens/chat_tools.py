@@ -12,7 +12,6 @@ from tui.screens.base import ParleyScreen
 from tui.screens.tool_approval import ToolApproval
 from tui.widgets.tool_line import ToolLine
 
-
 DENIED = ("deny_list", "never", "no_terminal", "limit", "repeat")
 
 

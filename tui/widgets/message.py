@@ -17,13 +17,12 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.content import Content
 from textual.widget import Widget
-
-from tui.widgets.tool_line import ToolLine
 from textual.widgets import Markdown
 from textual.widgets.markdown import MarkdownStream
 
 from engine.chat.citations import find_markers
 from engine.types import Citation
+from tui.widgets.tool_line import ToolLine
 
 _NUMBER = re.compile(r"\d+")
 _FENCE_OPEN = re.compile(r"^(`{3,}|~{3,})")
