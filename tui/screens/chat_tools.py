@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from engine.types import ApprovalRequest, ToolCallFinished, ToolCallStarted, ToolNotice
 from tui.screens.base import ParleyScreen
-from tui.screens.tool_approval import ToolApproval
 from tui.widgets.tool_line import ToolLine
+
+if TYPE_CHECKING:
+    from engine.types import ApprovalRequest
 
 DENIED = ("deny_list", "never", "no_terminal", "limit", "repeat")
 
@@ -20,6 +21,8 @@ class ChatTools(ParleyScreen):
 
     async def approve_tool(self, request: ApprovalRequest) -> str:
         """Ask on the approval card; a stopped answer takes the card away (denied)."""
+        from tui.screens.tool_approval import ToolApproval  # needed only when one asks
+
         answered: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         card = ToolApproval(request)
 
@@ -36,6 +39,9 @@ class ChatTools(ParleyScreen):
             raise
 
     async def tool_event(self, event: Any, stream: Any, lines: dict[str, ToolLine]) -> None:
+        # here, not at the top: the engine's types are not needed for the first paint
+        from engine.types import ToolCallFinished, ToolCallStarted, ToolNotice
+
         if isinstance(event, ToolCallStarted):
             line = ToolLine(event.call_id, event.server, event.tool, event.arguments,
                             status="denied" if event.decision in DENIED else "running",

@@ -8,6 +8,8 @@ answer streams on; Esc again stops the whole answer.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -15,7 +17,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
-from engine.types import ApprovalRequest
+if TYPE_CHECKING:
+    from engine.types import ApprovalRequest
 
 
 class ToolApproval(ModalScreen[str]):
@@ -28,10 +31,10 @@ class ToolApproval(ModalScreen[str]):
     ToolApproval Button { margin-left: 1; min-width: 10; }
     """
     BINDINGS = [
-        Binding("y", "answer('once')", "Once"),
-        Binding("s", "answer('session')", "This session"),
-        Binding("a", "answer('always')", "Always"),
-        Binding("n,escape", "answer('deny')", "Deny"),
+        Binding("y", "answer('once')", "Once", id="approval.once"),
+        Binding("s", "answer('session')", "This session", id="approval.session"),
+        Binding("a", "answer('always')", "Always", id="approval.always"),
+        Binding("n,escape", "answer('deny')", "Deny", id="approval.deny"),
     ]
 
     def __init__(self, request: ApprovalRequest) -> None:

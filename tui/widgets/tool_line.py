@@ -40,7 +40,7 @@ class ToolLine(Static, can_focus=True):
     ToolLine { height: auto; padding: 0 1; color: $text-muted; }
     ToolLine:focus { background: $boost; color: $text; }
     """
-    BINDINGS = [Binding("enter,space", "toggle", "Tool details")]
+    BINDINGS = [Binding("enter,space", "toggle", "Tool details", id="tool.toggle")]
 
     def __init__(self, call_id: str, server: str, tool: str, arguments: str, *,
                  status: str = "running", decision: str = "", result: str = "",
