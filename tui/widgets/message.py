@@ -20,14 +20,13 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.content import Content
 
-from tui.widgets.tool_line import ToolLine
-
 if TYPE_CHECKING:
     from textual.widget import Widget
     from textual.widgets import Markdown
     from textual.widgets.markdown import MarkdownStream
 
     from engine.types import Citation
+    from tui.widgets.tool_line import ToolLine
 
 _NUMBER = re.compile(r"\d+")
 _FENCE_OPEN = re.compile(r"^(`{3,}|~{3,})")

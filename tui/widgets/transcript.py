@@ -20,7 +20,6 @@ from textual.widgets import Static
 
 from tui.keys import key_hint
 from tui.widgets.message import Answer, MessageView
-from tui.widgets.tool_line import ToolLine
 
 if TYPE_CHECKING:
     from textual.widgets import Markdown
@@ -35,6 +34,8 @@ def view_for(message: Message, runs: Sequence[ToolRunInfo] = ()) -> MessageView:
     """The view of a stored message (an answer with the lines of its tool calls)."""
     answer = Answer(status=message.status, model=message.model, error=message.error,
                     citations=message.citations)
+    from tui.widgets.tool_line import ToolLine  # only answers that used tools need it
+
     lines = [ToolLine(r.call_id, r.server, r.tool, r.arguments, status=r.status,
                       decision=r.decision, result=(r.result if r.status == "ok" else r.error)
                       or "", chars=r.result_chars, duration_ms=r.duration_ms,
