@@ -297,7 +297,8 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True)
 
     user: str = Field(default_factory=lambda: _default_user())
-    """The user whose sessions and documents Parley shows (teams on PostgreSQL)."""
+    """The user whose sessions and documents Parley shows on SQLite. On PostgreSQL the user
+    is the connecting role; a value naming another role is refused (``engine.teams``)."""
     database: DatabaseSettings = DatabaseSettings()
     crypto: CryptoSettings = CryptoSettings()
     embedding: EmbeddingSettings = EmbeddingSettings()

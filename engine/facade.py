@@ -12,17 +12,17 @@ from __future__ import annotations
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from sqlalchemy import select, text
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import ProgrammingError as SAProgrammingError
 
 from engine.keys import crypto
 from engine.config import Settings
-from engine.db import models as m
 from engine.db import schema
 from engine.db.connect import Database, create_engine, mask_url, sqlite_path
 from engine.errors import DatabaseError, ParleyError
 from engine.history.sessions import SessionStore
+from engine.teams import identity
 from engine.types import SchemaStatus, SchemaUpgraded
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from engine.library.service import Library
     from engine.providers.embedders import Embedder
     from engine.library.retrieval import Retriever
+    from engine.teams.admin import Team
     from engine.tools.toolbox import Toolbox
     from engine.usage import UsageLedger
 
@@ -71,6 +72,7 @@ class Engine:
                                          echo=self.settings.database.echo))
         try:
             state = await self._connect_and_check()
+            self.settings = await identity.resolve(self.db, self.settings)
             if not self._migrate:
                 return
             if state.current is not None:
@@ -108,7 +110,8 @@ class Engine:
         try:
             state = await schema.status(self.db)
         except (OperationalError, DBAPIError, OSError) as exc:
-            raise _connection_error(url, exc) from None
+            detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise (identity.no_access_error(url, detail) or _connection_error(url, exc)) from None
         schema.check_not_newer(state.current)
         return state
 
@@ -130,16 +133,7 @@ class Engine:
 
     async def _ensure_user(self) -> int:
         assert self.db is not None
-        name = self.settings.user
-        async with self.db.read() as s:
-            found = await s.scalar(select(m.User.id).where(m.User.name == name))
-        if found is not None:
-            return found
-        async with self.db.write() as s:
-            user = m.User(name=name)
-            s.add(user)
-            await s.flush()
-            return user.id
+        return await identity.ensure_user(self.db, self.settings.user)
 
     # -- verbs ----------------------------------------------------------------------------------
     def _require_db(self) -> Database:
@@ -192,6 +186,13 @@ class Engine:
         from engine.usage import UsageLedger
 
         return self._service("usage", UsageLedger)
+
+    @property
+    def team(self) -> Team:
+        """PostgreSQL teams: members (the owner's) and collection shares."""
+        from engine.teams.admin import Team
+
+        return self._service("team", Team)
 
     @property
     def tools(self) -> Toolbox:

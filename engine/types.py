@@ -116,6 +116,7 @@ class SearchHit:
     keyword_rank: int | None = None
     vector_rank: int | None = None
     collection: str | None = None
+    owner: str | None = None  # who shared the collection with you (None: your own)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +129,8 @@ class CollectionInfo:
     dimension: int
     document_count: int = 0
     chunk_count: int = 0
+    owner: str | None = None  # who shared it with you (None: your own)
+    access: str = "owner"  # "owner" | "read" | "write" (shared with you)
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,6 +371,29 @@ class ReindexResult:
     chunks: int  # chunks embedded by this call (a resumed run counts only its own)
     previous_embedder: str
     status: str = "complete"  # "complete" | "unchanged"
+
+
+@dataclass(frozen=True, slots=True)
+class TeamMember:
+    """A user of a PostgreSQL team database (``parley team list``)."""
+
+    name: str
+    user_id: int | None  # None: the role is in parley_member but has no user row yet
+    member: bool  # holds parley_member (may use Parley)
+    can_login: bool
+    owner: bool  # the schema owner
+    created_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ShareInfo:
+    """A collection shared by its owner with one user (``with_user``) or everyone (None)."""
+
+    collection: str
+    owner: str
+    with_user: str | None
+    write: bool
+    created_at: datetime
 
 
 # --- tools ---------------------------------------------------------------------------------

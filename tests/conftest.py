@@ -102,6 +102,12 @@ async def database_url(request: pytest.FixtureRequest, parley_home: Path) -> Asy
         yield f"sqlite:///{parley_home / 'parley.db'}"
         return
     server: PostgresServer = request.getfixturevalue("postgres_server")
+    if os.environ.get("TEST_PG_AS_MEMBER"):  # every PostgreSQL test as a team member
+        from tests.teams.support import member_database
+
+        async with member_database(server.admin_url, parley_home.parent) as url:
+            yield url
+        return
     name = await server.create_database()
     try:
         yield server.sqlalchemy_url(name)

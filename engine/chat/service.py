@@ -36,11 +36,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.history.branches import Branches, last_exchange
 from engine.db import models as m
-from engine.errors import ConfigError, NotFound, ProviderError, UsageError
+from engine.errors import ConfigError, ProviderError, UsageError
 from engine.chat.prompt import DEFAULT_SYSTEM_PROMPT
 from engine.providers.base import ChatProvider
 from engine.providers.registry import make_chat_provider
 from engine.chat.turn import EXTRACTIVE, ChatEvent, Turn, run_turn
+from engine.teams import shares
 from engine.types import SessionDetail, SessionSummary
 
 if TYPE_CHECKING:
@@ -249,7 +250,8 @@ class Chat:
                            given: Sequence[str] | None) -> tuple[str, ...]:
         async with self.engine._require_db().read() as s:
             if given:
-                return tuple(row.name for row in await self._collection_rows(s, given))
+                return tuple(v.label for v in await shares.resolve(
+                    s, self.engine.user_id, given, quote=False))
             if summary and summary.collections:
                 return tuple(summary.collections)
             default = self.engine.settings.retrieval.default_collection
@@ -259,16 +261,9 @@ class Chat:
 
     async def _collection_rows(self, s: AsyncSession,
                                names: Sequence[str]) -> list[m.Collection]:
-        wanted = list(dict.fromkeys(names))
-        if not wanted:
-            return []
-        rows = list(await s.scalars(select(m.Collection).where(
-            m.Collection.user_id == self.engine.user_id, m.Collection.name.in_(wanted))))
-        missing = sorted(set(wanted) - {row.name for row in rows})
-        if missing:
-            raise NotFound(f"no collection named {', '.join(missing)}",
-                           "list them: parley collections list")
-        return sorted(rows, key=lambda row: wanted.index(row.name))
+        # the user's own, or shared with them (``owner/name``), in the order given
+        return [v.row for v in await shares.resolve(s, self.engine.user_id, names,
+                                                    quote=False)]
 
     async def _create_in(self, s: AsyncSession, question: str, provider: str | None,
                          model: str | None, system_prompt: str | None,

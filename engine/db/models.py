@@ -273,6 +273,35 @@ class AuditLog(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class UserKey(Base):
+    """A user's encryption key facts: check value, KDF salt, unfinished rotation (JSON).
+
+    Each user's history is encrypted under their own key (teams on PostgreSQL), so what
+    identifies the key belongs to the user, not to the database."""
+
+    __tablename__ = "user_keys"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    key_check: Mapped[str | None] = mapped_column(Text)
+    kdf_salt: Mapped[str | None] = mapped_column(String(64))
+    rotation: Mapped[str | None] = mapped_column(Text)
+
+
+class CollectionShare(Base):
+    """A collection its owner shares with one user (``user_id``) or everyone (NULL)."""
+
+    __tablename__ = "collection_shares"
+    __table_args__ = (Index("ix_collection_shares_collection_grantee", "collection_id",
+                            "grantee_id", unique=True),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                          index=True)
+    grantee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                                   index=True)
+    can_write: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
 class ToolRun(Base):
     """One tool call a model asked for while answering (or run by hand: no session).
 

@@ -136,6 +136,12 @@ def _migration_error(db: Database, exc: DBAPIError) -> DatabaseError:
             f"PostgreSQL at {url} cannot use the pgvector extension: {detail}",
             "install pgvector on the server and run CREATE EXTENSION vector as a superuser "
             "(or grant this user the right to), then: parley db upgrade")
+    if "permission denied to create role" in detail or "must be owner" in detail:
+        return DatabaseError(
+            f"migrating {url} failed: {detail}",
+            "run parley db upgrade as the schema owner; it needs CREATEROLE the first time "
+            "(to create parley_member), or a superuser can CREATE ROLE parley_member NOLOGIN "
+            "first (see the README's team setup)")
     return DatabaseError(f"migrating {url} failed: {detail}",
                          "nothing was changed on PostgreSQL (the migration is one transaction); "
                          "SQLite files are backed up as <file>.bak-<revision>")

@@ -102,9 +102,9 @@ class IngestJob:
     # -- the run ------------------------------------------------------------------------------
     async def events(self) -> AsyncIterator[IngestProgress | IngestResult]:
         """Progress after each file, then the ``IngestResult``."""
-        await run_rows.close_dead_runs(self.db, self.target.user_id)
+        await run_rows.close_dead_runs(self.db, self.target.actor)
         self.run_id = await run_rows.start_run(
-            self.db, self.target.user_id, self.target.collection_id, self.paths,
+            self.db, self.target.actor, self.target.collection_id, self.paths,
             self._options_row())
         status, tasks = "interrupted", []
         try:
@@ -268,7 +268,7 @@ class IngestJob:
             async with self.db.write() as s:
                 await store.check_target(s, t)
                 await store.write_indexed(s, t, item, vectors)
-                await store.add_usage(s, t.user_id, self._usage)
+                await store.add_usage(s, t.actor, self._usage)
         except (DataError, IntegrityError) as exc:
             # This file's values cannot be stored (the transaction left nothing behind):
             # record it like any bad file. A lost connection is not caught: it stops the run.
@@ -283,7 +283,7 @@ class IngestJob:
     async def _flush_usage(self) -> None:
         if self._usage:
             async with self.db.write() as s:
-                await store.add_usage(s, self.target.user_id, self._usage)
+                await store.add_usage(s, self.target.actor, self._usage)
             self._usage.clear()
 
     # -- pruning ------------------------------------------------------------------------------

@@ -16,8 +16,10 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from engine.teams import rls
+
 revision: str = '0005_tool_runs'
-down_revision: str | None = '0002'
+down_revision: str | None = '0006_teams'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -60,6 +62,10 @@ def upgrade() -> None:
     sa.UniqueConstraint('user_id', 'tool', name=op.f('uq_tool_approvals_user_id'))
     )
     op.create_index(op.f('ix_tool_approvals_user_id'), 'tool_approvals', ['user_id'], unique=False)
+    if op.get_bind().dialect.name == "postgresql":
+        for table in ("tool_runs", "tool_approvals"):
+            rls.install_own_table(op.execute, table)
+            op.execute(f"GRANT USAGE, SELECT ON SEQUENCE {table}_id_seq TO {rls.MEMBER_ROLE}")
 
 
 def downgrade() -> None:

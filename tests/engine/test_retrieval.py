@@ -16,6 +16,7 @@ from sqlalchemy import delete, select, text
 
 from engine import Engine
 from engine.db import models as m
+from engine.teams import rls
 from engine.db.search_backend import for_backend
 from engine.errors import EmbedderMismatch, NotFound
 from engine.library.retrieval import fuse, fuse_convex
@@ -63,7 +64,7 @@ async def add_collection(engine: Engine, name: str, docs: list[Doc], *,
                             embedder=embedder or model.name, dimension=model.dimension)
         s.add(coll)
         await s.flush()
-        await for_backend(engine.db.backend).create_vector_index(s, coll.id, 1, model.dimension)
+        await rls.vector_index(s, engine.db.backend, coll.id, 1, model.dimension)
         for i, doc in enumerate(docs):
             row = m.Document(user_id=coll.user_id, collection_id=coll.id, source_path=doc.path,
                              path_hash=hashlib.sha256(doc.path.encode()).hexdigest(),

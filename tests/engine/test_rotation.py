@@ -103,9 +103,11 @@ def _readable_by(key: bytes, tokens: dict[str, str]) -> int:
 
 
 async def _meta(engine: Engine, key: str) -> str | None:
-    assert engine.db is not None
+    """The user's key fact named as it was in parley_meta (now in user_keys)."""
+    assert engine.db is not None and key == META_ROTATION
     async with engine.db.read() as s:
-        return await s.scalar(select(m.Meta.value).where(m.Meta.key == key))
+        return await s.scalar(select(m.UserKey.rotation)
+                              .where(m.UserKey.user_id == engine.user_id))
 
 
 async def test_rotation_re_encrypts_everything_and_retires_the_old_key(
@@ -223,7 +225,9 @@ async def test_a_prepared_rotation_whose_key_never_reached_the_file_starts_over(
     lost = Rotation(new_check=Fernet(Fernet.generate_key()).encrypt(b"x").decode(),
                     phase="prepare", total=3, started_at="2025-01-01T00:00:00+00:00")
     async with engine.db.write() as s:  # type: ignore[union-attr]
-        s.add(m.Meta(key=META_ROTATION, value=lost.dump()))
+        row = await s.get(m.UserKey, engine.user_id)
+        assert row is not None
+        row.rotation = lost.dump()
     await engine.close()
     async with Engine(settings) as reopened:  # the old key still opens it
         assert await _decrypted(reopened) == expected
@@ -271,14 +275,14 @@ class _Lock:
     async def state(self) -> dict | None:
         if self.backend == "sqlite":
             conn = self.sqlite or sqlean.connect(make_url(self.url).database, timeout=30)
-            row = conn.execute("SELECT value FROM parley_meta WHERE key = ?",
-                               (META_ROTATION,)).fetchone()
+            row = conn.execute("SELECT rotation FROM user_keys WHERE rotation IS NOT NULL"
+                               ).fetchone()
             if self.sqlite is None:
                 conn.close()
         else:
             assert self.pg is not None
-            row = await self.pg.fetchrow("SELECT value FROM parley_meta WHERE key = $1",
-                                         META_ROTATION)
+            row = await self.pg.fetchrow(
+                "SELECT rotation FROM user_keys WHERE rotation IS NOT NULL")
         return json.loads(row[0]) if row else None
 
     async def open(self) -> None:
@@ -303,8 +307,7 @@ class _Lock:
         else:
             assert self.pg is not None
             await self.pg.execute("BEGIN")
-            await self.pg.execute("SELECT value FROM parley_meta WHERE key = $1 FOR UPDATE",
-                                  META_ROTATION)
+            await self.pg.execute("SELECT rotation FROM user_keys FOR UPDATE")
 
     async def release(self) -> None:
         if self.sqlite is not None:

@@ -245,8 +245,9 @@ async def collections_list(as_json: bool) -> None:
     if not items:
         info("no collections yet (parley ingest PATH creates one)")
     for c in items:
+        shared = "" if c.owner is None else f"\tshared by {c.owner} ({c.access})"
         click.echo(f"{c.name}\t{c.document_count} documents\t{c.chunk_count} chunks\t"
-                   f"{c.embedder} ({c.dimension})")
+                   f"{c.embedder} ({c.dimension}){shared}")
 
 
 @collections_group.command("create")
