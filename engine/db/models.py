@@ -300,6 +300,7 @@ class CollectionShare(Base):
     grantee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
                                                    index=True)
     can_write: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class ToolRun(Base):
