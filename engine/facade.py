@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from engine.providers.embedders import Embedder
     from engine.library.retrieval import Retriever
     from engine.teams.admin import Team
+    from engine.tools.toolbox import Toolbox
     from engine.usage import UsageLedger
 
 
@@ -194,6 +195,13 @@ class Engine:
         from engine.teams.admin import Team
 
         return self._service("team", Team)
+
+    @property
+    def tools(self) -> Toolbox:
+        """Tool servers (MCP and built-in), approvals, calls by hand and stored tool runs."""
+        from engine.tools.toolbox import Toolbox
+
+        return self._service("tools", Toolbox)
 
     def embedder(self) -> Embedder:
         """The configured embedder, created on first use and shared by every service."""

@@ -16,6 +16,11 @@ Which model: the call's ``provider``/``model``, else the session's, else ``chat.
 config; no provider at all means the offline extractive answerer. Arguments of ``ask`` apply
 to that turn; a session created by the turn keeps them.
 
+Tools: ``tools`` True/False overrides ``tools.enabled`` for the turn, ``approval`` overrides
+``tools.approval``, and ``approver`` is the front end's question to the user before a call
+that needs one (an async callable given an ``ApprovalRequest``, answering ``once``,
+``session``, ``always`` or ``deny``); without one such calls are refused.
+
 Which collections: the call's, else the session's, else ``retrieval.default_collection``
 when it exists. A session that names collections searches only those.
 """
@@ -41,6 +46,7 @@ from engine.types import SessionDetail, SessionSummary
 
 if TYPE_CHECKING:
     from engine.facade import Engine
+    from engine.tools.loop import Approver
 
 TITLE_CHARS = 60
 
@@ -81,7 +87,9 @@ class Chat:
     async def ask(self, question: str, *, session_id: int | None = None, new: bool = False,
                   collections: Sequence[str] | None = None, rag: bool | None = None,
                   model: str | None = None, provider: str | None = None,
-                  system_prompt: str | None = None) -> AsyncIterator[ChatEvent]:
+                  system_prompt: str | None = None, tools: bool | None = None,
+                  approval: str | None = None,
+                  approver: Approver | None = None) -> AsyncIterator[ChatEvent]:
         """Ask ``question`` and stream the answer: ``BudgetWarning``?, ``Delta``*, ``Sources``,
         ``Done``. A failed call still sends ``Sources`` and ``Done`` (status ``error`` or
         ``interrupted``), then raises the ``ProviderError``."""
@@ -105,14 +113,17 @@ class Chat:
             row = await self.branches.add_in(s, session, "user", question,
                                              parent_id=session.current_message_id)
         turn = Turn(session.id, row.id, question, detail.messages if detail else (), names,
-                    name, chosen, self._system_prompt(summary, system_prompt), self._rag(rag))
+                    name, chosen, self._system_prompt(summary, system_prompt), self._rag(rag),
+                    tools, approval, approver)
         async with contextlib.aclosing(run_turn(self, turn)) as events:
             async for event in events:
                 yield event
 
     async def regenerate(self, session_id: int | None, *, model: str | None = None,
                          provider: str | None = None,
-                         rag: bool | None = None) -> AsyncIterator[ChatEvent]:
+                         rag: bool | None = None, tools: bool | None = None,
+                         approval: str | None = None,
+                         approver: Approver | None = None) -> AsyncIterator[ChatEvent]:
         """Answer the last question again as a new branch (the old answer is kept).
         ``session_id`` None: the latest session."""
         detail = await self._existing_session(session_id)
@@ -121,14 +132,17 @@ class Chat:
         name, chosen = await self._choose_model(summary, provider, model)
         turn = Turn(session_id, last.question.id, last.question.content, last.history,
                     await self._collections(summary, None), name, chosen,
-                    self._system_prompt(summary, None), self._rag(rag))
+                    self._system_prompt(summary, None), self._rag(rag), tools, approval,
+                    approver)
         async with contextlib.aclosing(run_turn(self, turn)) as events:
             async for event in events:
                 yield event
 
     async def edit_last(self, session_id: int | None, question: str, *,
                         model: str | None = None, provider: str | None = None,
-                        rag: bool | None = None) -> AsyncIterator[ChatEvent]:
+                        rag: bool | None = None, tools: bool | None = None,
+                        approval: str | None = None,
+                        approver: Approver | None = None) -> AsyncIterator[ChatEvent]:
         """Replace the last question with ``question`` as a new branch and answer it.
         ``session_id`` None: the latest session."""
         question = question.strip()
@@ -144,7 +158,8 @@ class Chat:
             row = await self.branches.add_in(s, session, "user", question,
                                              parent_id=last.question.parent_id)
         turn = Turn(session_id, row.id, question, last.history, names, name, chosen,
-                    self._system_prompt(summary, None), self._rag(rag))
+                    self._system_prompt(summary, None), self._rag(rag), tools, approval,
+                    approver)
         async with contextlib.aclosing(run_turn(self, turn)) as events:
             async for event in events:
                 yield event

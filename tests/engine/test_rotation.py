@@ -52,6 +52,18 @@ async def _seed(engine: Engine, sessions: int = 6, per_session: int = 10) -> dic
             s.add(cite)
             await s.flush()
             expected[f"citations.snippet:{cite.id}"] = cite.snippet
+            run = m.ToolRun(user_id=engine.user_id, session_id=row.id, message_id=msgs[-1].id,
+                            call_id=f"call_{i}", server="files", tool="read",
+                            arguments=f'{{"path": "secret-{i}.txt"}}', result=f"contents {i}",
+                            error=f"warning {i}" if i % 2 else None, status="ok",
+                            decision="auto", round=1, call_index=0, result_chars=10,
+                            truncated=False)
+            s.add(run)
+            await s.flush()
+            expected[f"tool_runs.arguments:{run.id}"] = run.arguments
+            expected[f"tool_runs.result:{run.id}"] = run.result
+            if run.error:
+                expected[f"tool_runs.error:{run.id}"] = run.error
     return expected
 
 

@@ -66,9 +66,9 @@ def _register() -> None:
     if _registered:
         return
     _registered = True
-    from tui.cli import ask, config, db, ingest, key, search, sessions, team, usage
+    from tui.cli import ask, config, db, ingest, key, search, sessions, team, tools, usage
 
-    for module in (db, config, search, sessions, key, ingest, ask, usage, team):
+    for module in (db, config, search, sessions, key, ingest, ask, usage, team, tools):
         for command in module.COMMANDS:
             cli.add_command(command)
 
