@@ -19,7 +19,7 @@ from alembic import op
 from engine.teams import rls
 
 revision: str = '0005_tool_runs'
-down_revision: str | None = '0006_teams'
+down_revision: str | None = '0007_bm25_index'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
