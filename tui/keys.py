@@ -47,6 +47,8 @@ SCOPES: dict[str, tuple[str, str, str]] = {
     "error": ("tui.screens.dialogs", "ErrorDialog", "the error dialog"),
     "confirm": ("tui.screens.dialogs", "ConfirmDialog", "confirmation dialogs"),
     "text": ("tui.screens.dialogs", "TextDialog", "text dialogs (rename)"),
+    "tool": ("tui.widgets.tool_line", "ToolLine", "a tool call's line in an answer"),
+    "approval": ("tui.screens.tool_approval", "ToolApproval", "the tool approval card"),
 }
 # Textual widgets focused inside Parley's scopes: only their own keys count.
 WIDGETS: dict[str, tuple[str, str, str]] = {
@@ -70,6 +72,8 @@ CHAINS: tuple[tuple[str, ...], ...] = (
     ("error", "app"),
     ("confirm", "app"),
     ("=input", "text", "app"),
+    ("tool", "transcript", "chat", "app"),
+    ("approval", "app"),
 )
 TYPING = {"prompt", "=input"}  # where a printable key is text, not a command
 

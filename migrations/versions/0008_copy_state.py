@@ -7,7 +7,7 @@ and its state row commit in one transaction, so a copy killed at any point resum
 New tables only: no batch rebuild, so the FTS5 triggers and vec0 tables are untouched.
 
 Revision ID: 0008_copy_state
-Revises: 0002
+Revises: 0005_tool_runs
 Create Date: 2026-11-30 11:20:00
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = '0008_copy_state'
-down_revision: str | None = '0002'
+down_revision: str | None = '0005_tool_runs'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
