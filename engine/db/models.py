@@ -358,6 +358,8 @@ class CopyState(Base):
     copy_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     table_name: Mapped[str] = mapped_column(String(128), primary_key=True)
     id_offset: Mapped[int] = mapped_column(BigInteger, default=0)
+    # the top of the id block taken from the table's sequence (PostgreSQL)
+    id_reserved: Mapped[int | None] = mapped_column(BigInteger)
     last_key: Mapped[str | None] = mapped_column(Text)  # JSON list: the last source key copied
     copied: Mapped[int] = mapped_column(BigInteger, default=0)
     skipped: Mapped[int] = mapped_column(BigInteger, default=0)

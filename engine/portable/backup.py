@@ -40,7 +40,7 @@ PAYLOAD = "parley.db"
 PACKED = "parley.db.gz"
 CHECKSUM = "SHA256SUM"
 SUFFIX = ".parley-backup"
-META_LAST_BACKUP = "last_backup"
+AUDIT_BACKUP = "backup"
 
 
 def default_path(folder: Path) -> Path:
@@ -305,34 +305,39 @@ def move_into_place(payload: Path, target: Path) -> None:
 
 
 # -- keys and the record of the last backup --------------------------------------------------
-async def _meta(url: str) -> dict[str, str]:
-    from engine.portable.target import read_meta
+async def _my_key_facts(url: str, user: str) -> dict[str, str | None]:
+    """The user's key check value and salt (on PostgreSQL the connecting role's)."""
+    from sqlalchemy import text
+
+    from engine.portable.target import user_key_facts
 
     db = Database(create_engine(url))
     try:
         async with db.engine.connect() as conn:
-            return await read_meta(conn)
+            if conn.dialect.name == "postgresql":
+                user = str(await conn.scalar(text("SELECT session_user")))
+            return (await user_key_facts(conn, [user])).get(user, {})
     finally:
         await db.dispose()
 
 
 async def seal_for(url: str, settings: Any, passphrase: str | None
                    ) -> tuple[str, bytes, bytes, str | None]:
-    """(mode, salt, archive key, the database's KDF salt) to seal a backup of ``url``."""
+    """(mode, salt, archive key, the user's KDF salt) to seal a backup of ``url``."""
     from engine.keys import crypto
     from engine.portable.target import key_candidates
 
     salt = os.urandom(16)
     if passphrase:
         return "passphrase", salt, archive_key("passphrase", salt, passphrase=passphrase), None
-    meta = await _meta(url)
-    keys = key_candidates(settings)(meta.get("kdf_salt"))
-    check = meta.get("key_check")
+    facts = await _my_key_facts(url, settings.user)
+    keys = key_candidates(settings)(facts.get("kdf_salt"))
+    check = facts.get("key_check")
     usable = [k for k in keys if check is None or crypto.key_matches(k, check)]
     if not usable:
         raise ArchiveError("no key that opens this database is available to seal the backup",
                            "set the key file or $PARLEY_KEY, or seal with --passphrase")
-    return "key", salt, archive_key("key", salt, fernet_key=usable[0]), meta.get("kdf_salt")
+    return "key", salt, archive_key("key", salt, fernet_key=usable[0]), facts.get("kdf_salt")
 
 
 def opener(settings: Any, passphrase: str | None) -> Callable[[dict[str, str]], bytes]:
@@ -349,29 +354,40 @@ def opener(settings: Any, passphrase: str | None) -> Callable[[dict[str, str]], 
     return key_for
 
 
-async def record_backup(url: str, result: BackupResult) -> None:
-    """Remember the last backup in the database itself (shown on the library screen)."""
-    from sqlalchemy import delete, insert
+async def record_backup(url: str, result: BackupResult, user: str) -> None:
+    """Remember the backup in the audit log of the user who made it (on PostgreSQL the
+    connecting role: a member may write only their own rows): the library screen shows
+    the last one."""
+    from sqlalchemy import insert, text
 
     from engine.db import models as m
 
-    value = json.dumps({"at": datetime.now(UTC).isoformat(), "path": result.path,
-                        "encrypted": result.encrypted, "size": result.size})
     db = Database(create_engine(url))
     try:
         async with db.engine.begin() as conn:
-            await conn.execute(delete(m.Meta).where(m.Meta.key == META_LAST_BACKUP))
-            await conn.execute(insert(m.Meta).values(key=META_LAST_BACKUP, value=value))
+            if conn.dialect.name == "postgresql":
+                user = str(await conn.scalar(text("SELECT session_user")))
+            uid = await conn.scalar(select(m.User.id).where(m.User.name == user))
+            if uid is None:
+                return
+            await conn.execute(insert(m.AuditLog).values(
+                user_id=uid, actor=user, action=AUDIT_BACKUP, target=result.path,
+                detail={"encrypted": result.encrypted, "size": result.size},
+                created_at=datetime.now(UTC)))
     finally:
         await db.dispose()
 
 
-async def last_backup(db: Database) -> dict[str, Any] | None:
+async def last_backup(db: Database, user_id: int) -> dict[str, Any] | None:
     from engine.db import models as m
 
     async with db.read() as s:
-        value = await s.scalar(select(m.Meta.value).where(m.Meta.key == META_LAST_BACKUP))
-    try:
-        return json.loads(value) if value else None
-    except ValueError:
+        row = (await s.execute(select(m.AuditLog.created_at, m.AuditLog.target,
+                                      m.AuditLog.detail)
+                               .where(m.AuditLog.user_id == user_id,
+                                      m.AuditLog.action == AUDIT_BACKUP)
+                               .order_by(m.AuditLog.id.desc()).limit(1))).first()
+    if row is None:
         return None
+    at, path, detail = row
+    return {"at": at.isoformat(), "path": path, **(detail or {})}

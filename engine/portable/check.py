@@ -5,7 +5,9 @@ the chunks (``integrity-check``); each collection generation's vector index (vec
 PostgreSQL's partial HNSW index) exists and holds exactly that generation's vectors; the
 live generation has a vector for every chunk; no vector without its chunk; no citation
 pointing at a chunk or document that is gone (instead of being marked, i.e. cleared); the
-key check value opens with the current key; no unfinished ``db copy`` into it.
+user's key check value (``user_keys``) opens with the current key; no unfinished
+``db copy`` into it. On PostgreSQL the owner checks every user's rows; a member checks
+what row-level security shows them, and the report's ``scope`` says so.
 ``repair`` rebuilds what is derived (FTS5, vector indexes) and clears what is dangling;
 it never touches chat history or documents.
 """
@@ -15,13 +17,17 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import delete, exists, func, select, text, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.db import models as m
 from engine.db.connect import Database, mask_url
 from engine.db.search_backend import for_backend
 from engine.keys import crypto
+from engine.portable.access import access
 from engine.portable.results import CheckProblem, CheckReport
+from engine.portable.target import KeyCandidates
+from engine.teams import rls
 
 REPAIR = "parley db check --repair"
 
@@ -89,13 +95,19 @@ async def _vector_checks(conn: AsyncConnection, backend: str,
 
 
 async def _reference_checks(conn: AsyncConnection, problems: list[CheckProblem],
-                            checks: list[str]) -> None:
+                            checks: list[str], sees_all: bool) -> None:
     checks.append("vectors belong to chunks")
     orphans = int(await conn.scalar(select(func.count()).select_from(m.ChunkEmbedding).where(
         ~exists().where(m.Chunk.id == m.ChunkEmbedding.chunk_id))) or 0)
     if orphans:
         problems.append(CheckProblem("orphan vectors", f"{orphans} vectors belong to no chunk",
                                      REPAIR))
+    if not sees_all:
+        # a citation of a collection no longer shared with this member points at a row
+        # they cannot see, not at one that is gone (foreign keys guarantee that here)
+        checks.append("citations: skipped (rows of collections not shared with you are "
+                      "invisible, not missing)")
+        return
     checks.append("citations point at existing chunks and documents")
     for col, table in ((m.Citation.chunk_id, m.Chunk), (m.Citation.document_id, m.Document)):
         dangling = int(await conn.scalar(select(func.count()).select_from(m.Citation).where(
@@ -113,12 +125,14 @@ async def _reference_checks(conn: AsyncConnection, problems: list[CheckProblem],
                                      "command again (it resumes)"))
 
 
-async def _key_check(conn: AsyncConnection, keys: list[bytes] | None,
+async def _key_check(conn: AsyncConnection, keys_for: KeyCandidates, user: str,
                      problems: list[CheckProblem], checks: list[str]) -> None:
-    checks.append("the key check value opens with the current key")
-    value = await conn.scalar(select(m.Meta.value).where(m.Meta.key == crypto.META_KEY_CHECK))
-    if value is None:
+    checks.append(f"user '{user}': the key check value opens with the current key")
+    row = (await conn.execute(select(m.UserKey.key_check, m.UserKey.kdf_salt).join(
+        m.User, m.User.id == m.UserKey.user_id).where(m.User.name == user))).first()
+    if row is None or row[0] is None:
         return
+    value, keys = row[0], keys_for(row[1])
     if not keys:
         problems.append(CheckProblem("key", "no encryption key is available",
                                      "restore your key file, or set $PARLEY_KEY"))
@@ -128,35 +142,53 @@ async def _key_check(conn: AsyncConnection, keys: list[bytes] | None,
                                      "(parley key status)"))
 
 
-async def check(db: Database, keys: list[bytes] | None) -> CheckReport:
+async def check(db: Database, keys_for: KeyCandidates, user: str) -> CheckReport:
+    """``db`` from ``access.open_database``: on PostgreSQL the owner checks every user's
+    rows, a member what row-level security shows them (and the report says so)."""
     problems: list[CheckProblem] = []
     checks: list[str] = []
+    scope = "the whole database"
     try:
         async with db.engine.connect() as conn:
+            who = await access(conn)
+            scope = who.describe()
             if db.backend == "sqlite":
                 await _sqlite_checks(conn, problems, checks)
             await _vector_checks(conn, db.backend, problems, checks)
-            await _reference_checks(conn, problems, checks)
-            await _key_check(conn, keys, problems, checks)
+            await _reference_checks(conn, problems, checks, who.sees_all)
+            await _key_check(conn, keys_for, who.role or user, problems, checks)
     except Exception as exc:  # a damaged file fails before any check can name it
         problems.append(CheckProblem("unreadable", str(exc).splitlines()[0][:200],
                                      "restore a backup (parley restore)"))
-    return CheckReport(db.backend, mask_url(str(db.engine.url)), checks, problems)
+    return CheckReport(db.backend, mask_url(str(db.engine.url)), checks, problems, scope)
 
 
 async def repair(db: Database) -> list[str]:
     """Rebuild what is derived and clear what dangles; returns what was done."""
     done: list[str] = []
-    search = for_backend(db.backend)
     # vector indexes first: a dropped vec0 table leaves triggers that fail every delete
     async with db.engine.connect() as conn:
         generations = await _generations(conn)
-    for cid, _name, gen, dim, _live in generations:
-        async with db.write() as s:
-            await search.drop_vector_index(s, cid, gen)
-            await search.create_vector_index(s, cid, gen, dim)
-    if generations:
-        done.append(f"rebuilt {len(generations)} vector indexes")
+        sees_all = (await access(conn)).sees_all
+    search = for_backend(db.backend)
+    rebuilt = 0
+    for cid, name, gen, dim, _live in generations:
+        try:
+            async with db.write() as s:
+                if sees_all:
+                    await search.drop_vector_index(s, cid, gen)
+                    await search.create_vector_index(s, cid, gen, dim)
+                else:  # a member: as the collection's writers may
+                    await rls.vector_index(s, db.backend, cid, gen, None)
+                    await rls.vector_index(s, db.backend, cid, gen, dim)
+            rebuilt += 1
+        except DBAPIError as exc:
+            if "42501" not in str(getattr(exc.orig, "sqlstate", "")) and \
+                    "may not change" not in str(exc):
+                raise
+            done.append(f"skipped collection '{name}': shared with you read-only")
+    if rebuilt:
+        done.append(f"rebuilt {rebuilt} vector indexes")
     async with db.write() as s:
         if db.backend == "sqlite":
             await s.execute(text("INSERT INTO chunk_fts(chunk_fts) VALUES('rebuild')"))
@@ -167,6 +199,8 @@ async def repair(db: Database) -> list[str]:
             done.append(f"removed {gone.rowcount} vectors without a chunk")
         for col, table in ((m.Citation.chunk_id, m.Chunk),
                            (m.Citation.document_id, m.Document)):
+            if not sees_all:  # what a member cannot see is not gone
+                break
             marked = await s.execute(update(m.Citation).where(
                 col.is_not(None), ~exists().where(table.id == col)).values({col.key: None}))
             if marked.rowcount:
@@ -177,6 +211,6 @@ async def repair(db: Database) -> list[str]:
 
 def as_dict(report: CheckReport) -> dict[str, Any]:
     return {"ok": report.ok, "backend": report.backend, "url": report.url,
-            "checks": report.checks,
+            "scope": report.scope, "checks": report.checks,
             "problems": [{"check": p.check, "detail": p.detail, "repair": p.repair}
                          for p in report.problems]}

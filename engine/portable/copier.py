@@ -21,14 +21,18 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.db import schema
-from engine.db.connect import Database, create_engine, mask_url, sqlite_path
-from engine.errors import DatabaseError, NotFound
+from engine.db.connect import Database, mask_url, sqlite_path
+from engine.errors import DatabaseError
+from engine.portable import scope
 from engine.portable import target as tg
+from engine.portable.access import access, open_database
 from engine.portable.idmap import IdMap
 from engine.portable.plan import (
     USERS,
     TablePlan,
     build_plans,
+    cleared_refs,
+    per_user,
     row_digest,
     scope_filter,
     source_select,
@@ -90,8 +94,8 @@ class Copier:
         target_file = sqlite_path(self.target_url)
         if target_file is not None and not self.dry_run:
             target_file.parent.mkdir(parents=True, exist_ok=True)
-        src = Database(create_engine(self.source_url))
-        tgt = Database(create_engine(self.target_url))
+        src = open_database(self.source_url)
+        tgt = open_database(self.target_url)
         try:
             return await self._run(src, tgt)
         except DBAPIError as exc:
@@ -127,32 +131,37 @@ class Copier:
                               "bring both to the same version: parley --db URL db upgrade")
         return head, False
 
-    async def _scope(self, conn: AsyncConnection) -> list[int] | None:
-        if self.user_names is None:
-            return None
-        users = self.by_name[USERS].table
-        found = dict((await conn.execute(select(users.c.name, users.c.id).where(
-            users.c.name.in_(self.user_names)))).all())
-        missing = [n for n in self.user_names if n not in found]
-        if missing:
-            raise NotFound(f"the source has no user named '{missing[0]}'",
-                           "user names are exact (the config key user, or --user)")
-        return list(found.values())
+    async def _scope(self, sconn: AsyncConnection, tgt: Database, created: bool
+                     ) -> list[int] | None:
+        """Whose rows to copy, as whom they land, and how each table is filtered."""
+        users = self.by_name[USERS]
+        self.source_access = await access(sconn)
+        user_ids = await scope.source_user_ids(sconn, users, self.source_access,
+                                               self.user_names)
+        self.where = {p.name: scope_filter(p, self.by_name, user_ids) for p in self.plans}
+        self.exprs = {p.name: cleared_refs(p, self.by_name, user_ids) for p in self.plans}
+        self.names = await self._source_users(sconn)
+        async with tgt.engine.connect() as tconn:
+            self.target_access = await access(tconn)
+            self.ids.renames = await scope.renames(None if created else tconn, users,
+                                                   self.target_access, self.names)
+        return user_ids
 
     async def _run(self, src: Database, tgt: Database) -> CopyReport:
         started = time.perf_counter()
         _, created = await self._revisions(src, tgt)
         async with snapshot(src) as sconn:
-            user_ids = await self._scope(sconn)
-            self.where = {p.name: scope_filter(p, self.by_name, user_ids) for p in self.plans}
+            await self._scope(sconn, tgt, created)
             meta = await tg.read_meta(sconn)
+            self.key_facts = await tg.user_key_facts(sconn, self.names)
+            checks = sorted(str(f.get("key_check")) for f in self.key_facts.values())
             copy_id = self.fixed_copy_id or hashlib.sha256("|".join([
-                _location(self.source_url), meta.get("key_check", ""),
+                _location(self.source_url), *checks, json.dumps(self.ids.renames),
                 json.dumps(sorted(self.user_names or []))]).encode()).hexdigest()[:32]
             counts, maxima = await self._counts(sconn)
             self.maxima = maxima
             if self.dry_run:
-                await self._dry_check(tgt, created, meta)
+                await self._dry_check(tgt, created)
                 tables = [TableCount(p.name, counts[p.name]) for p in self.plans]
                 return CopyReport(copy_id, mask_url(self.source_url), mask_url(self.target_url),
                                   tables, dry_run=True, created_schema=created,
@@ -204,35 +213,38 @@ class Copier:
 
     async def _source_users(self, sconn: AsyncConnection) -> list[str]:
         users = self.by_name[USERS].table
-        stmt = select(users.c.name)
+        stmt = select(users.c.name).order_by(users.c.id)
         if self.where[USERS] is not None:
             stmt = stmt.where(self.where[USERS])
         return list((await sconn.execute(stmt)).scalars())
 
-    async def _dry_check(self, tgt: Database, created: bool, meta: dict[str, str]) -> None:
+    async def _dry_check(self, tgt: Database, created: bool) -> None:
         if created:
             return
         async with tgt.engine.connect() as conn:
-            await tg.check_key_compatible(conn, meta, self.keys)
+            await tg.check_keys(conn, self.key_facts, self.ids.renames, self.keys)
 
     async def _prepare(self, sconn: AsyncConnection, tgt: Database, copy_id: str,
                        meta: dict[str, str], maxima: dict[str, int]
                        ) -> tuple[dict[str, Any], bool]:
+        # a member inserts no users: each one it copies lands on an existing user
+        skip = () if self.target_access.sees_all else (USERS,)
         async with tgt.engine.begin() as conn:
-            await tg.check_key_compatible(conn, meta, self.keys)
+            await tg.check_keys(conn, self.key_facts, self.ids.renames, self.keys)
             state = await tg.load_state(conn, copy_id, self.ids)
             if state is not None:
-                await tg.reserve_ids(conn, self.plans, maxima, self.ids)
+                await tg.extend_reservations(conn, copy_id, self.plans, maxima, state,
+                                             skip=skip)
                 return state, True
             if not self.merge:
-                owners = await tg.users_with_data(conn, self.by_name,
-                                                  await self._source_users(sconn))
+                owners = await tg.users_with_data(
+                    conn, self.by_name, [self.ids.renames.get(n, n) for n in self.names])
                 if owners:
                     raise CopyRefused(f"the target already holds data of user '{owners[0]}'",
                                       "add --merge to copy only what is not there yet")
-            state = await tg.start_state(conn, copy_id, self.plans, maxima, self.ids)
-            await tg.reserve_ids(conn, self.plans, maxima, self.ids)
-        await tg.copy_meta(tgt, meta, self.keys)
+            state = await tg.start_state(conn, copy_id, self.plans, maxima, self.ids, skip=skip)
+        if self.target_access.sees_all:
+            await tg.copy_meta(tgt, meta)
         return state, False
 
     async def _copy_table(self, sconn: AsyncConnection, tgt: Database, copy_id: str,
@@ -245,7 +257,8 @@ class Copier:
         done = state.copied + state.skipped
         while True:
             rows = [dict(r) for r in (await sconn.execute(source_select(
-                plan, self.where[plan.name], last, self.batch))).mappings()]
+                plan, self.where[plan.name], last, self.batch,
+                self.exprs[plan.name]))).mappings()]
             if not rows:
                 break
             out, matched = await self._match(tgt, plan, rows, index)
@@ -284,7 +297,7 @@ class Copier:
         every table's rows are matched by unique key, then by content."""
         out: list[dict[str, Any]] = []
         matched: dict[int, int] = {}
-        by_unique = plan.name == USERS or self.merge
+        by_unique = plan.name == USERS or self.merge or per_user(plan)
         if not by_unique:
             return [self.ids.map_row(plan, r) for r in rows], matched
         async with tgt.engine.connect() as conn:
@@ -348,7 +361,6 @@ class Copier:
 
     async def _finish_target(self, sconn: AsyncConnection, tgt: Database) -> None:
         await self._fix_forward(tgt)
-        await tg.set_sequences(tgt, self.plans)
         colls = self.by_name.get("collections")
         if colls is None:
             return
@@ -361,7 +373,7 @@ class Copier:
             for start in range(0, len(ids), 500):
                 rows += [dict(r) for r in (await conn.execute(select(colls.table).where(
                     colls.table.c.id.in_(ids[start:start + 500])))).mappings()]
-        await tg.build_indexes(tgt, rows)
+        await tg.build_indexes(tgt, rows, owner=self.target_access.sees_all)
 
     def _upper(self, plan: TablePlan) -> int | None:
         """The largest source id this copy ever wrote (now, or in an earlier run)."""
@@ -378,4 +390,4 @@ class Copier:
 
         return await verify_table(sconn, tgt, plan, self.where[plan.name], self.ids, count,
                                   None if self.merge else self._upper(plan),
-                                  self.batch)
+                                  self.batch, self.exprs[plan.name])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.portable.plan import TablePlan
+from engine.portable.plan import USERS, TablePlan
 
 
 class IdMap:
@@ -19,6 +19,7 @@ class IdMap:
         self.plans = plans
         self.offsets: dict[str, int] = {}
         self.exceptions: dict[str, dict[int, int]] = {}
+        self.renames: dict[str, str] = {}  # source user name -> target user name
 
     def map(self, table: str, old: Any) -> Any:
         if old is None:
@@ -36,6 +37,8 @@ class IdMap:
     def map_row(self, plan: TablePlan, row: dict[str, Any]) -> dict[str, Any]:
         """The row as the target stores it: its own id and every reference translated."""
         out = dict(row)
+        if plan.name == USERS and row.get("name") in self.renames:
+            out["name"] = self.renames[row["name"]]
         for col, ref in plan.refs.items():
             out[col] = self.map(ref, row[col])
         if plan.offset_pk:

@@ -16,7 +16,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Column, Integer, MetaData, Table, and_, select, tuple_
+from sqlalchemy import (Column, Integer, MetaData, Table, and_, case, null, or_, select,
+                        tuple_)
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import BigInteger, SmallInteger, TypeDecorator, TypeEngine
 
@@ -77,8 +78,6 @@ class TablePlan:
         if len(self.pk) == 1:
             return self.pk_cols()[0].in_([k[0] for k in keys])
         # OR of ANDs: row-value IN lists are not portable across drivers
-        from sqlalchemy import or_
-
         return or_(*(and_(*(c == v for c, v in zip(self.pk_cols(), k, strict=True)))
                      for k in keys))
 
@@ -182,8 +181,10 @@ def row_digest(row: dict[str, Any], columns: Iterable[str]) -> bytes:
 
 
 def source_select(plan: TablePlan, where: ColumnElement[bool] | None, last: Sequence[Any] | None,
-                  limit: int) -> Any:
-    stmt = select(*(plan.table.c[c] for c in plan.columns))
+                  limit: int, exprs: dict[str, ColumnElement[Any]] | None = None) -> Any:
+    exprs = exprs or {}
+    stmt = select(*(exprs[c].label(c) if c in exprs else plan.table.c[c]
+                    for c in plan.columns))
     after = plan.after(last)
     conds = [c for c in (where, after) if c is not None]
     if conds:
@@ -195,24 +196,54 @@ def plans_by_name(plans: list[TablePlan]) -> dict[str, TablePlan]:
     return {p.name: p for p in plans}
 
 
+def per_user(plan: TablePlan) -> bool:
+    """One row per user (its key is a reference to the user: ``user_keys``)."""
+    return len(plan.pk) == 1 and plan.refs.get(plan.pk[0]) == USERS
+
+
 def scope_filter(plan: TablePlan, plans: dict[str, TablePlan],
                  user_ids: Sequence[int] | None) -> ColumnElement[bool] | None:
-    """Restrict ``plan`` to the rows of ``user_ids`` (None: every row), following references
-    to a table that belongs to a user when the table has no user column of its own."""
+    """Restrict ``plan`` to the rows of ``user_ids`` (None: every row).
+
+    A row is in scope when every user it names is in scope (a share with someone outside
+    is left out; NULL, "everyone", stays) and every row it cannot do without (a non-null
+    reference) is in scope too: a session's link to a collection someone else shared is
+    left out. Nullable references to rows out of scope are cleared instead
+    (``cleared_refs``): a citation of a shared document keeps its file, page and snippet."""
     if user_ids is None:
         return None
     if plan.name == USERS:
         return plan.table.c[plan.pk[0]].in_(list(user_ids))
+    conds: list[ColumnElement[bool]] = []
     for col, ref in plan.refs.items():
-        if ref == USERS and col == "user_id":
-            return plan.table.c[col].in_(list(user_ids))
-    for col, ref in plan.refs.items():
+        column = plan.table.c[col]
+        if ref == USERS:
+            inside = column.in_(list(user_ids))
+            conds.append(or_(column.is_(None), inside) if column.nullable else inside)
+            continue
         parent = plans.get(ref)
-        if parent is None or ref == plan.name or col in plan.table.c and \
-                plan.table.c[col].nullable:
+        if column.nullable or ref == plan.name or parent is None or not parent.offset_pk:
             continue
         inner = scope_filter(parent, plans, user_ids)
-        if inner is not None and parent.offset_pk:
-            sub = select(parent.table.c[parent.offset_pk]).where(inner)
-            return plan.table.c[col].in_(sub)
-    return None
+        if inner is not None:
+            conds.append(column.in_(select(parent.table.c[parent.offset_pk]).where(inner)))
+    return and_(*conds) if conds else None
+
+
+def cleared_refs(plan: TablePlan, plans: dict[str, TablePlan],
+                 user_ids: Sequence[int] | None) -> dict[str, ColumnElement[Any]]:
+    """For a scoped copy: nullable references to rows left out, read as NULL."""
+    if user_ids is None:
+        return {}
+    out: dict[str, ColumnElement[Any]] = {}
+    for col, ref in plan.refs.items():
+        column = plan.table.c[col]
+        parent = plans.get(ref)
+        if not column.nullable or ref in (USERS, plan.name) or parent is None \
+                or not parent.offset_pk:
+            continue
+        inner = scope_filter(parent, plans, user_ids)
+        if inner is not None:
+            keep = column.in_(select(parent.table.c[parent.offset_pk]).where(inner))
+            out[col] = case((keep, column), else_=null())
+    return out

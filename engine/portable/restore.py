@@ -28,7 +28,9 @@ from engine.portable.results import ArchiveError, CopyRefused, RestoreResult
 
 async def _state(url: str, copy_id: str) -> tuple[bool, bool]:
     """(whether the target has any Parley data, whether this restore already started)."""
-    db = Database(create_engine(url))
+    from engine.portable.access import open_database
+
+    db = open_database(url)
     try:
         async with db.engine.connect() as conn:
             tables = set(await conn.run_sync(lambda c: inspect(c).get_table_names()))

@@ -68,6 +68,7 @@ class CheckReport:
     url: str
     checks: list[str]
     problems: list[CheckProblem]
+    scope: str = "the whole database"  # a team member checks what they can see
 
     @property
     def ok(self) -> bool:

@@ -29,7 +29,7 @@ class Backups:
     async def last(self) -> LastBackup | None:
         """When and where this database was last backed up (None: never)."""
         assert self.engine.db is not None
-        found = await bk.last_backup(self.engine.db)
+        found = await bk.last_backup(self.engine.db, self.engine.user_id)
         if not found:
             return None
         try:
@@ -50,5 +50,5 @@ class Backups:
             out = bk.default_path(out)
         sealing = await bk.seal_for(url, settings, passphrase) if (seal or passphrase) else None
         result = await bk.backup(url, out, seal=sealing, settings=settings)
-        await bk.record_backup(url, result)
+        await bk.record_backup(url, result, settings.user)
         return result

@@ -1,5 +1,6 @@
-"""Target-side steps of a copy: state rows, id offsets and sequences, the key check value,
-conflicts with data already there, fetching rows by key, and building the search indexes.
+"""Target-side steps of a copy: state rows, id offsets and sequences, each user's key check
+value, conflicts with data already there, fetching rows by key, and building the search
+indexes.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from engine.keys import crypto
 from engine.db.coltypes import utcnow
 from engine.db.connect import Database
 from engine.db.search_backend import for_backend
+from engine.portable.access import reserve_block, sequence_of
 from engine.portable.idmap import IdMap
+from engine.teams import rls
 from engine.portable.plan import USERS, TablePlan
 from engine.portable.results import CopyRefused
 
@@ -25,7 +28,9 @@ if TYPE_CHECKING:
 
 # parley_meta rows that describe one database file and never travel
 LOCAL_META = {"last_backup"}
-KEY_META = ("key_check", "kdf_salt")
+# rows every user has once Parley opened (key facts) or the owner's team changes wrote:
+# not "this user's data" when deciding whether a copy would duplicate it
+NOT_DATA = ("user_keys", "audit_log")
 
 
 async def read_meta(conn: AsyncConnection) -> dict[str, str]:
@@ -59,44 +64,59 @@ def key_candidates(settings: Settings | None) -> KeyCandidates:
     return keys
 
 
-def _same_key(source: dict[str, str], target: dict[str, str], keys: KeyCandidates) -> None:
-    """Refuse a target whose values another key would have to read.
+def _same_key(mine: dict[str, str | None], theirs: dict[str, str | None], keys: KeyCandidates,
+              who: str) -> None:
+    """Refuse a target whose rows of this user another key would have to read.
 
-    Two check values are Fernet tokens (random IVs): equal strings mean the same database
+    Two check values are Fernet tokens (random IVs): equal strings mean the same key's
     lineage; otherwise only a key that opens both proves they are the same key."""
-    mine, theirs = source.get("key_check"), target.get("key_check")
-    if mine is None or theirs is None or mine == theirs:
+    a, b = mine.get("key_check"), theirs.get("key_check")
+    if a is None or b is None or a == b:
         return
-    hint = "copy into an empty database, or one created with this key"
-    if source.get("kdf_salt") != target.get("kdf_salt"):
-        raise CopyRefused("the target database is encrypted with another key (another "
-                          "passphrase salt)", hint)
-    candidates = keys(source.get("kdf_salt"))
+    hint = "copy into an empty database, or one where this user has the same key"
+    if mine.get("kdf_salt") != theirs.get("kdf_salt"):
+        raise CopyRefused(f"on the target, user '{who}' is encrypted with another key "
+                          "(another passphrase salt)", hint)
+    candidates = keys(mine.get("kdf_salt"))
     if not candidates:
-        raise CopyRefused("the target already has its own key check value and no key is "
-                          "available to tell whether it is this database's key",
+        raise CopyRefused(f"on the target, user '{who}' already has a key check value and no "
+                          "key is available to tell whether it is the same key",
                           "set the key (key file or $PARLEY_KEY): it is only compared, "
                           "nothing is decrypted")
-    if not any(crypto.key_matches(k, mine) and crypto.key_matches(k, theirs)
-               for k in candidates):
-        raise CopyRefused("the target database is encrypted with another key", hint)
+    if not any(crypto.key_matches(k, a) and crypto.key_matches(k, b) for k in candidates):
+        raise CopyRefused(f"on the target, user '{who}' is encrypted with another key", hint)
 
 
-async def copy_meta(tgt: Database, source_meta: dict[str, str], keys: KeyCandidates) -> None:
-    """The key check value (and salt, rotation state) on the target, so the same key opens
-    it; a target that holds another key's check value is refused before any row."""
+async def user_key_facts(conn: AsyncConnection, names: Sequence[str]
+                         ) -> dict[str, dict[str, str | None]]:
+    """Each named user's key check value and KDF salt (``user_keys``)."""
+    if not names:
+        return {}
+    rows = await conn.execute(
+        select(m.User.name, m.UserKey.key_check, m.UserKey.kdf_salt)
+        .join(m.UserKey, m.UserKey.user_id == m.User.id).where(m.User.name.in_(list(names))))
+    return {n: {"key_check": c, "kdf_salt": s} for n, c, s in rows.all()}
+
+
+async def check_keys(conn: AsyncConnection, source: dict[str, dict[str, str | None]],
+                     renames: dict[str, str], keys: KeyCandidates) -> None:
+    """Every copied user's key facts against the target user they land on: the same key
+    must open both (the copy never decrypts, so rows under two keys would be lost)."""
+    landing = {renames.get(n, n): n for n in source}
+    there = await user_key_facts(conn, list(landing))
+    for target_name, facts in there.items():
+        _same_key(source[landing[target_name]], facts, keys, target_name)
+
+
+async def copy_meta(tgt: Database, source_meta: dict[str, str]) -> None:
+    """Database-wide settings the target lacks (the key facts are per user, in
+    ``user_keys``, and travel with that table). Only a role that may write them."""
     async with tgt.engine.begin() as conn:
         have = await read_meta(conn)
-        _same_key(source_meta, have, keys)
         missing = [{"key": k, "value": v} for k, v in source_meta.items()
                    if k not in have and k not in LOCAL_META]
         if missing:
             await conn.execute(insert(m.Meta), missing)
-
-
-async def check_key_compatible(conn: AsyncConnection, source_meta: dict[str, str],
-                               keys: KeyCandidates) -> None:
-    _same_key(source_meta, await read_meta(conn), keys)
 
 
 async def load_state(conn: AsyncConnection, copy_id: str,
@@ -127,7 +147,7 @@ async def users_with_data(conn: AsyncConnection, plans: dict[str, TablePlan],
     for uid, name in found.items():
         for plan in plans.values():
             col = next((c for c, ref in plan.refs.items() if ref == USERS), None)
-            if col is None or plan.name == USERS:
+            if col is None or plan.name in (USERS, *NOT_DATA):
                 continue
             hit = await conn.scalar(select(plan.table.c[col]).where(
                 plan.table.c[col] == uid).limit(1))
@@ -138,48 +158,67 @@ async def users_with_data(conn: AsyncConnection, plans: dict[str, TablePlan],
 
 
 async def _sequence(conn: AsyncConnection, plan: TablePlan) -> str | None:
-    if conn.dialect.name != "postgresql" or not plan.offset_pk:
+    if not plan.offset_pk:
         return None
-    return await conn.scalar(text("SELECT pg_get_serial_sequence(:t, :c)"),
-                             {"t": plan.name, "c": plan.offset_pk})
+    return await sequence_of(conn, plan.name, plan.offset_pk)
 
 
 async def start_state(conn: AsyncConnection, copy_id: str, plans: list[TablePlan],
-                      source_max: dict[str, int], ids: IdMap) -> dict[str, m.CopyState]:
-    """Pick each table's offset (0 when empty), reserve the copied id range on PostgreSQL
-    so concurrent inserts cannot take it, and record the state rows."""
+                      source_max: dict[str, int], ids: IdMap, *,
+                      skip: Sequence[str] = ()) -> dict[str, m.CopyState]:
+    """Pick each table's id offset and record the state rows.
+
+    PostgreSQL: a block of the table's sequence as large as the source's largest id
+    (starting at 1, so ids are kept, when the sequence never gave one out); the block is
+    taken, so concurrent inserts cannot collide and no one needs to see the others' rows.
+    SQLite: past the largest id (0 into an empty table)."""
     state = {}
     for plan in plans:
         offset = 0
-        if plan.offset_pk:
-            col = plan.table.c[plan.offset_pk]
-            offset = int(await conn.scalar(select(func.coalesce(func.max(col), 0))) or 0)
+        top = source_max.get(plan.name, 0)
+        if plan.offset_pk and plan.name not in skip:
             seq = await _sequence(conn, plan)
-            if seq:
-                last, called = (await conn.execute(
-                    text(f"SELECT last_value, is_called FROM {seq}"))).one()
-                if offset and called:
-                    offset = max(offset, int(last))
+            if seq and top:
+                offset = await reserve_block(conn, seq, top)
+            elif not seq:
+                col = plan.table.c[plan.offset_pk]
+                offset = int(await conn.scalar(select(func.coalesce(func.max(col), 0))) or 0)
         ids.offsets[plan.name] = offset
-        row = m.CopyState(copy_id=copy_id, table_name=plan.name, id_offset=offset, last_key=None,
-                          copied=0, skipped=0, done=False, updated_at=utcnow())
-        state[plan.name] = row
+        state[plan.name] = m.CopyState(
+            copy_id=copy_id, table_name=plan.name, id_offset=offset, id_reserved=offset + top,
+            last_key=None, copied=0, skipped=0, done=False, updated_at=utcnow())
     await conn.execute(insert(m.CopyState), [
         {c.name: getattr(s, c.name) for c in m.CopyState.__table__.columns}
         for s in state.values()])
     return state
 
 
-async def reserve_ids(conn: AsyncConnection, plans: list[TablePlan],
-                      source_max: dict[str, int], ids: IdMap) -> None:
-    """Move PostgreSQL's sequences past the ids this copy will write, so rows others insert
-    meanwhile cannot take them (again on every run: the source may have grown)."""
+async def extend_reservations(conn: AsyncConnection, copy_id: str, plans: list[TablePlan],
+                              source_max: dict[str, int], state: dict[str, m.CopyState],
+                              *, skip: Sequence[str] = ()) -> None:
+    """A resumed copy whose source grew: take the ids after the block reserved before,
+    if no one took them meanwhile (else the new rows would collide: refuse)."""
     for plan in plans:
+        row = state.get(plan.name)
+        if row is None or plan.name in skip:
+            continue
+        need = int(row.id_offset or 0) + source_max.get(plan.name, 0)
+        have = int(row.id_reserved or 0)
         seq = await _sequence(conn, plan)
-        top = ids.offsets.get(plan.name, 0) + source_max.get(plan.name, 0)
-        if seq and top:
-            await conn.execute(text(f"SELECT setval(:s, GREATEST(:v, (SELECT last_value "
-                                    f"FROM {seq})))"), {"s": seq, "v": top})
+        if not seq or need <= have:
+            continue
+        last, called = (await conn.execute(text(f"SELECT last_value, is_called FROM {seq}"))
+                        ).one()
+        start = await reserve_block(conn, seq, need - have) if (
+            int(last) == have or not called) else None
+        if start != have:
+            raise CopyRefused(f"the source's {plan.name} grew since this copy began and the "
+                              "target gave those ids to other rows meanwhile",
+                              "add --merge to copy what is missing with new ids")
+        row.id_reserved = need
+        await conn.execute(update(m.CopyState).where(
+            m.CopyState.copy_id == copy_id, m.CopyState.table_name == plan.name).values(
+            id_reserved=need))
 
 
 async def save_progress(conn: AsyncConnection, copy_id: str, plan: TablePlan,
@@ -224,23 +263,8 @@ async def fetch_by_keys(conn: AsyncConnection, plan: TablePlan,
     return found
 
 
-async def set_sequences(tgt: Database, plans: list[TablePlan]) -> None:
-    """PostgreSQL sequences past the largest id (SQLite takes max(rowid) + 1 by itself)."""
-    if tgt.backend != "postgresql":
-        return
-    async with tgt.engine.begin() as conn:
-        for plan in plans:
-            seq = await _sequence(conn, plan)
-            if not seq:
-                continue
-            top = await conn.scalar(select(func.max(plan.table.c[plan.offset_pk])))
-            if top:
-                await conn.execute(text(f"SELECT setval(:s, GREATEST(:v, "
-                                        f"(SELECT last_value FROM {seq})))"),
-                                   {"s": seq, "v": int(top)})
-
-
-async def build_indexes(tgt: Database, collections: list[dict[str, Any]]) -> int:
+async def build_indexes(tgt: Database, collections: list[dict[str, Any]], *,
+                        owner: bool = True) -> int:
     """The target's vector indexes (vec0 tables / partial HNSW) for each copied collection's
     live generation and a re-embed in progress; keyword indexes follow the rows (FTS5
     triggers, the generated ``tsv``), and PostgreSQL's planner statistics are refreshed."""
@@ -252,7 +276,10 @@ async def build_indexes(tgt: Database, collections: list[dict[str, Any]]) -> int
             generations.append((coll["vector_generation"] + 1, coll["pending_dimension"]))
         for gen, dim in generations:
             async with tgt.write() as s:
-                await search.create_vector_index(s, coll["id"], gen, dim)
+                if owner:  # the schema owner (or a superuser, who is no Parley user) may
+                    await search.create_vector_index(s, coll["id"], gen, dim)
+                else:  # a member, through the function that checks write access
+                    await rls.vector_index(s, tgt.backend, coll["id"], gen, dim)
             built += 1
     async with tgt.write() as s:
         await search.refresh_statistics(s)

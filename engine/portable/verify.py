@@ -42,7 +42,8 @@ async def _extra_rows(tconn: AsyncConnection, plan: TablePlan, ids: IdMap,
 
 async def verify_table(sconn: AsyncConnection, tgt: Database, plan: TablePlan,
                        where: ColumnElement[bool] | None, ids: IdMap, count: TableCount,
-                       source_max: int | None, batch: int) -> TableCount:
+                       source_max: int | None, batch: int,
+                       exprs: dict[str, Any] | None = None) -> TableCount:
     src_hash, tgt_hash = hashlib.sha256(), hashlib.sha256()
     found = rows_seen = in_range = 0
     offset = ids.offsets.get(plan.name, 0)
@@ -50,7 +51,7 @@ async def verify_table(sconn: AsyncConnection, tgt: Database, plan: TablePlan,
     async with tgt.engine.connect() as tconn:
         while True:
             rows = [dict(r) for r in (await sconn.execute(
-                source_select(plan, where, last, batch))).mappings()]
+                source_select(plan, where, last, batch, exprs))).mappings()]
             if not rows:
                 break
             mapped = [ids.map_row(plan, r) for r in rows]

@@ -6,6 +6,12 @@ not follow the offset (rows a ``--merge`` matched to rows already here). Each ba
 and its state row commit in one transaction, so a copy killed at any point resumes exactly.
 New tables only: no batch rebuild, so the FTS5 triggers and vec0 tables are untouched.
 
+PostgreSQL teams (``engine/teams/rls.py``): members may write copy state (a member copies
+their own data in), and every forced table gets the ``parley_copy`` policy through
+``rls.install_copy_policies``: the schema owner, and only while it says so for its session
+(``parley.copy_all``, which ``db copy``, ``backup`` and ``db check`` set), reads and writes
+every user's rows. Members never pass it.
+
 Revision ID: 0008_copy_state
 Revises: 0005_tool_runs
 Create Date: 2026-11-30 11:20:00
@@ -16,6 +22,8 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+
+from engine.teams import rls
 
 revision: str = '0008_copy_state'
 down_revision: str | None = '0005_tool_runs'
@@ -29,6 +37,7 @@ def upgrade() -> None:
         sa.Column('copy_id', sa.String(length=64), nullable=False),
         sa.Column('table_name', sa.String(length=128), nullable=False),
         sa.Column('id_offset', sa.BigInteger(), nullable=False),
+        sa.Column('id_reserved', sa.BigInteger(), nullable=True),
         sa.Column('last_key', sa.Text(), nullable=True),
         sa.Column('copied', sa.BigInteger(), nullable=False),
         sa.Column('skipped', sa.BigInteger(), nullable=False),
@@ -43,8 +52,16 @@ def upgrade() -> None:
         sa.Column('new_id', sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint('copy_id', 'table_name', 'old_id',
                                 name=op.f('pk_parley_copy_map')))
+    bind = op.get_bind()
+    if bind.dialect.name == "postgresql":
+        rls.install_copy_policies(op.execute, bind.execute(sa.text(
+            "SELECT current_schema()")).scalar())
 
 
 def downgrade() -> None:
+    bind = op.get_bind()
+    if bind.dialect.name == "postgresql":
+        rls.uninstall_copy_policies(op.execute, bind.execute(sa.text(
+            "SELECT current_schema()")).scalar())
     op.drop_table('parley_copy_map')
     op.drop_table('parley_copy_state')

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import uuid
 import sys
 from pathlib import Path
 from typing import Any
@@ -66,13 +67,17 @@ async def _tiny_collection(engine: Engine, rng: np.random.Generator, user_id: in
                                        embedding=rng.standard_normal(16).astype(np.float32)))
 
 
-async def populate(url: str, *, second_user: bool = True) -> None:
-    """Fill the (migrated or empty) database at ``url``; see the module docstring."""
+async def populate(url: str, *, second_user: bool = True, user: str | None = None,
+                   other_user: str = "bob") -> None:
+    """Fill the (migrated or empty) database at ``url``; see the module docstring.
+
+    ``user``: the first user's name (SQLite; on PostgreSQL it is the role of ``url``).
+    ``other_user``: the second user's name, or on PostgreSQL the URL of that member's role."""
     from tests.conftest import migrate
 
     rng = np.random.default_rng(7)
     await migrate(settings_for(url))  # PostgreSQL is never upgraded on open
-    async with Engine(settings_for(url)) as engine:
+    async with Engine(settings_for(url, user)) as engine:
         assert engine.db is not None
         await add_collection(engine, "notes", CORPUS)
         await _tiny_collection(engine, rng, engine.user_id)
@@ -110,7 +115,9 @@ async def populate(url: str, *, second_user: bool = True) -> None:
             s.add(m.AuditLog(user_id=engine.user_id, actor="me", action="test.populate",
                              target="everything", detail={"k": [1, 2, {"z": None}]}))
     if second_user:
-        async with Engine(settings_for(url, "bob")) as bob:
+        other = settings_for(other_user) if "://" in other_user else \
+            settings_for(url, other_user)
+        async with Engine(other) as bob:
             other = await bob.sessions.create("Bob's secrets")
             await bob.sessions.add_message(other.id, "user", "bob's question")
 
@@ -137,6 +144,31 @@ async def table_digests(url: str) -> dict[str, tuple[int, str]]:
     finally:
         await db.dispose()
     return out
+
+
+def role_name(short: str) -> str:
+    """A role name no other test uses (roles are shared by the whole server)."""
+    return f"{short}_{uuid.uuid4().hex[:8]}"
+
+
+async def add_member(url: str, role: str) -> str:
+    """A login role holding ``parley_member`` with its user row in the migrated database at
+    ``url`` (made as the superuser, as ``parley team add`` would); returns its URL."""
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    conn = await asyncpg.connect(make_url(url).set(drivername="postgresql")
+                                 .render_as_string(hide_password=False))
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role):
+            await conn.execute(f'CREATE ROLE "{role}" LOGIN')
+        await conn.execute(f'GRANT parley_member TO "{role}"')
+        if not await conn.fetchval("SELECT 1 FROM users WHERE name = $1", role):
+            await conn.execute("INSERT INTO users (name, created_at) VALUES ($1, now())", role)
+    finally:
+        await conn.close()
+    return make_url(url).set(username=role, password=None).render_as_string(
+        hide_password=False)
 
 
 def cli(*args: str, url: str | None = None, stdin: str | None = None,

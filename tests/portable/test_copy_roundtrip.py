@@ -10,11 +10,13 @@ from sqlalchemy import text
 
 from engine.db.connect import Database, create_engine
 from tests.conftest import PostgresServer
-from tests.portable.support import cli, populate, table_digests
+from tests.portable.support import add_member, cli, populate, role_name, table_digests
 
 
-def _views(url: str) -> dict[str, object]:
-    """What a user sees: a session with its branches and citations, a search, the usage."""
+def _views(url: str, me: str, bob: str) -> dict[str, object]:
+    """What a user sees: a session with its branches and citations, a search, the usage.
+    On PostgreSQL each user is a role of their own: ``url`` names the role, ``bob`` is the
+    other user's URL there (his name on SQLite)."""
     out: dict[str, object] = {}
     for name, args in {"show": ("sessions", "show", "1", "--all-branches", "--json"),
                        "list": ("sessions", "list", "--all", "--json"),
@@ -22,11 +24,13 @@ def _views(url: str) -> dict[str, object]:
                                   "--json", "-k", "4"),
                        "keyword": ("search", "E4711", "--collection", "notes", "--json"),
                        "usage": ("usage", "--by", "model", "--json")}.items():
-        res = cli(*args, url=url)
+        res = cli("--user", me, *args, url=url)
         out[name] = (res.returncode, res.stdout, res.stderr) if res.returncode else \
             json.loads(res.stdout)
-    bob = cli("--user", "bob", "sessions", "list", "--json", url=url)
-    out["bob"] = json.loads(bob.stdout)
+    other = cli("sessions", "list", "--json", url=bob) if "://" in bob else \
+        cli("--user", bob, "sessions", "list", "--json", url=url)
+    assert other.returncode == 0, other.stderr
+    out["bob"] = json.loads(other.stdout)
     return out
 
 
@@ -51,7 +55,9 @@ async def test_sqlite_to_postgres_to_sqlite(parley_home: Path,
     name = await postgres_server.create_database()
     pg = postgres_server.sqlalchemy_url(name)
     try:
-        await populate(first)
+        # the users are named after the roles they will be on PostgreSQL
+        me, bob = role_name("me"), role_name("bob")
+        await populate(first, user=me, other_user=bob)
         original = await table_digests(first)
         assert original["chunk_embeddings"][0] == 12 and original["users"][0] == 2
 
@@ -77,8 +83,10 @@ async def test_sqlite_to_postgres_to_sqlite(parley_home: Path,
         assert await _vector_index_count(pg) == 3
         assert await _vector_index_count(last) == await _vector_index_count(first)
 
-        views, on_pg = _views(first), _views(pg)
-        assert views == _views(last)
+        # the superuser copied every user; each then signs in as their own role
+        me_url, bob_url = await add_member(pg, me), await add_member(pg, bob)
+        views, on_pg = _views(first, me, bob), _views(me_url, me, bob_url)
+        assert views == _views(last, me, bob)
         # PostgreSQL ranks keywords with its own BM25 over its own stemmer, so its scores
         # are its own: everything else, and the hits found, are the same
         for key in ("search", "keyword"):

@@ -186,7 +186,7 @@ async def backup(path: str | None, encrypt: bool, ask_passphrase: bool,
                                  users=list(users) or None)
     finally:
         progress.close()
-    await bk.record_backup(url, result)
+    await bk.record_backup(url, result, settings.user)
     if as_json:
         print_json(result)
         return
@@ -270,28 +270,19 @@ async def check(repair: bool, as_json: bool) -> None:
     """Check the database: integrity, search indexes against the data, references, key.
 
     Exits 1 when a problem is found, naming it and the command that repairs it."""
-    from engine.db.connect import Database, create_engine
-    from engine.portable import check as chk
-    from engine.portable.target import key_candidates
-
     from engine.db.connect import sqlite_path
+    from engine.portable import check as chk
+    from engine.portable.access import open_database
+    from engine.portable.target import key_candidates
 
     settings = app_context().settings()
     missing = sqlite_path(settings.database_url())
     if missing is not None and not missing.exists():
         fail(f"there is no database at {missing}", "check database.url or --db")
-    db = Database(create_engine(settings.database_url()))
+    db = open_database(settings.database_url())
     try:
-        from engine.portable.target import read_meta
-
-        try:
-            async with db.engine.connect() as conn:
-                salt = (await read_meta(conn)).get("kdf_salt")
-        except Exception:
-            salt = None
-        keys = key_candidates(settings)(salt)
         done = await chk.repair(db) if repair else []
-        report = await chk.check(db, keys)
+        report = await chk.check(db, key_candidates(settings), settings.user)
     finally:
         await db.dispose()
     if as_json:
@@ -299,6 +290,7 @@ async def check(repair: bool, as_json: bool) -> None:
     else:
         for line in done:
             info(f"repair: {line}")
+        click.echo(f"scope: {report.scope}")
         for name in report.checks:
             click.echo(f"checked: {name}")
         for p in report.problems:
