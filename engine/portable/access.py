@@ -50,9 +50,12 @@ def open_database(url: str, **kwargs: Any) -> Database:
     if engine.dialect.name == "postgresql":
         @event.listens_for(engine.sync_engine, "connect")
         def _copy_all(dbapi_conn: Any, _record: Any) -> None:
-            cursor = dbapi_conn.cursor()
-            cursor.execute(f"SELECT set_config('{COPY_ALL_SETTING}', 'on', false)")
-            cursor.close()
+            # on the driver's own connection, outside any transaction: a setting made in
+            # the adapter's implicit transaction would be rolled back with it
+            async def _set(conn: Any) -> None:
+                await conn.execute(f"SELECT set_config('{COPY_ALL_SETTING}', 'on', false)")
+
+            dbapi_conn.run_async(_set)
     return Database(engine)
 
 

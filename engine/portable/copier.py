@@ -165,7 +165,8 @@ class Copier:
                 tables = [TableCount(p.name, counts[p.name]) for p in self.plans]
                 return CopyReport(copy_id, mask_url(self.source_url), mask_url(self.target_url),
                                   tables, dry_run=True, created_schema=created,
-                                  merged=self.merge)
+                                  merged=self.merge, scope=self._scope_text(),
+                                  renamed=dict(self.ids.renames))
             state, resumed = await self._prepare(sconn, tgt, copy_id, meta, maxima)
             self.state = state
             phases = {"prepare": time.perf_counter() - started}
@@ -187,7 +188,8 @@ class Copier:
         report = CopyReport(copy_id, mask_url(self.source_url), mask_url(self.target_url),
                             tables, phases=phases, resumed=resumed, merged=self.merge, created_schema=created,
                             ids_shifted={k: v for k, v in self.ids.offsets.items() if v},
-                            seconds=time.perf_counter() - started, new_rows=self.inserted)
+                            seconds=time.perf_counter() - started, new_rows=self.inserted,
+                            scope=self._scope_text(), renamed=dict(self.ids.renames))
         bad = [t.table for t in tables if not t.ok]
         if bad:
             error = VerificationFailed(
@@ -198,6 +200,11 @@ class Copier:
             raise error
         await tg.finish_state(tgt, copy_id)
         return report
+
+    def _scope_text(self) -> str:
+        if self.user_names:
+            return "the data of " + ", ".join(f"'{n}'" for n in self.user_names)
+        return self.source_access.describe()
 
     async def _counts(self, conn: AsyncConnection) -> tuple[dict[str, int], dict[str, int]]:
         counts, maxima = {}, {}

@@ -49,6 +49,8 @@ class CopyReport:
     seconds: float = 0.0
     new_rows: int = 0  # written by this run (a resumed or repeated copy writes fewer)
     phases: dict[str, float] = field(default_factory=dict)  # seconds: rows, indexes, verify
+    scope: str = "the whole database"  # whose rows: a team member copies only their own
+    renamed: dict[str, str] = field(default_factory=dict)  # source user -> target user
 
     @property
     def rows(self) -> int:

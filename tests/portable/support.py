@@ -24,8 +24,8 @@ from sqlalchemy import select
 from engine import Engine, Settings, load_settings
 from engine.db import models as m
 from engine.db.connect import Database, create_engine
-from engine.db.search_backend import for_backend
 from engine.portable.plan import build_plans, row_digest
+from engine.teams import rls
 from tests.engine.test_retrieval import CORPUS, add_collection
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,14 +40,15 @@ def settings_for(url: str, user: str | None = None) -> Settings:
 
 async def _tiny_collection(engine: Engine, rng: np.random.Generator, user_id: int) -> None:
     assert engine.db is not None
-    search = for_backend(engine.db.backend)
+    backend = engine.db.backend
     async with engine.db.write() as s:
         coll = m.Collection(user_id=user_id, name="tiny", embedder="fake-8", dimension=8,
                             pending_embedder="fake-16", pending_dimension=16)
         s.add(coll)
         await s.flush()
-        await search.create_vector_index(s, coll.id, 1, 8)
-        await search.create_vector_index(s, coll.id, 2, 16)
+        # as a team member may: through the function that checks write access
+        await rls.vector_index(s, backend, coll.id, 1, 8)
+        await rls.vector_index(s, backend, coll.id, 2, 16)
         doc = m.Document(user_id=user_id, collection_id=coll.id, source_path="/t/a.txt",
                          path_hash="t" * 64, kind="text", chunk_count=4, size=40,
                          title="Tiny ünïcødé")

@@ -108,6 +108,7 @@ def _show_copy(report: CopyReport, as_json: bool) -> None:
             "created_schema": report.created_schema, "ids_shifted": report.ids_shifted,
             "seconds": round(report.seconds, 3), "new_rows": report.new_rows,
             "phases": {k: round(v, 3) for k, v in report.phases.items()},
+            "scope": report.scope, "renamed_users": report.renamed,
             "tables": [{"table": t.table, "source_rows": t.source_rows, "copied": t.copied,
                         "skipped": t.skipped, "target_rows": t.target_rows,
                         "digest": t.source_digest, "ok": t.ok} for t in report.tables]}
@@ -115,10 +116,14 @@ def _show_copy(report: CopyReport, as_json: bool) -> None:
         return
     print_report(report)
     if report.dry_run:
+        info(f"source: {report.scope}")
         schema = " (the target's schema would be created)" if report.created_schema else ""
         info(f"dry run: nothing written to {report.target}{schema}")
         return
     shifted = ", ".join(f"{k} +{v}" for k, v in report.ids_shifted.items())
+    info(f"source: {report.scope}")
+    for old, new in report.renamed.items():
+        info(f"user '{old}' lands on '{new}' (the role you connect as)")
     if report.resumed and report.new_rows == 0:
         info(f"{report.target} already holds this copy: nothing new to copy; every table "
              "verified")
