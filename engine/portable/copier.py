@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, insert, inspect, select, update
+from sqlalchemy import func, insert, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -27,13 +27,12 @@ from engine.portable import scope
 from engine.portable import target as tg
 from engine.portable.access import access, open_database
 from engine.portable.idmap import IdMap
+from engine.portable.matching import Matching
 from engine.portable.plan import (
     USERS,
     TablePlan,
     build_plans,
     cleared_refs,
-    per_user,
-    row_digest,
     scope_filter,
     source_select,
 )
@@ -43,6 +42,7 @@ if TYPE_CHECKING:
     from engine.config import Settings
 
 BATCH = 1000
+VERIFY = "(verify)"  # a phase, reported through the progress callback like a table
 Progress = Callable[[str, int, int], None]
 
 
@@ -65,7 +65,7 @@ def _location(url: str) -> str:
         f"{parsed.database or ''}"
 
 
-class Copier:
+class Copier(Matching):
     """One copy from ``source_url`` to ``target_url`` (see the module docstring)."""
 
     def __init__(self, source_url: str, target_url: str, *, merge: bool = False,
@@ -182,11 +182,16 @@ class Copier:
             tables = [TableCount(p.name, counts[p.name], state[p.name].copied,
                                  state[p.name].skipped) for p in self.plans]
             if self.verify:
-                tables = [await self._verify(sconn, tgt, p, t) for p, t in zip(
-                    self.plans, tables, strict=True)]
+                checked = []
+                for i, (p, t) in enumerate(zip(self.plans, tables, strict=True)):
+                    if self.progress:  # phases are reported like tables: "verify"
+                        self.progress(VERIFY, i, len(self.plans))
+                    checked.append(await self._verify(sconn, tgt, p, t))
+                tables = checked
             phases["verify"] = time.perf_counter() - mark
         report = CopyReport(copy_id, mask_url(self.source_url), mask_url(self.target_url),
-                            tables, phases=phases, resumed=resumed, merged=self.merge, created_schema=created,
+                            tables, phases=phases, resumed=resumed, merged=self.merge,
+                            created_schema=created,
                             ids_shifted={k: v for k, v in self.ids.offsets.items() if v},
                             seconds=time.perf_counter() - started, new_rows=self.inserted,
                             scope=self._scope_text(), renamed=dict(self.ids.renames))
@@ -284,88 +289,6 @@ class Copier:
         if self.progress and total == 0:
             self.progress(plan.name, 0, 0)
 
-    async def _content_index(self, conn: AsyncConnection, plan: TablePlan) -> dict[bytes, int]:
-        """Digests of the rows the target held before this copy (for ``--merge``)."""
-        assert plan.offset_pk
-        cols = self._content_columns(plan)
-        stmt = select(*(plan.table.c[c] for c in plan.columns)).where(
-            plan.table.c[plan.offset_pk] <= self.ids.offsets.get(plan.name, 0))
-        index = {}
-        for r in (await conn.execute(stmt)).mappings():
-            index[row_digest(r, cols)] = r[plan.offset_pk]
-        return index
-
-    async def _match(self, tgt: Database, plan: TablePlan, rows: list[dict[str, Any]],
-                     index: dict[bytes, int] | None
-                     ) -> tuple[list[dict[str, Any]], dict[int, int]]:
-        """The rows to insert (mapped) and the source ids matched to existing rows.
-
-        Users are always matched by name (an identity is never duplicated); with ``--merge``
-        every table's rows are matched by unique key, then by content."""
-        out: list[dict[str, Any]] = []
-        matched: dict[int, int] = {}
-        by_unique = plan.name == USERS or self.merge or per_user(plan)
-        if not by_unique:
-            return [self.ids.map_row(plan, r) for r in rows], matched
-        async with tgt.engine.connect() as conn:
-            if not plan.offset_pk:  # a composite key: skip keys already there
-                mapped = [self.ids.map_row(plan, r) for r in rows]
-                there = await tg.fetch_by_keys(conn, plan, [plan.key_of(r) for r in mapped])
-                return [r for r in mapped if plan.key_of(r) not in there], matched
-            pk = plan.offset_pk
-            for row in rows:  # one by one: a row may refer to one matched just before
-                new = self.ids.map_row(plan, row)
-                hit = await self._unique_hit(conn, plan, new)
-                if hit is None and index is not None:
-                    hit = index.get(row_digest(new, self._content_columns(plan)))
-                if hit is None:
-                    out.append(new)
-                else:
-                    matched[row[pk]] = hit
-                    self.ids.exceptions.setdefault(plan.name, {})[row[pk]] = hit
-        return out, matched
-
-    def _forward(self, plan: TablePlan) -> dict[str, str]:
-        """References to tables copied later (a session's current message): their ids
-        are known only afterwards, so they are compared without and fixed up at the end."""
-        order = [p.name for p in self.plans]
-        here = order.index(plan.name)
-        return {c: ref for c, ref in plan.refs.items()
-                if ref in order and order.index(ref) > here}
-
-    def _content_columns(self, plan: TablePlan) -> list[str]:
-        skip = {plan.offset_pk, *self._forward(plan)}
-        return [c for c in plan.columns if c not in skip]
-
-    async def _fix_forward(self, tgt: Database) -> None:
-        """Rows inserted with a forward reference to a row that a merge matched."""
-        for plan in self.plans:
-            if not plan.offset_pk:
-                continue
-            pk = plan.table.c[plan.offset_pk]
-            for col, ref in self._forward(plan).items():
-                pairs = self.ids.exceptions.get(ref, {})
-                if not pairs:
-                    continue
-                async with tgt.engine.begin() as conn:
-                    for old, new in pairs.items():
-                        await conn.execute(update(plan.table).where(
-                            plan.table.c[col] == old + self.ids.offsets.get(ref, 0),
-                            pk > self.ids.offsets.get(plan.name, 0)).values({col: new}))
-
-    async def _unique_hit(self, conn: AsyncConnection, plan: TablePlan,
-                          row: dict[str, Any]) -> int | None:
-        assert plan.offset_pk
-        for cols in plan.uniques:
-            if any(row[c] is None for c in cols):
-                continue
-            stmt = select(plan.table.c[plan.offset_pk]).where(
-                *(plan.table.c[c] == row[c] for c in cols)).limit(1)
-            hit = await conn.scalar(stmt)
-            if hit is not None:
-                return int(hit)
-        return None
-
     async def _finish_target(self, sconn: AsyncConnection, tgt: Database) -> None:
         await self._fix_forward(tgt)
         colls = self.by_name.get("collections")
@@ -380,7 +303,8 @@ class Copier:
             for start in range(0, len(ids), 500):
                 rows += [dict(r) for r in (await conn.execute(select(colls.table).where(
                     colls.table.c.id.in_(ids[start:start + 500])))).mappings()]
-        await tg.build_indexes(tgt, rows, owner=self.target_access.sees_all)
+        await tg.build_indexes(tgt, rows, owner=self.target_access.sees_all,
+                               progress=self.progress)
 
     def _upper(self, plan: TablePlan) -> int | None:
         """The largest source id this copy ever wrote (now, or in an earlier run)."""

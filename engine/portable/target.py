@@ -31,6 +31,7 @@ LOCAL_META = {"last_backup"}
 # rows every user has once Parley opened (key facts) or the owner's team changes wrote:
 # not "this user's data" when deciding whether a copy would duplicate it
 NOT_DATA = ("user_keys", "audit_log")
+INDEXES = "(indexes)"  # a phase, reported through the progress callback like a table
 
 
 async def read_meta(conn: AsyncConnection) -> dict[str, str]:
@@ -264,23 +265,27 @@ async def fetch_by_keys(conn: AsyncConnection, plan: TablePlan,
 
 
 async def build_indexes(tgt: Database, collections: list[dict[str, Any]], *,
-                        owner: bool = True) -> int:
+                        owner: bool = True,
+                        progress: Callable[[str, int, int], None] | None = None) -> int:
     """The target's vector indexes (vec0 tables / partial HNSW) for each copied collection's
     live generation and a re-embed in progress; keyword indexes follow the rows (FTS5
     triggers, the generated ``tsv``), and PostgreSQL's planner statistics are refreshed."""
     search = for_backend(tgt.backend)
     built = 0
+    todo = []
     for coll in collections:
-        generations = [(coll["vector_generation"], coll["dimension"])]
+        todo.append((coll["id"], coll["vector_generation"], coll["dimension"]))
         if coll.get("pending_dimension"):
-            generations.append((coll["vector_generation"] + 1, coll["pending_dimension"]))
-        for gen, dim in generations:
-            async with tgt.write() as s:
-                if owner:  # the schema owner (or a superuser, who is no Parley user) may
-                    await search.create_vector_index(s, coll["id"], gen, dim)
-                else:  # a member, through the function that checks write access
-                    await rls.vector_index(s, tgt.backend, coll["id"], gen, dim)
-            built += 1
+            todo.append((coll["id"], coll["vector_generation"] + 1, coll["pending_dimension"]))
+    for cid, gen, dim in todo:
+        if progress:
+            progress(INDEXES, built, len(todo))
+        async with tgt.write() as s:
+            if owner:  # the schema owner (or a superuser, who is no Parley user) may
+                await search.create_vector_index(s, cid, gen, dim)
+            else:  # a member, through the function that checks write access
+                await rls.vector_index(s, tgt.backend, cid, gen, dim)
+        built += 1
     async with tgt.write() as s:
         await search.refresh_statistics(s)
     return built

@@ -19,8 +19,16 @@ from sqlalchemy import func, select
 
 from engine.db import models as m
 from engine.db.connect import Database, create_engine
-from tests.conftest import PostgresServer
-from tests.portable.support import REPO, cli, populate, table_digests
+from tests.conftest import PostgresServer, migrate
+from tests.portable.support import (
+    REPO,
+    add_member,
+    cli,
+    populate,
+    role_name,
+    settings_for,
+    table_digests,
+)
 
 
 @pytest.fixture
@@ -34,6 +42,7 @@ async def test_backup_restores_bit_exact_and_into_postgres(parley_home: Path,
                                                            pg_url: str) -> None:
     source = f"sqlite:///{parley_home / 'live.db'}"
     await populate(source)
+    original = await table_digests(source)  # the backup adds a line to the audit log
     archive = parley_home / "b.parley-backup"
     made = cli("backup", str(archive), "--json", url=source)
     assert made.returncode == 0, made.stderr
@@ -51,7 +60,6 @@ async def test_backup_restores_bit_exact_and_into_postgres(parley_home: Path,
     out = cli("restore", str(archive), "--to", f"sqlite:///{restored}")
     assert out.returncode == 0, out.stderr
     assert restored.read_bytes() == payload  # bit-exact
-    original = await table_digests(source)
     assert await table_digests(f"sqlite:///{restored}") == original
 
     into_pg = cli("restore", str(archive), "--to", pg_url)
@@ -63,8 +71,17 @@ async def test_backup_restores_bit_exact_and_into_postgres(parley_home: Path,
     assert await table_digests(pg_url) == original
 
 
+async def _two_users(pg_url: str) -> str:
+    """The superuser's data and a member's (bob, a role of his own); returns his name."""
+    await migrate(settings_for(pg_url))
+    bob = role_name("bob")
+    await populate(pg_url, other_user=await add_member(pg_url, bob))
+    return bob
+
+
 async def test_postgres_backup_with_several_users(parley_home: Path, pg_url: str) -> None:
-    await populate(pg_url)
+    bob = await _two_users(pg_url)
+    before = await table_digests(pg_url)
     archive = parley_home / "pg.parley-backup"
     made = cli("backup", str(archive), "--encrypt", url=pg_url)
     assert made.returncode == 0, made.stderr
@@ -72,8 +89,8 @@ async def test_postgres_backup_with_several_users(parley_home: Path, pg_url: str
     target = f"sqlite:///{parley_home / 'from-pg.db'}"
     out = cli("restore", str(archive), "--to", target)
     assert out.returncode == 0, out.stderr
-    assert await table_digests(target) == await table_digests(pg_url)
-    listed = cli("--user", "bob", "sessions", "list", "--json", url=target)
+    assert await table_digests(target) == before
+    listed = cli("--user", bob, "sessions", "list", "--json", url=target)
     assert json.loads(listed.stdout)[0]["title"] == "Bob's secrets"
     # the key that sealed it is the user's: without it the archive does not open
     other_home = parley_home / "stranger"
@@ -174,13 +191,13 @@ async def test_backup_while_another_process_writes(parley_home: Path) -> None:
 
 
 async def test_one_users_backup(parley_home: Path, pg_url: str) -> None:
-    await populate(pg_url)
+    bob = await _two_users(pg_url)
     archive = parley_home / "bob.parley-backup"
-    made = cli("backup", str(archive), "--only-user", "bob", "--json", url=pg_url)
+    made = cli("backup", str(archive), "--only-user", bob, "--json", url=pg_url)
     assert made.returncode == 0, made.stderr
     rows = json.loads(made.stdout)["rows"]
     assert rows["users"] == 1 and rows["messages"] == 1 and rows["chunks"] == 0
     target = f"sqlite:///{parley_home / 'bob.db'}"
     assert cli("restore", str(archive), "--to", target).returncode == 0
-    listed = cli("--user", "bob", "sessions", "list", "--json", url=target)
+    listed = cli("--user", bob, "sessions", "list", "--json", url=target)
     assert [s["title"] for s in json.loads(listed.stdout)] == ["Bob's secrets"]

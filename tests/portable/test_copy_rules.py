@@ -31,13 +31,22 @@ from engine.db.connect import Database, create_engine
 from engine.portable.copier import Copier
 from engine.portable.plan import build_plans
 from tests.conftest import PostgresServer, migrate
-from tests.portable.support import cli, populate, settings_for, table_digests
+from tests.portable.support import (
+    add_member,
+    cli,
+    populate,
+    role_name,
+    settings_for,
+    table_digests,
+)
 
 
-async def _carol(url: str) -> None:
-    """Another member's data, so the target's ids are taken."""
-    await migrate(settings_for(url, "carol"))
-    async with Engine(settings_for(url, "carol")) as carol:
+async def _carol(url: str) -> str:
+    """Another member's data, so the target's ids are taken; returns her URL (a role of her
+    own: on PostgreSQL the user is the role)."""
+    await migrate(settings_for(url))
+    carol_url = await add_member(url, role_name("carol"))
+    async with Engine(settings_for(carol_url)) as carol:
         for i in range(3):
             s = await carol.sessions.create(f"carol {i}")
             for j in range(4):
@@ -54,6 +63,7 @@ async def _carol(url: str) -> None:
             s.add_all(m.Chunk(user_id=carol.user_id, document_id=doc.id, collection_id=coll.id,
                               chunk_index=i, text=f"carol {i}", content_hash=str(i),
                               char_start=0, char_end=1) for i in range(5))
+    return carol_url
 
 
 @pytest.fixture
@@ -65,13 +75,14 @@ async def pg_url(postgres_server: PostgresServer, parley_home: Path) -> object:
 
 async def test_team_database_remaps_every_reference(parley_home: Path, pg_url: str) -> None:
     source = f"sqlite:///{parley_home / 'mine.db'}"
-    await populate(source)
-    await _carol(pg_url)
+    me_role = role_name("me")
+    await populate(source, user=me_role, other_user=role_name("bob"))
+    carol_url = await _carol(pg_url)
     before = await table_digests(pg_url)
     report = await Copier(source, pg_url).run()
     assert report.ids_shifted["messages"] == 12 and report.ids_shifted["chunks"] == 5
     assert all(t.ok for t in report.tables)
-    async with Engine(settings_for(pg_url)) as me:
+    async with Engine(settings_for(await add_member(pg_url, me_role))) as me:
         listed = {s.title: s for s in await me.sessions.list()}
         assert set(listed) == {"Battery questions", "Empty one"}
         detail = await me.sessions.get(listed["Battery questions"].id, all_branches=True)
@@ -94,7 +105,7 @@ async def test_team_database_remaps_every_reference(parley_home: Path, pg_url: s
         # new rows after the copy get fresh ids (the sequences moved past the copied range)
         again = await me.sessions.create("after the copy")
         await me.sessions.add_message(again.id, "user", "still works")
-    async with Engine(settings_for(pg_url, "carol")) as carol:
+    async with Engine(settings_for(carol_url)) as carol:
         assert len(await carol.sessions.list()) == 3  # untouched
     after = await table_digests(pg_url)
     assert after["users"][0] == before["users"][0] + 2  # me and bob are new; carol stays

@@ -31,6 +31,10 @@ class Progress:
         if done < total and now - self.last < 0.2:
             return
         self.last = now
+        if table.startswith("("):  # a phase: building indexes, verifying
+            step = {"(indexes)": "building vector indexes", "(verify)": "verifying tables"}
+            click.echo(f"\r\033[K{step.get(table, table)}: {done}/{total}", err=True, nl=False)
+            return
         rate = done / max(now - self.started, 1e-6)
         click.echo(f"\r\033[Kcopying {table}: {done:,}/{total:,} rows ({rate:,.0f} rows/s)",
                    err=True, nl=False)
