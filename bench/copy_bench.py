@@ -48,10 +48,10 @@ def build(path: Path, rows: int, key: bytes) -> None:
     conn.enable_load_extension(True)
     sqlite_vec.load(conn)
     conn.execute("BEGIN")
-    conn.execute("INSERT INTO parley_meta VALUES ('key_check', ?)",
-                 (fernet.encrypt(b"parley-key-check-v1").decode(),))
     conn.execute("INSERT INTO users(id, name, created_at) VALUES (1, 'bench', "
                  "'2026-01-01 00:00:00')")
+    conn.execute("INSERT INTO user_keys(user_id, key_check) VALUES (1, ?)",
+                 (fernet.encrypt(b"parley-key-check-v1").decode(),))
     conn.execute("INSERT INTO collections VALUES (1, 1, 'bench', 'local/all-minilm-l6-v2', "
                  f"{DIM}, 1, NULL, NULL, '2026-01-01 00:00:00')")
     conn.execute("COMMIT")
