@@ -197,6 +197,40 @@ class UISettings(_Section):
     """Command that opens a source at a line. Empty: ``$EDITOR``, then ``$PAGER``."""
 
 
+class ChatParams(_Section):
+    """Per-session (or per-persona) parameters; empty ones keep the configured value."""
+
+    temperature: float | None = Field(None, ge=0, le=2)
+    """Sampling temperature."""
+    top_p: float | None = Field(None, gt=0, le=1)
+    """Nucleus sampling: keep the most likely tokens up to this probability mass."""
+    max_tokens: int | None = Field(None, ge=1)
+    """Longest answer in tokens."""
+    top_k: int | None = Field(None, ge=1, le=200)
+    """Sources given to the model per question."""
+
+
+class PersonaSettings(_Section):
+    """A named chat preset (``parley ask --persona NAME``, Ctrl+N in the app)."""
+
+    description: str | None = None
+    """One line shown when choosing a persona."""
+    provider: str | None = None
+    """Name of an entry under ``providers``. Empty: ``chat.provider``."""
+    model: str | None = None
+    """Model id on that provider. Empty: the provider's configured model."""
+    system_prompt: str | None = None
+    """System prompt of its chats."""
+    collections: list[str] = []
+    """Collections its chats search. Empty: all of them."""
+    rag: bool | None = None
+    """Search documents before answering. Empty: ``chat.rag``."""
+    params: ChatParams = ChatParams()
+    first_message: str | None = None
+    """A first question put in the prompt box (and asked by ``ask --persona`` with no
+    question)."""
+
+
 class Settings(BaseSettings):
     """Every setting of Parley. See ``config.example.yaml`` for a commented copy."""
 
@@ -216,6 +250,7 @@ class Settings(BaseSettings):
     chat: ChatSettings = ChatSettings()
     providers: dict[str, ProviderSettings] = {}
     ui: UISettings = UISettings()
+    personas: dict[str, PersonaSettings] = {}
 
     # Not settings: where this configuration was read from, filled by load_settings.
     _sources: dict[str, str] = {}
@@ -421,6 +456,12 @@ def _check_references(settings: Settings) -> None:
         raise ConfigError(
             f"chat.provider '{settings.chat.provider}' is not defined under 'providers'",
             "add it under providers: or leave chat.provider empty for offline answers")
+    for name, persona in settings.personas.items():
+        if persona.provider and persona.provider != "extractive" \
+                and persona.provider not in settings.providers:
+            raise ConfigError(
+                f"persona '{name}' names provider '{persona.provider}', which is not defined "
+                "under 'providers'", f"fix personas.{name}.provider or add the provider")
     emb = settings.embedding.provider
     if emb != "local" and emb not in settings.providers:
         raise ConfigError(f"embedding.provider '{emb}' is not defined under 'providers'",

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from engine.library.service import Library
     from engine.providers.embedders import Embedder
     from engine.library.retrieval import Retriever
+    from engine.session_setup.personas import Personas
     from engine.usage import UsageLedger
 
 
@@ -191,6 +192,13 @@ class Engine:
         from engine.usage import UsageLedger
 
         return self._service("usage", UsageLedger)
+
+    @property
+    def personas(self) -> Personas:
+        """Named chat presets: from the config file, or saved from a session."""
+        from engine.session_setup.personas import Personas
+
+        return self._service("personas", Personas)
 
     def embedder(self) -> Embedder:
         """The configured embedder, created on first use and shared by every service."""

@@ -98,17 +98,25 @@ def _history_messages(history: Sequence[Message]) -> list[ChatMessage]:
     return out
 
 
+def fixed_tokens(system_prompt: str, question: str, pinned: Sequence[SearchHit] = ()) -> int:
+    """Tokens a turn needs whatever else fits: system prompt, question, attached sources."""
+    blocks = [source_block(n, hit) for n, hit in enumerate(pinned, start=1)]
+    return (estimate_tokens(system_prompt) + estimate_tokens(question_message(question, ["x"]))
+            + sum(estimate_tokens(b) + 1 for b in blocks) + 2 * MESSAGE_OVERHEAD)
+
+
 def build_prompt(*, system_prompt: str, question: str, history: Sequence[Message] = (),
                  hits: Sequence[SearchHit] = (), context_window: int = 8192,
-                 max_tokens: int | None = None) -> Prompt:
+                 max_tokens: int | None = None, pinned: Sequence[SearchHit] = ()) -> Prompt:
     """The messages for one turn (see the module docstring for what is kept and dropped).
 
-    Raises ``ContextTooLong`` when the system prompt and the question alone do not fit.
+    ``pinned`` sources (attachments) are numbered first and always included. Raises
+    ``ContextTooLong`` when the system prompt, the question and the pinned sources alone do
+    not fit.
     """
     reserve = answer_reserve(context_window, max_tokens)
     room = context_window - reserve
-    fixed = (estimate_tokens(system_prompt) + estimate_tokens(question_message(question, ["x"]))
-             + 2 * MESSAGE_OVERHEAD)
+    fixed = fixed_tokens(system_prompt, question, pinned)
     if fixed > room:
         raise ContextTooLong(
             f"the question and system prompt need about {fixed} tokens, but the model's context "
@@ -120,8 +128,8 @@ def build_prompt(*, system_prompt: str, question: str, history: Sequence[Message
     left = room - fixed
     history_claim = min(sum(past_tokens), left // HISTORY_SHARE)
 
-    blocks: list[str] = []
-    numbered: list[NumberedSource] = []
+    blocks = [source_block(n, hit) for n, hit in enumerate(pinned, start=1)]
+    numbered = [NumberedSource(n, hit) for n, hit in enumerate(pinned, start=1)]
     source_room = left - history_claim
     for hit in hits:
         block = source_block(len(numbered) + 1, hit)
@@ -130,7 +138,7 @@ def build_prompt(*, system_prompt: str, question: str, history: Sequence[Message
             source_room -= cost
             blocks.append(block)
             numbered.append(NumberedSource(len(numbered) + 1, hit))
-    left -= sum(estimate_tokens(b) + 1 for b in blocks)
+    left -= sum(estimate_tokens(b) + 1 for b in blocks[len(pinned):])
 
     kept: list[ChatMessage] = []
     for message, cost in zip(reversed(past), reversed(past_tokens), strict=True):
@@ -144,5 +152,5 @@ def build_prompt(*, system_prompt: str, question: str, history: Sequence[Message
     messages = (ChatMessage("system", system_prompt), *kept, ChatMessage("user", final))
     tokens = sum(estimate_tokens(m.content) + MESSAGE_OVERHEAD for m in messages)
     return Prompt(messages=messages, sources=tuple(numbered), tokens=tokens,
-                  dropped_sources=len(hits) - len(numbered),
+                  dropped_sources=len(hits) + len(pinned) - len(numbered),
                   dropped_history=len(past) - len(kept))
