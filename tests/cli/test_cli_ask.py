@@ -111,7 +111,8 @@ def test_plain_output_streams_the_answer_then_the_sources(ask: Any) -> None:
     assert answer.startswith("The capacitor needs 1.21 gigawatts [")
     marker = answer.split("[")[1].split("]")[0]
     assert sources.startswith(f"[{marker}] ") and sources.endswith("flux-manual.pdf p.2 L1-3\n")
-    assert result.stderr == ""
+    # the first question of a session says, once, what it searches; nothing else
+    assert result.stderr == "parley: searching all your collections (1): default\n"
 
 
 def test_stream_json_prints_one_event_per_line(ask: Any) -> None:
