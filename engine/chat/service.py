@@ -251,6 +251,22 @@ class Chat:
         return await resolve_scope(self.engine, await self._collections(summary, collections),
                                    rag=use_rag)
 
+    async def start(self, *, persona: str | None = None) -> SessionSummary:
+        """A new, empty session (its title comes from its first question), set up from
+        ``persona`` when given."""
+        preset = None
+        if persona is not None:
+            preset = await self.engine.personas.get(persona)
+            await self.engine.personas.check(preset)
+        async with self.engine._require_db().write() as s:
+            session = await self._create_in(
+                s, "", preset.provider if preset else None, preset.model if preset else None,
+                preset.system_prompt if preset else None, preset.collections if preset else ())
+            session.title = "New chat"
+            if preset is not None:
+                session.rag, session.params = preset.rag, dict(preset.params) or None
+        return (await self.engine.sessions.get(session.id)).session
+
     async def configure(self, session_id: int, **changes: Any) -> tuple[SessionSummary,
                                                                          list[str]]:
         """Change a session's settings (see ``engine.session_setup.settings.configure``)."""

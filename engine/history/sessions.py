@@ -65,7 +65,7 @@ async def _attachment_infos(s: AsyncSession,
             .where(m.Message.session_id == session_id)
             .order_by(m.Attachment.message_id, m.Attachment.position)):
         out.setdefault(row.message_id, []).append(AttachmentInfo(
-            path=row.path, kind=row.kind, lines=row.text.count("\n") + 1,
+            path=row.path, kind=row.kind, lines=len(row.text.splitlines()),
             tokens=estimate_tokens(row.text)))
     return out
 

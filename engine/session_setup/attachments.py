@@ -42,7 +42,7 @@ class LoadedAttachment:
     def info(self) -> AttachmentInfo:
         """What front ends show of it."""
         return AttachmentInfo(path=self.path, kind=self.kind,
-                              lines=self.text.count("\n") + 1, tokens=estimate_tokens(self.text))
+                              lines=len(self.text.splitlines()), tokens=estimate_tokens(self.text))
 
 
 class AttachmentError(UsageError):

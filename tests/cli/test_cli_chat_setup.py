@@ -184,7 +184,7 @@ def test_ask_with_attachments(run: Any, tmp_path: Path, server: OpenAITestServer
     data = json.loads(piped.stdout)
     assert data["citations"][0]["path"] == "stdin"
     shown = run("sessions", "show", str(data["session_id"])).stdout
-    assert "attached: stdin (text, 2 lines)" in shown
+    assert "attached: stdin (text, 1 line)" in shown
 
 
 def test_bad_attachments_are_refused_in_one_line_and_nothing_is_stored(

@@ -65,7 +65,8 @@ def _print_message(msg: Message) -> None:
                + (f" · alternatives: {', '.join(others)}" if others else ""))
     click.echo(msg.content)
     for a in msg.attachments:
-        click.echo(f"  attached: {a.path} ({a.kind}, {a.lines} lines)")
+        click.echo(f"  attached: {a.path} ({a.kind}, {a.lines} line"
+                   f"{'s' if a.lines != 1 else ''})")
     for c in msg.citations:
         where = ", ".join(x for x in (c.path, f"p. {c.page}" if c.page else "",
                                       f"lines {c.line_start}-{c.line_end}"

@@ -16,7 +16,7 @@ from textual import on
 from textual.reactive import reactive
 from textual.widgets import Static
 
-from engine.types import BudgetWarning, Citation, Delta, Done, Sources
+from engine.types import BudgetWarning, Citation, Delta, Done, NothingFound, Searched, Sources
 from tui.screens.base import ParleyScreen, engine_task
 from tui.widgets.message import Answer, MessageView
 from tui.widgets.prompt import PromptInput
@@ -44,6 +44,9 @@ class ChatTurns(ParleyScreen):
         prompt: PromptInput
         sources: SourcesPanel
         sidebar: Sidebar
+
+        def setup_event(self, event: Searched | NothingFound) -> None: ...
+        def refresh_setup(self) -> object: ...
 
     # -- sending --------------------------------------------------------------------------------
     @on(PromptInput.Submitted)
@@ -107,9 +110,10 @@ class ChatTurns(ParleyScreen):
         if kind == "edit":
             assert self.session_id is not None
             return chat.edit_last(self.session_id, text)
+        attachments = list(getattr(self, "attachments", ()))  # ChatSetup's
         if self.session_id is None:
-            return chat.ask(text, new=True)
-        return chat.ask(text, session_id=self.session_id)
+            return chat.ask(text, new=True, attachments=attachments)
+        return chat.ask(text, session_id=self.session_id, attachments=attachments)
 
     async def _prepare(self, kind: str, text: str) -> MessageView:
         transcript = self.transcript
@@ -149,6 +153,8 @@ class ChatTurns(ParleyScreen):
                             answer.unknown_markers = event.unknown_markers
                         elif isinstance(event, Done):
                             done = event
+                        elif isinstance(event, Searched | NothingFound):
+                            self.setup_event(event)
                         elif isinstance(event, BudgetWarning):
                             self.notify(event.message, title="Budget", severity="warning",
                                         timeout=10)
@@ -185,10 +191,13 @@ class ChatTurns(ParleyScreen):
         if not still_shown:
             return  # the user opened another session meanwhile: leave it as it is
         if done is not None:
+            new_session = self.session_id != done.session_id
             self.session_id = done.session_id
             used = done.usage.prompt_tokens + done.usage.completion_tokens
             self.parley.set_context(used, done.usage.estimated)
             self.refresh_session_entry(done.session_id)
+            if new_session:
+                self.refresh_setup()
         elif answer.status == "interrupted":
             # Stopped with Esc there is no Done, but the engine stored the turn (and created
             # the session, for a new chat): follow it, so the next question continues it.
