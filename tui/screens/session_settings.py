@@ -35,6 +35,15 @@ if TYPE_CHECKING:
     from tui.app import ParleyApp
 
 CONFIGURED = "(configured)"
+HINTS = {
+    "settings-provider": "Enter opens the list of configured providers.",
+    "settings-model": "Type any model name (→ completes it), or Tab to the list and pick one.",
+    "settings-models": "Enter picks the highlighted model.",
+    "settings-system": "The system prompt: Enter adds a line; empty uses the configured one.",
+    "settings-collections": "Space ticks or unticks a collection; none ticked searches all.",
+    "settings-rag": "Space switches searching your documents on or off.",
+}
+DEFAULT_HINT = "Tab moves between fields, Ctrl+S saves, Esc cancels."
 
 
 def window_text(tokens: int, source: str) -> str:
@@ -46,6 +55,7 @@ class SessionSettingsDialog(ModalScreen["SessionSummary | None"]):
     """Edit the settings of one session (see the module docstring)."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "save", "Save")]
+    AUTO_FOCUS = "#settings-model"
 
     def __init__(self, summary: SessionSummary, collections: list[CollectionInfo]) -> None:
         super().__init__(classes="dialog")
@@ -76,7 +86,8 @@ class SessionSettingsDialog(ModalScreen["SessionSummary | None"]):
                 yield Label("System prompt (empty: the configured one)", classes="field-label")
                 yield TextArea(s.system_prompt or "", id="settings-system", soft_wrap=True,
                                show_line_numbers=False)
-                yield Label("Collections (none ticked: all of them)", classes="field-label")
+                yield Label(self._collections_label(self.summary.collections),
+                            classes="field-label", id="settings-collections-label")
                 yield SelectionList[str](*[
                     (f"{c.name} ({c.document_count} document"
                      f"{'s' if c.document_count != 1 else ''})", c.name,
@@ -94,6 +105,7 @@ class SessionSettingsDialog(ModalScreen["SessionSummary | None"]):
                             value = params.get(name)
                             yield Input("" if value is None else str(value), type=kind,
                                         placeholder="configured", id=f"settings-{name}")
+            yield Static(DEFAULT_HINT, id="settings-hint", classes="dialog-hint")
             yield Static("", id="settings-error", classes="dialog-error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Cancel", id="cancel")
@@ -103,6 +115,10 @@ class SessionSettingsDialog(ModalScreen["SessionSummary | None"]):
         self.query_one("#settings-error").display = False
         self.query_one("#settings-model", Input).focus()
         self.load_models()
+
+    def on_descendant_focus(self, event: Any) -> None:
+        hint = HINTS.get(getattr(event.widget, "id", None) or "", DEFAULT_HINT)
+        self.query_one("#settings-hint", Static).update(hint)
 
     # -- the model picker -----------------------------------------------------------------------
     def _provider(self) -> str | None:
@@ -167,25 +183,40 @@ class SessionSettingsDialog(ModalScreen["SessionSummary | None"]):
     def _model_typed(self) -> None:
         self.show_window()
 
+    @staticmethod
+    def _collections_label(names: Any) -> str:
+        chosen = ", ".join(names) if names else "all of them"
+        return f"Collections (none ticked: all) · will search: {chosen}"
+
+    @on(SelectionList.SelectedChanged, "#settings-collections")
+    def _collections_changed(self, event: SelectionList.SelectedChanged) -> None:
+        self.query_one("#settings-collections-label", Label).update(
+            self._collections_label(event.selection_list.selected))
+
     # -- saving ---------------------------------------------------------------------------------
     def changes(self) -> dict[str, Any]:
         """What the form says, as ``engine.chat.configure`` takes it (unchanged: left out)."""
         from engine.session_setup.settings import UNSET
 
-        s = self.summary
+        s, params = self.summary, self.summary.params or {}
         provider = self._provider()
         model = self.query_one("#settings-model", Input).value.strip() or None
-        out: dict[str, Any] = {
+        system = self.query_one("#settings-system", TextArea).text.strip()
+        collections = list(self.query_one("#settings-collections", SelectionList).selected)
+        rag = self.query_one("#settings-rag", Checkbox).value
+        configured_rag = self.parley.settings.chat.rag
+        typed = {name: self.query_one(f"#settings-{name}", Input).value.strip()
+                 for name in ("top_k", "temperature", "max_tokens")}
+        changed = {k: v for k, v in typed.items()
+                   if v != ("" if params.get(k) is None else str(params[k]))}
+        return {
             "provider": provider if provider != s.provider else UNSET,
             "model": model if model != s.model or provider != s.provider else UNSET,
-            "system_prompt": self.query_one("#settings-system", TextArea).text,
-            "collections": list(self.query_one("#settings-collections",
-                                               SelectionList).selected),
-            "rag": self.query_one("#settings-rag", Checkbox).value,
-            "params": {name: self.query_one(f"#settings-{name}", Input).value.strip()
-                       for name in ("top_k", "temperature", "max_tokens")},
+            "system_prompt": system if system != (s.system_prompt or "") else UNSET,
+            "collections": collections if set(collections) != set(s.collections) else UNSET,
+            "rag": rag if rag != (configured_rag if s.rag is None else s.rag) else UNSET,
+            "params": changed or None,
         }
-        return out
 
     def action_save(self) -> None:
         self.save()
