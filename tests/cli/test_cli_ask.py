@@ -147,7 +147,9 @@ async def test_a_refused_key_exits_1_with_a_hint_and_keeps_the_question(
     server.api_key = "sk-needed"
     result = ask("--new", "Will this work?")
     assert result.returncode == 1
-    assert result.stderr.startswith("parley: error: ") and "401" in result.stderr
+    note, error = result.stderr.splitlines()  # what the new session searches, then the error
+    assert note == "parley: searching all your collections (1): default"
+    assert error.startswith("parley: error: ") and "401" in error
     assert "api_key" in result.stderr  # the hint says what to set
     assert await stored(settings) == [("user", "complete", "Will this work?"),
                                       ("assistant", "error", "")]
