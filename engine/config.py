@@ -114,7 +114,8 @@ class RetrievalSettings(_Section):
     max_file_mb: float = Field(50.0, gt=0)
     """Files larger than this are skipped with a reason."""
     default_collection: str = "default"
-    """Collection used when none is named."""
+    """Collection ``ingest`` (and commands on one collection) use when none is named. Chats
+    search every collection unless scoped."""
     ef_search: int = Field(200, ge=1, le=1000)
     """PostgreSQL HNSW search breadth (higher: better recall, slower). 200 finds 97-99% of
     the exact 100 nearest chunks at 10k-100k chunks (100: 93-96%)."""

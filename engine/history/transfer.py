@@ -74,6 +74,8 @@ class SessionDoc(_Strict):
     created_at: datetime
     updated_at: datetime
     current: int | None = None
+    rag: bool | None = None
+    params: dict[str, float | int] = {}
 
 
 class ExportDoc(_Strict):
@@ -119,6 +121,7 @@ async def export_session(store: SessionStore, session_id: int, fmt: str) -> str:
             "system_prompt": row.system_prompt, "archived": row.archived,
             "collections": names, "created_at": _utc(row.created_at),
             "updated_at": _utc(row.updated_at), "current": number.get(row.current_message_id),
+            "rag": row.rag, "params": dict(row.params or {}),
         },
         "messages": [{
             "id": number[msg.id], "parent": number.get(msg.parent_id), "role": msg.role,
@@ -239,7 +242,8 @@ async def import_session(store: SessionStore, data: str | bytes, *,
         row = m.Session(user_id=store.user_id, title=info.title, model=info.model,
                         provider=info.provider, system_prompt=info.system_prompt,
                         archived=info.archived, created_at=info.created_at,
-                        updated_at=info.updated_at)
+                        updated_at=info.updated_at, rag=info.rag,
+                        params=dict(info.params) or None)
         s.add(row)
         await s.flush()
         found = (await s.scalars(select(m.Collection).where(

@@ -167,3 +167,19 @@ def test_usage(snap_compare: Any, home: Path, server: OpenAITestServer,
 def test_help(snap_compare: Any, home: Path, server: OpenAITestServer) -> None:
     assert snap_compare(ParleyApp(make_settings(home, server)), terminal_size=SIZE,
                         run_before=before("f1"))
+
+
+def test_chat_settings_dialog(snap_compare: Any, home: Path, server: OpenAITestServer) -> None:
+    settings = make_settings(home, server)
+    asyncio.run(seed(settings, home, chat=True))
+
+    def open_settings(pilot: Pilot[Any]) -> None:
+        pilot.app.screen.open_session(1)  # type: ignore[attr-defined]
+
+    async def settings_dialog(pilot: Pilot[Any]) -> None:
+        open_settings(pilot)
+        await settle(pilot)
+        await pilot.press("ctrl+g")
+
+    assert snap_compare(ParleyApp(settings), terminal_size=SIZE,
+                        run_before=before(then=settings_dialog))
