@@ -51,6 +51,13 @@ class CitationDoc(_Strict):
     snippet: str
 
 
+class AttachmentDoc(_Strict):
+    path: str
+    kind: str = "text"
+    text: str
+    pages: list[list[int]] = []
+
+
 class MessageDoc(_Strict):
     id: int
     parent: int | None = None
@@ -62,6 +69,7 @@ class MessageDoc(_Strict):
     error: str | None = None
     created_at: datetime
     citations: list[CitationDoc] = []
+    attachments: list[AttachmentDoc] = []
 
 
 class SessionDoc(_Strict):
@@ -105,6 +113,18 @@ async def _load(store: SessionStore, session_id: int) -> tuple[
         return row, messages, cites, sorted(names)
 
 
+async def _attachments(store: SessionStore, session_id: int) -> dict[int, list[m.Attachment]]:
+    """The attachments of a session's questions, by message id, in order."""
+    out: dict[int, list[m.Attachment]] = {}
+    async with store.db.read() as s:
+        for row in await s.scalars(
+                select(m.Attachment).join(m.Message, m.Message.id == m.Attachment.message_id)
+                .where(m.Message.session_id == session_id)
+                .order_by(m.Attachment.message_id, m.Attachment.position)):
+            out.setdefault(row.message_id, []).append(row)
+    return out
+
+
 async def export_session(store: SessionStore, session_id: int, fmt: str) -> str:
     """The session as ``json`` or ``md`` text."""
     if fmt not in ("json", "md"):
@@ -113,6 +133,7 @@ async def export_session(store: SessionStore, session_id: int, fmt: str) -> str:
     if fmt == "md":
         return render_markdown(row, messages, cites, names)
     _refuse_unreadable(row, messages, cites)
+    attached = await _attachments(store, row.id)
     number = {msg.id: i for i, msg in enumerate(messages, start=1)}
     doc = {
         "format": FORMAT, "version": VERSION,
@@ -131,6 +152,9 @@ async def export_session(store: SessionStore, session_id: int, fmt: str) -> str:
                 "marker": c.marker, "position": c.position, "path": c.path, "page": c.page,
                 "line_start": c.line_start, "line_end": c.line_end, "score": c.score,
                 "snippet": c.snippet} for c in cites.get(msg.id, ())],
+            "attachments": [{"path": a.path, "kind": a.kind, "text": a.text,
+                             "pages": [list(p) for p in a.pages or ()]}
+                            for a in attached.get(msg.id, ())],
         } for msg in messages],
     }
     return json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
@@ -261,6 +285,9 @@ async def import_session(store: SessionStore, data: str | bytes, *,
             ).returning(m.Message.id))).scalar_one()
             citations += [{**c.model_dump(), "user_id": store.user_id,
                            "message_id": ids[msg.id]} for c in msg.citations]
+            s.add_all(m.Attachment(user_id=store.user_id, message_id=ids[msg.id], position=n,
+                                   path=a.path, kind=a.kind, text=a.text, pages=a.pages)
+                      for n, a in enumerate(msg.attachments))
         if citations:
             await s.execute(insert(m.Citation), citations)
         row.current_message_id = ids.get(info.current) if info.current is not None else None

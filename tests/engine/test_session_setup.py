@@ -282,3 +282,18 @@ async def test_personas_from_config_and_from_a_session(setup_engine: Engine,
     assert "persona 'tea'" in caught.value.message and "'gone'" in caught.value.message
 
 
+
+
+async def test_export_and_import_keep_settings_and_attachments(setup_engine: Engine,
+                                                               tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("Oolong tea is rolled by hand.\n")
+    done = one(await collect(setup_engine.chat.ask(
+        "How is oolong made?", new=True, rag=False,
+        attachments=[load_attachment(notes, max_bytes=10_000)])), Done)
+    await setup_engine.chat.configure(done.session_id, params={"temperature": "0.5"})
+    exported = await setup_engine.sessions.export(done.session_id)
+    copy = await setup_engine.sessions.import_(exported)
+    detail = await setup_engine.sessions.get(copy.session.id)
+    assert detail.session.rag is False and detail.session.params == {"temperature": 0.5}
+    assert [a.path for a in detail.messages[0].attachments] == [str(notes)]
