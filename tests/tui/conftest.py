@@ -84,9 +84,14 @@ class RecordingOpener(SourceOpener):
 
 async def settle(pilot: Pilot[Any], rounds: int = 100) -> None:
     """Wait until no worker runs (workers may start others) and the screen caught up."""
+    from textual.worker import WorkerCancelled
+
     app = pilot.app
     for _ in range(rounds):
-        await app.workers.wait_for_complete()
+        try:
+            await app.workers.wait_for_complete()
+        except WorkerCancelled:
+            pass  # an exclusive worker replaced by a newer one: that one is waited for next
         await pilot.pause()
         if not any(worker.is_running for worker in app.workers):
             return

@@ -132,7 +132,10 @@ async def test_ctrl_n_offers_personas(database_url: str, parley_home: Path,
         await settle(pilot)
         assert len(sources_of(chat_server.chat_requests[-1].json)) == 1  # work: one chunk
 
-        await pilot.press("ctrl+n", "escape")  # Esc keeps the blank chat
+        await pilot.press("ctrl+n")
+        await settle(pilot)
+        assert isinstance(app.screen, PersonaPicker)
+        await pilot.press("escape")  # Esc keeps the blank chat
         await settle(pilot)
         assert isinstance(app.screen, ChatScreen) and app.screen.session_id is None
 
