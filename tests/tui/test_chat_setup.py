@@ -50,7 +50,7 @@ async def test_the_header_says_what_a_new_chat_searches(tui_settings: Settings,
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         assert header(app).startswith("searching: all (2)")
-        assert "test-model" in header(app) and "Ctrl+G settings" in header(app)
+        assert "test-model · ctx 8,192" in header(app)
 
 
 async def test_the_settings_dialog_changes_the_next_question(

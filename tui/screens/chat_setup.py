@@ -39,7 +39,6 @@ def header_text(scope: ChatScope, summary: SessionSummary | None, model: str,
     named = {"temperature": "temp", "top_k": "top-k", "max_tokens": "max"}
     if params:
         parts.append(" · ".join(f"{named.get(k, k)} {v}" for k, v in params.items()))
-    parts.append("Ctrl+G settings")
     return "  │  ".join(parts)
 
 

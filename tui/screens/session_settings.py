@@ -113,8 +113,9 @@ class SessionSettingsDialog(ModalScreen["SessionSummary | None"]):
 
     def on_mount(self) -> None:
         self.query_one("#settings-error").display = False
-        self.query_one("#settings-model", Input).focus()
         self.load_models()
+        # focusing the model field scrolls it into view: keep the provider above it in view
+        self.call_after_refresh(self.query_one("#settings-scroll").scroll_home, animate=False)
 
     def on_descendant_focus(self, event: Any) -> None:
         hint = HINTS.get(getattr(event.widget, "id", None) or "", DEFAULT_HINT)
