@@ -20,6 +20,7 @@ from tui.screens.chat import ChatScreen
 from tui.screens.chat_pickers import AttachDialog, PersonaPicker
 from tui.screens.session_settings import SessionSettingsDialog
 from tui.widgets.prompt import PromptInput
+from tui.widgets.transcript import Transcript
 
 SIZE = (120, 36)
 
@@ -186,6 +187,8 @@ async def test_attachment_chips(tui_settings: Settings, chat_server: OpenAITestS
         request = chat_server.chat_requests[-1].json
         assert "Oolong tea is rolled by hand." in sources_of(request)[1]
         assert screen.attachments == [] and not screen.query(".chip")
+        question = screen.query_one(Transcript).last_view("user")
+        assert question is not None and "📎 notes.txt" in str(question.border_title)
 
 
 async def test_a_too_large_attachment_keeps_the_question_and_the_chip(

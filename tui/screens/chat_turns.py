@@ -126,7 +126,8 @@ class ChatTurns(ParleyScreen):
             if question is not None:
                 await question.remove()
         if kind in ("ask", "edit"):
-            await transcript.add(MessageView("user", text))
+            names = tuple(a.path.rsplit("/", 1)[-1] for a in getattr(self, "attachments", ()))
+            await transcript.add(MessageView("user", text, attached=names))
         info = self.parley.status
         return await transcript.add(MessageView("assistant", streaming=True,
                                                 answer=Answer(model=info.model or None)))

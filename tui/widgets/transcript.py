@@ -29,7 +29,8 @@ def view_for(message: Message) -> MessageView:
     answer = Answer(status=message.status, model=message.model, error=message.error,
                     citations=message.citations)
     return MessageView(message.role, message.content, message_id=message.id, answer=answer,
-                       alternatives=message.alternatives)
+                       alternatives=message.alternatives,
+                       attached=tuple(a.path.rsplit("/", 1)[-1] for a in message.attachments))
 
 
 class Transcript(VerticalScroll):
