@@ -17,7 +17,7 @@ def test_import_linter_contract_holds() -> None:
 
 
 def test_importing_the_engine_does_not_load_textual_or_rich() -> None:
-    code = ("import sys, engine, engine.facade, engine.sessions, engine.crypto; "
+    code = ("import sys, engine, engine.facade, engine.history.sessions, engine.keys.crypto; "
             "print([m for m in ('textual', 'rich', 'tui') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                          text=True, check=True).stdout.strip()

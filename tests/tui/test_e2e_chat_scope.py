@@ -56,7 +56,7 @@ def test_a_chat_scoped_to_one_collection_cites_only_it(tmp_path: Path, parley_ho
         wait_for(lambda: "searching: all (2)" in screen(), 60, "the chat header", screen)
         keys("C-g")
         # the dialog is ready (and focus settled) once the model's context window shows
-        wait_for(lambda: "germany (1 document)" in screen() and "context window:" in screen(),
+        wait_for(lambda: "Chat settings" in screen() and "context window:" in screen(),
                  60, "the settings dialog", screen)
         # model field -> model list -> system prompt -> collections; germany is second
         keys("Tab", "Tab", "Tab")
