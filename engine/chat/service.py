@@ -146,7 +146,7 @@ class Chat:
             if summary is None:
                 session = await self._create_in(s, question, provider,
                                                 model, system_prompt, collections or ())
-                session.rag, session.params = rag, given or None
+                session.rag, session.params = rag, merged_params(given) or None
             else:
                 session = await self.branches.owned(s, summary.id)
                 if summary.message_count == 0 and summary.title == "New chat":

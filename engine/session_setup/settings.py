@@ -134,6 +134,8 @@ async def configure(engine: Engine, session_id: int, *, provider: Any = UNSET,
     chat = engine.chat
     warnings: list[str] = []
     current = (await engine.sessions.get(session_id)).session
+    if provider is not UNSET:
+        provider = provider or None  # '' returns to the configured provider
     if provider is not UNSET and provider is not None and provider != "extractive" \
             and provider not in engine.settings.providers:
         raise ConfigError(f"provider '{provider}' is not defined under 'providers'",

@@ -106,7 +106,7 @@ def test_sessions_set_changes_what_the_next_question_uses(run: Any, tmp_path: Pa
     assert settings["max_tokens"]["from"] == "config"
     text = run("sessions", "show", str(session)).stdout
     assert "system prompt: Be brief.\n    Use British spelling." in text
-    assert "collections: work\n" in text and "rag: True  (config)" in text
+    assert "collections: work\n" in text and "rag: on  (config)" in text
 
     assert run("sessions", "set", str(session), "--no-rag", "--all-collections").returncode == 0
     run("ask", "--session", str(session), "Tea once more?")

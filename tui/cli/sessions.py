@@ -81,6 +81,8 @@ def _print_settings(settings: dict[str, dict[str, object]]) -> None:
         value = item["value"]
         if isinstance(value, list):
             value = ", ".join(map(str, value))
+        elif isinstance(value, bool):
+            value = "on" if value else "off"
         if name == "system_prompt":
             text = str(value or "(Parley's grounded-answer prompt)")
             value = text.replace("\n", "\n    ")
