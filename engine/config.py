@@ -19,7 +19,6 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
 from engine.errors import ConfigError
 
@@ -196,6 +195,29 @@ class UISettings(_Section):
     """Show the sessions sidebar at start."""
     editor: str | None = None
     """Command that opens a source at a line. Empty: ``$EDITOR``, then ``$PAGER``."""
+    keys: dict[str, str] = {}
+    """Keys per action (``chat.new_session: ctrl+n``; several: ``"ctrl+n,f6"``). The names
+    and the check for conflicts are the terminal UI's (``tui.keys``)."""
+    enter_sends: bool = True
+    """Enter sends the question (Ctrl+J adds a line). False: Enter adds a line and Ctrl+J
+    or Alt+Enter sends."""
+
+    @field_validator("keys", mode="before")
+    @classmethod
+    def _flat_keys(cls, value: Any) -> Any:
+        """``chat: {new_session: ctrl+n}`` is ``chat.new_session: ctrl+n``; a list of keys
+        is the comma-separated string."""
+        if not isinstance(value, Mapping):
+            return value
+        out: dict[str, Any] = {}
+        for name, keys in value.items():
+            if isinstance(keys, Mapping):
+                out.update({f"{name}.{k}": v for k, v in cls._flat_keys(keys).items()})
+            elif isinstance(keys, list | tuple):
+                out[str(name)] = ",".join(str(k) for k in keys)
+            else:
+                out[str(name)] = keys
+        return out
 
 
 class ChatParams(_Section):
@@ -203,8 +225,6 @@ class ChatParams(_Section):
 
     temperature: float | None = Field(None, ge=0, le=2)
     """Sampling temperature."""
-    top_p: float | None = Field(None, gt=0, le=1)
-    """Nucleus sampling: keep the most likely tokens up to this probability mass."""
     max_tokens: int | None = Field(None, ge=1)
     """Longest answer in tokens."""
     top_k: int | None = Field(None, ge=1, le=200)
@@ -232,15 +252,16 @@ class PersonaSettings(_Section):
     question)."""
 
 
-class Settings(BaseSettings):
-    """Every setting of Parley. See ``config.example.yaml`` for a commented copy."""
+class Settings(BaseModel):
+    """Every setting of Parley. See ``config.example.yaml`` for a commented copy.
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        env_nested_delimiter="__",
-        extra="forbid",
-        validate_assignment=True,
-    )
+    A plain model, not pydantic-settings' ``BaseSettings``: ``load_settings`` merges the
+    sources itself (to know each value's origin), and importing pydantic-settings (dotenv,
+    cloud secret sources) costs start-up time every launch; it is imported only when the
+    environment holds settings (``_env_values``).
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True)
 
     user: str = Field(default_factory=lambda: _default_user())
     """The user whose sessions and documents Parley shows (teams on PostgreSQL)."""
@@ -256,13 +277,6 @@ class Settings(BaseSettings):
     # Not settings: where this configuration was read from, filled by load_settings.
     _sources: dict[str, str] = {}
     _config_path: Path | None = None
-
-    @classmethod
-    def settings_customise_sources(cls, settings_cls, init_settings, env_settings,
-                                   dotenv_settings, file_secret_settings):  # type: ignore[no-untyped-def]
-        # load_settings merges the file and the flags itself (to know each value's origin);
-        # the model only validates the merged result.
-        return (init_settings,)
 
     # -- resolved paths --------------------------------------------------------------------
     def home_dirs(self) -> tuple[Path, Path]:
@@ -354,6 +368,11 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 def _env_values(environ: Mapping[str, str]) -> dict[str, Any]:
     """What the environment sets, parsed by pydantic-settings' own env source."""
     known = set(Settings.model_fields)
+    if not any(n.upper().startswith(ENV_PREFIX) and n.upper() not in RESERVED_ENV
+               for n in environ):
+        return {}  # the usual case: no need to import pydantic-settings
+    from pydantic_settings import EnvSettingsSource
+
     for name in environ:
         if not name.startswith(ENV_PREFIX) or name in RESERVED_ENV:
             continue

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
+from textual.worker import WorkerCancelled
 
 from engine import Engine, Settings, load_settings
 from tests.conftest import migrate
@@ -91,7 +92,8 @@ async def settle(pilot: Pilot[Any], rounds: int = 100) -> None:
         try:
             await app.workers.wait_for_complete()
         except WorkerCancelled:
-            pass  # an exclusive worker replaced by a newer one: that one is waited for next
+            # A worker the test stopped (Esc, a new chat) ends cancelled: that is settled.
+            pass
         await pilot.pause()
         if not any(worker.is_running for worker in app.workers):
             return

@@ -39,7 +39,7 @@ class PersonaPicker(ModalScreen[str | None]):
     """Start a blank chat or one set up by a persona. Dismissed with the persona's name,
     ``BLANK`` for a blank chat, or None (cancelled)."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="personas.cancel")]
 
     def __init__(self, personas: Sequence[PersonaInfo]) -> None:
         super().__init__(classes="dialog")
@@ -95,9 +95,9 @@ class PathSuggester(Suggester):
 
 
 class AttachDialog(ModalScreen[str | None]):
-    """Ask for a file to attach (Tab or → completes the path). Dismissed with it, or None."""
+    """Ask for a file to attach (→ completes the path). Dismissed with it, or None."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="attach.cancel")]
 
     def __init__(self, start: str = "") -> None:
         super().__init__(classes="dialog")

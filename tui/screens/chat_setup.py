@@ -15,13 +15,12 @@ from textual import on
 from textual.containers import Horizontal
 from textual.widgets import Button, Static
 
-from engine.types import ChatScope, NothingFound, Searched
 from tui.screens.base import ParleyScreen, engine_task
 from tui.widgets.prompt import PromptInput
 
 if TYPE_CHECKING:
     from engine import Engine
-    from engine.types import SessionSummary
+    from engine.types import ChatScope, NothingFound, Searched, SessionSummary
 
 PASTED = "pasted text"
 
@@ -79,6 +78,8 @@ class ChatSetup(ParleyScreen):
     def setup_event(self, event: Searched | NothingFound) -> None:
         """A turn's word on its search: the question is stored (its attachments with it),
         or nothing was found (say where it looked)."""
+        from engine.types import Searched
+
         if isinstance(event, Searched):
             if self.attachments:
                 self.clear_attachments()

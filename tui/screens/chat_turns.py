@@ -16,7 +16,7 @@ from textual import on
 from textual.reactive import reactive
 from textual.widgets import Static
 
-from engine.types import BudgetWarning, Citation, Delta, Done, NothingFound, Searched, Sources
+from tui.keys import key_hint
 from tui.screens.base import ParleyScreen, engine_task
 from tui.widgets.message import Answer, MessageView
 from tui.widgets.prompt import PromptInput
@@ -25,9 +25,10 @@ from tui.widgets.transcript import Transcript
 
 if TYPE_CHECKING:
     from engine import Engine
+    from engine.types import Citation, Done, NothingFound, Searched
     from tui.widgets.sessions import Sidebar
 
-EDIT_NOTE = "Editing your last question: Enter asks it again as a new branch, Esc cancels."
+EDIT_NOTE = "Editing your last question: {send} asks it again as a new branch, {stop} cancels."
 
 
 class ChatTurns(ParleyScreen):
@@ -52,7 +53,8 @@ class ChatTurns(ParleyScreen):
     @on(PromptInput.Submitted)
     def _submitted(self, event: PromptInput.Submitted) -> None:
         if self.streaming:
-            self.notify("Still answering: press Esc to stop first", severity="warning")
+            self.notify(f"Still answering: press {key_hint(self.app, 'chat.stop', 'escape')} to "
+                        "stop first", severity="warning")
             return
         self.prompt.remember(event.text)
         self.prompt.clear()
@@ -77,7 +79,8 @@ class ChatTurns(ParleyScreen):
         self.prompt.restore(last.content)
         self.prompt.add_class("-editing")
         note = self.query_one("#prompt-note", Static)
-        note.update(EDIT_NOTE)
+        note.update(EDIT_NOTE.format(send=key_hint(self.app, "prompt.submit", "enter"),
+                                     stop=key_hint(self.app, "chat.stop", "escape")))
         note.display = True
         self.prompt.focus()
 
@@ -135,6 +138,9 @@ class ChatTurns(ParleyScreen):
     @engine_task("turn")
     async def run_turn(self, kind: str, text: str) -> None:
         """Stream one answer (``kind``: ask, regenerate or edit)."""
+        # here, not at the top: the engine's types are not needed for the first paint
+        from engine.types import BudgetWarning, Delta, Done, NothingFound, Searched, Sources
+
         self.streaming = True
         shown = self.shown
         view: MessageView | None = None
@@ -264,7 +270,8 @@ class ChatTurns(ParleyScreen):
     @on(Transcript.BranchRequested)
     def _branch_requested(self, event: Transcript.BranchRequested) -> None:
         if self.streaming:
-            self.notify("Still answering: press Esc to stop first", severity="warning")
+            self.notify(f"Still answering: press {key_hint(self.app, 'chat.stop', 'escape')} to "
+                        "stop first", severity="warning")
             return
         if self.session_id is not None:
             self.switch_branch(self.session_id, event.message_id)

@@ -54,7 +54,8 @@ def window_text(tokens: int, source: str) -> str:
 class SessionSettingsDialog(ModalScreen["SessionSummary | None"]):
     """Edit the settings of one session (see the module docstring)."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "save", "Save")]
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="settings.cancel"),
+                Binding("ctrl+s", "save", "Save", id="settings.save")]
     AUTO_FOCUS = "#settings-model"
 
     def __init__(self, summary: SessionSummary, collections: list[CollectionInfo]) -> None:
