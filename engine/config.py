@@ -62,6 +62,9 @@ class DatabaseSettings(_Section):
     """PostgreSQL: connections kept open."""
     echo: bool = False
     """Log every SQL statement (debugging)."""
+    reconnect_timeout_s: float = Field(60.0, ge=0)
+    """PostgreSQL: how long a long write (``parley ingest``) waits for a server that went
+    away (a restart) before it stops; the file being written is then written again."""
 
 
 class CryptoSettings(_Section):
@@ -122,6 +125,10 @@ class RetrievalSettings(_Section):
     """SQLite: a collection with more chunks than this is searched by 1-bit sign codes
     first, then re-ranked exactly (10x faster at 100k chunks, same top 10 in 998 of
     1,000). 0: always exact."""
+    bm25_index: Literal["auto", "off"] = "auto"
+    """PostgreSQL keyword search. ``auto``: use the server's ``pg_textsearch`` BM25 index
+    when it has one (milliseconds at a million chunks), else exact BM25 in SQL. ``off``:
+    always exact BM25 in SQL."""
 
 
 class BudgetSettings(_Section):
@@ -252,6 +259,72 @@ class PersonaSettings(_Section):
     question)."""
 
 
+class ToolsSettings(_Section):
+    """Tools the model may call: MCP servers and Parley's own search."""
+
+    enabled: bool = False
+    """Offer tools to models at all (``parley ask --tools`` turns them on for one question)."""
+    approval: Literal["ask", "auto", "never"] = "ask"
+    """Tools not in ``allow``: ``ask`` before each call, ``auto`` run them, ``never`` refuse
+    them (the model is told)."""
+    allow: list[str] = ["parley.search"]
+    """``server.tool`` globs that run without asking (``files.read_*``, ``parley.*``)."""
+    deny: list[str] = []
+    """``server.tool`` globs never offered to the model; deny beats allow and every answer."""
+    ask_when_sources: bool = True
+    """While retrieved passages or another server's results are in the prompt, tools not in
+    ``allow`` ask even under ``approval: auto`` (injection through documents)."""
+    builtin_search: bool = True
+    """Offer Parley's own document search as the tool ``parley.search``."""
+    max_rounds: int = Field(6, ge=1, le=100)
+    """Model requests per answer that may carry tool calls; the last goes without tools."""
+    max_calls: int = Field(16, ge=1, le=1000)
+    """Tool calls per answer, across rounds."""
+    max_repeats: int = Field(2, ge=1, le=100)
+    """The same call (tool and arguments) runs this many times per answer; more is refused."""
+    call_timeout: float = Field(60.0, gt=0)
+    """Seconds a tool call may take."""
+    startup_timeout: float = Field(30.0, gt=0)
+    """Seconds an MCP server may take to start and list its tools."""
+    max_result_chars: int = Field(16000, ge=200)
+    """Characters of a result sent to the model: longer ones keep head and tail, marked."""
+    store_max_chars: int = Field(1_000_000, ge=1000)
+    """Characters of a result stored (encrypted) with the answer."""
+
+
+class MCPServerSettings(_Section):
+    """An MCP server: a command (stdio) or a URL (Streamable HTTP)."""
+
+    command: str | None = None
+    """Program to start (stdio). It gets only HOME, PATH, SHELL, TERM, USER, LOGNAME and
+    ``env``: never Parley's variables, keys or database URL."""
+    args: list[str] = []
+    """Its arguments (``~`` is expanded)."""
+    env: dict[str, str] = {}
+    """Variables added to its environment; ``${VAR}`` / ``${VAR:-default}`` read ours."""
+    cwd: str | None = None
+    """Working directory of the command."""
+    url: str | None = None
+    """Streamable HTTP endpoint, e.g. ``http://127.0.0.1:8000/mcp``."""
+    headers: dict[str, str] = {}
+    """HTTP headers, ``${VAR}`` expanded: ``Authorization: "Bearer ${TOKEN}"``."""
+    enabled: bool = True
+    """Offer this server's tools."""
+    call_timeout: float | None = Field(None, gt=0)
+    """Seconds a call may take on this server. Empty: ``tools.call_timeout``."""
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("an MCP server url must start with http:// or https://")
+        return value or None
+
+    def model_post_init(self, _context: Any) -> None:
+        if bool(self.command) == bool(self.url):
+            raise ValueError("give either 'command' (a local server) or 'url' (an HTTP one)")
+
+
 class Settings(BaseModel):
     """Every setting of Parley. See ``config.example.yaml`` for a commented copy.
 
@@ -264,7 +337,8 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True)
 
     user: str = Field(default_factory=lambda: _default_user())
-    """The user whose sessions and documents Parley shows (teams on PostgreSQL)."""
+    """The user whose sessions and documents Parley shows on SQLite. On PostgreSQL the user
+    is the connecting role; a value naming another role is refused (``engine.teams``)."""
     database: DatabaseSettings = DatabaseSettings()
     crypto: CryptoSettings = CryptoSettings()
     embedding: EmbeddingSettings = EmbeddingSettings()
@@ -273,6 +347,8 @@ class Settings(BaseModel):
     providers: dict[str, ProviderSettings] = {}
     ui: UISettings = UISettings()
     personas: dict[str, PersonaSettings] = {}
+    tools: ToolsSettings = ToolsSettings()
+    mcp_servers: dict[str, MCPServerSettings] = {}
 
     # Not settings: where this configuration was read from, filled by load_settings.
     _sources: dict[str, str] = {}
@@ -482,6 +558,12 @@ def _check_references(settings: Settings) -> None:
             raise ConfigError(
                 f"persona '{name}' names provider '{persona.provider}', which is not defined "
                 "under 'providers'", f"fix personas.{name}.provider or add the provider")
+    for server in settings.mcp_servers:
+        if not server or not all(ch.isalnum() or ch in "-_" for ch in server) or \
+                server == "parley" or "__" in server:
+            raise ConfigError(f"mcp_servers.{server}: a server name uses letters, digits, '-' "
+                              "and single '_' ('parley' is Parley's own)",
+                              "rename it, e.g. 'files' or 'github'")
     emb = settings.embedding.provider
     if emb != "local" and emb not in settings.providers:
         raise ConfigError(f"embedding.provider '{emb}' is not defined under 'providers'",

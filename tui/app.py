@@ -193,8 +193,19 @@ class ParleyApp(App[None]):
     # -- errors and actions ---------------------------------------------------------------------
     def report(self, exc: BaseException) -> None:
         """Expected errors become notifications; anything else opens the error dialog."""
+        from engine.errors import ConnectionLost
+
+        if isinstance(exc, ConnectionLost):  # a server restart: a notice, the next try works
+            self.notify(exc.one_line(), title="Database", severity="warning", timeout=10)
+            return
         if isinstance(exc, ParleyError):
             self.notify(exc.one_line(), title="Error", severity="error", timeout=10)
+            return
+        from engine.db.reconnect import is_disconnect
+
+        if is_disconnect(exc):  # lost outside a database session: still only a notice
+            self.notify(f"lost the connection to the database ({exc}); the next action "
+                        "reconnects", title="Database", severity="warning", timeout=10)
             return
         details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         self.push_screen(ErrorDialog(f"Unexpected error: {type(exc).__name__}",

@@ -51,6 +51,8 @@ SCOPES: dict[str, tuple[str, str, str]] = {
                  "the chat settings dialog"),
     "personas": ("tui.screens.chat_pickers", "PersonaPicker", "the persona picker"),
     "attach": ("tui.screens.chat_pickers", "AttachDialog", "the attach dialog"),
+    "tool": ("tui.widgets.tool_line", "ToolLine", "a tool call's line in an answer"),
+    "approval": ("tui.screens.tool_approval", "ToolApproval", "the tool approval card"),
 }
 # Textual widgets focused inside Parley's scopes: only their own keys count.
 WIDGETS: dict[str, tuple[str, str, str]] = {
@@ -78,6 +80,8 @@ CHAINS: tuple[tuple[str, ...], ...] = (
     ("=list", "settings", "app"),
     ("=list", "personas", "app"),
     ("=input", "attach", "app"),
+    ("tool", "transcript", "chat", "app"),
+    ("approval", "app"),
 )
 TYPING = {"prompt", "=input"}  # where a printable key is text, not a command
 

@@ -17,9 +17,14 @@ config; no provider at all means the offline extractive answerer. Arguments of `
 to that turn; a session created by the turn keeps them.
 
 Which collections: the call's, else the session's; a session that names none searches
-every collection of its user (``engine.session_setup.scope``). Temperature, max tokens,
+every collection its user can see (``engine.session_setup.scope``). Temperature, max tokens,
 top-k and RAG: the call's, else the session's, else the configuration; the context window
 is the server's own figure where it tells (``engine.session_setup.windows``).
+
+Tools: ``tools`` True/False overrides ``tools.enabled`` for the turn, ``approval`` overrides
+``tools.approval``, and ``approver`` is the front end's question to the user before a call
+that needs one (an async callable given an ``ApprovalRequest``, answering ``once``,
+``session``, ``always`` or ``deny``); without one such calls are refused.
 """
 
 from __future__ import annotations
@@ -29,12 +34,12 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.history.branches import Branches, last_exchange
 from engine.db import models as m
-from engine.errors import ConfigError, NotFound, ProviderError, UsageError
+from engine.errors import ConfigError, ProviderError, UsageError
 from engine.chat.prompt import DEFAULT_SYSTEM_PROMPT, answer_reserve, fixed_tokens
 from engine.providers.base import ChatProvider
 from engine.providers.registry import make_chat_provider
@@ -54,10 +59,12 @@ from engine.session_setup.settings import (
     parse_params,
     turn_params,
 )
+from engine.teams import shares
 from engine.types import ChatScope, ContextWindow, Searched, SessionDetail, SessionSummary
 
 if TYPE_CHECKING:
     from engine.facade import Engine
+    from engine.tools.loop import Approver
 
 TITLE_CHARS = 60
 
@@ -109,11 +116,13 @@ class Chat:
                   model: str | None = None, provider: str | None = None,
                   system_prompt: str | None = None,
                   attachments: Sequence[LoadedAttachment] = (), persona: str | None = None,
-                  params: Mapping[str, Any] | None = None) -> AsyncIterator[ChatEvent]:
+                  params: Mapping[str, Any] | None = None, tools: bool | None = None,
+                  approval: str | None = None,
+                  approver: Approver | None = None) -> AsyncIterator[ChatEvent]:
         """Ask ``question`` and stream the answer: ``Searched``, ``BudgetWarning``?,
-        ``NothingFound``?, ``Delta``*, ``Sources``, ``Done``. A failed call still sends
-        ``Sources`` and ``Done`` (status ``error`` or ``interrupted``), then raises the
-        ``ProviderError``.
+        ``NothingFound``?, ``ToolNotice``/``ToolCallStarted``/``ToolCallFinished``*,
+        ``Delta``*, ``Sources``, ``Done``. A failed call still sends ``Sources`` and ``Done``
+        (status ``error`` or ``interrupted``), then raises the ``ProviderError``.
 
         ``persona`` starts a new session with the persona's settings (the other arguments
         override them); its first message is the question when none is given.
@@ -158,14 +167,17 @@ class Chat:
                        or summary.message_count == 0)
         turn = Turn(session.id, row.id, question, detail.messages if detail else (),
                     setup.scope.collections, setup.provider, setup.model, setup.system,
-                    setup.scope.rag, options=setup.options)
+                    setup.scope.rag, options=setup.options, tools=tools, approval=approval,
+                    approver=approver)
         async with contextlib.aclosing(run_turn(self, turn)) as events:
             async for event in events:
                 yield event
 
     async def regenerate(self, session_id: int | None, *, model: str | None = None,
                          provider: str | None = None,
-                         rag: bool | None = None) -> AsyncIterator[ChatEvent]:
+                         rag: bool | None = None, tools: bool | None = None,
+                         approval: str | None = None,
+                         approver: Approver | None = None) -> AsyncIterator[ChatEvent]:
         """Answer the last question again as a new branch (the old answer is kept).
         ``session_id`` None: the latest session."""
         detail = await self._existing_session(session_id)
@@ -177,14 +189,17 @@ class Chat:
                                   last.question.content, attached)
         turn = Turn(session_id, last.question.id, last.question.content, last.history,
                     setup.scope.collections, setup.provider, setup.model, setup.system,
-                    setup.scope.rag, options=setup.options)
+                    setup.scope.rag, options=setup.options, tools=tools, approval=approval,
+                    approver=approver)
         async with contextlib.aclosing(run_turn(self, turn)) as events:
             async for event in events:
                 yield event
 
     async def edit_last(self, session_id: int | None, question: str, *,
                         model: str | None = None, provider: str | None = None,
-                        rag: bool | None = None) -> AsyncIterator[ChatEvent]:
+                        rag: bool | None = None, tools: bool | None = None,
+                        approval: str | None = None,
+                        approver: Approver | None = None) -> AsyncIterator[ChatEvent]:
         """Replace the last question with ``question`` as a new branch and answer it (its
         attachments stay). ``session_id`` None: the latest session."""
         question = question.strip()
@@ -204,7 +219,7 @@ class Chat:
             store_attachments(s, self.engine.user_id, row.id, attached)
         turn = Turn(session_id, row.id, question, last.history, setup.scope.collections,
                     setup.provider, setup.model, setup.system, setup.scope.rag,
-                    options=setup.options)
+                    options=setup.options, tools=tools, approval=approval, approver=approver)
         async with contextlib.aclosing(run_turn(self, turn)) as events:
             async for event in events:
                 yield event
@@ -362,26 +377,21 @@ class Chat:
 
     async def _collections(self, summary: SessionSummary | None,
                            given: Sequence[str] | None) -> tuple[str, ...]:
-        """The collections a turn is scoped to; empty: all of the user's."""
+        """The collections a turn is scoped to (labels: ``owner/name`` for a shared one);
+        empty: all of the user's."""
         if given:
             async with self.engine._require_db().read() as s:
-                return tuple(row.name for row in await self._collection_rows(s, given))
+                return tuple(v.label for v in await shares.resolve(
+                    s, self.engine.user_id, given, quote=False))
         if summary and summary.collections:
             return tuple(summary.collections)
         return ()
 
     async def _collection_rows(self, s: AsyncSession,
                                names: Sequence[str]) -> list[m.Collection]:
-        wanted = list(dict.fromkeys(names))
-        if not wanted:
-            return []
-        rows = list(await s.scalars(select(m.Collection).where(
-            m.Collection.user_id == self.engine.user_id, m.Collection.name.in_(wanted))))
-        missing = sorted(set(wanted) - {row.name for row in rows})
-        if missing:
-            raise NotFound(f"no collection named {', '.join(missing)}",
-                           "list them: parley collections list")
-        return sorted(rows, key=lambda row: wanted.index(row.name))
+        # the user's own, or shared with them (``owner/name``), in the order given
+        return [v.row for v in await shares.resolve(s, self.engine.user_id, names,
+                                                    quote=False)]
 
     async def _create_in(self, s: AsyncSession, question: str, provider: str | None,
                          model: str | None, system_prompt: str | None,

@@ -1,8 +1,8 @@
 """Hybrid search: BM25 keyword ranking and vector KNN, fused into one ranking.
 
-A search resolves the user's collections, takes ``retrieval.candidates`` hits from each
-ranking (keyword over all scoped collections at once; vectors per collection, merged by
-distance) and fuses them (``retrieval.fusion``):
+A search resolves the user's collections (and those shared with them: ``engine.teams``),
+takes ``retrieval.candidates`` hits from each ranking (keyword over all scoped collections
+at once; vectors per collection, merged by distance) and fuses them (``retrieval.fusion``):
 
 - ``convex`` (default): each ranking's scores (BM25; cosine similarity) are scaled to 0..1
   over its own candidates, and a chunk scores ``keyword_weight * kw + vector_weight * vec``
@@ -30,10 +30,12 @@ import numpy as np
 from sqlalchemy import func, select
 
 from engine.db import models as m
+from engine.db.reconnect import retry_read
 from engine.db.search_backend import for_backend
 from engine.db.search_filter import DocFilter
-from engine.errors import EmbedderMismatch, NotFound
+from engine.errors import EmbedderMismatch
 from engine.ingest.store import reembed_hint
+from engine.teams import shares
 from engine.types import SearchHit
 
 if TYPE_CHECKING:
@@ -112,7 +114,9 @@ class Retriever:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._owners: dict[int, tuple[str | None, str]] = {}  # collection id: (owner, label)
 
+    @retry_read
     async def search(self, query: str, *, k: int | None = None,
                      collections: Sequence[str] | None = None,
                      tags: Sequence[str] | None = None,
@@ -135,6 +139,7 @@ class Retriever:
                                        keyword_only=keyword_only)
         return found[0]
 
+    @retry_read
     async def search_many(self, queries: Sequence[str], *, k: int | None = None,
                           collections: Sequence[str] | None = None,
                           tags: Sequence[str] | None = None,
@@ -159,14 +164,10 @@ class Retriever:
         db = self._engine._require_db()
         uid = self._engine.user_id
         async with db.read() as s:
-            stmt = select(m.Collection).where(m.Collection.user_id == uid)
-            if names:
-                stmt = stmt.where(m.Collection.name.in_(names))
-            rows = list((await s.scalars(stmt.order_by(m.Collection.id))).all())
-            missing = sorted(set(names) - {c.name for c in rows})
-            if missing:
-                raise NotFound(f"no collection named {', '.join(map(repr, missing))}",
-                               "see the collections with: parley collections list")
+            # the user's own collections and those shared with them (``owner/name``)
+            found = await (shares.resolve(s, uid, names) if names else shares.visible(s, uid))
+            rows = sorted((v.row for v in found), key=lambda c: c.id)
+            self._owners.update({v.row.id: (v.owner, v.label) for v in found})
             vectors = []
             for coll in rows:
                 has_vectors = await s.scalar(select(m.ChunkEmbedding.chunk_id).where(
@@ -232,8 +233,7 @@ class Retriever:
         stmt = (select(m.Chunk, m.Document.source_path, m.Collection.name)
                 .join(m.Document, m.Document.id == m.Chunk.document_id)
                 .join(m.Collection, m.Collection.id == m.Chunk.collection_id)
-                .where(m.Chunk.id.in_([cid for cid, _ in fused]),
-                       m.Chunk.user_id == self._engine.user_id))
+                .where(m.Chunk.id.in_([cid for cid, _ in fused])))
         rows = {chunk.id: (chunk, path, name) for chunk, path, name in (await s.execute(stmt))}
         kw_rank = {cid: i for i, cid in enumerate(keyword or (), start=1)}
         vec_rank = {cid: i for i, cid in enumerate(vector or (), start=1)}
@@ -247,5 +247,6 @@ class Retriever:
                 chunk_id=chunk.id, page=chunk.page, line_start=chunk.line_start,
                 line_end=chunk.line_end, heading=chunk.heading_path, text=chunk.text,
                 keyword_rank=kw_rank.get(chunk_id), vector_rank=vec_rank.get(chunk_id),
-                collection=name))
+                collection=self._owners.get(chunk.collection_id, (None, name))[1],
+                owner=self._owners.get(chunk.collection_id, (None, name))[0]))
         return hits

@@ -76,9 +76,11 @@ class ExtractiveProvider:
     async def stream(self, messages: Sequence[ChatMessage], *, model: str = "extractive",
                      temperature: float | None = None, max_tokens: int | None = None,
                      sources: Sequence[SourceText] = (),
-                     searched: str | None = None) -> AsyncIterator[ProviderEvent]:
-        """Answer the last user message from ``sources``; ``model`` and sampling are ignored.
-        ``searched`` says what was searched, for the answer that found nothing."""
+                     searched: str | None = None,
+                     tools: Sequence[object] = ()) -> AsyncIterator[ProviderEvent]:
+        """Answer the last user message from ``sources``; ``model``, sampling and ``tools``
+        are ignored (it calls no tools). ``searched`` says what was searched, for the
+        answer that found nothing."""
         question = next((m.content for m in reversed(messages) if m.role == "user"), "")
         picked = extract(question, sources)
         if not picked:

@@ -6,8 +6,12 @@ ALTER TABLE on both backends: SQLite needs no table rebuild for that, so nothing
 the table is touched. Existing sessions keep their settings; a session that names no
 collections now searches all of its user's collections instead of only ``default``.
 
+On PostgreSQL the per-user tables (personas, attachments) get row-level security like the
+other users' tables; ``model_info`` holds what servers say about their models, no user's
+data, so team members share it as a cache (read and refresh) without a row policy.
+
 Revision ID: 0004_chat_setup
-Revises: 0002
+Revises: 0005_tool_runs
 Create Date: 2026-11-30 11:40:00
 """
 from __future__ import annotations
@@ -17,8 +21,10 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from engine.teams import rls
+
 revision: str = '0004_chat_setup'
-down_revision: str | None = '0002'
+down_revision: str | None = '0005_tool_runs'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -65,6 +71,11 @@ def upgrade() -> None:
     sa.Column('checked_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('provider', 'model', name=op.f('pk_model_info'))
     )
+    if op.get_bind().dialect.name == "postgresql":
+        for table in ("personas", "attachments"):
+            rls.install_own_table(op.execute, table)
+            op.execute(f"GRANT USAGE, SELECT ON SEQUENCE {table}_id_seq TO {rls.MEMBER_ROLE}")
+        op.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON model_info TO {rls.MEMBER_ROLE}")
 
 
 def downgrade() -> None:
@@ -72,8 +83,7 @@ def downgrade() -> None:
     op.drop_index(op.f('ix_attachments_message_id'), table_name='attachments')
     op.drop_table('attachments')
     op.drop_table('personas')
-    # SQLite drops columns by rebuilding the table: the sessions table has no triggers or
-    # virtual tables depending on it, so the batch rebuild loses nothing.
-    with op.batch_alter_table('sessions', schema=None) as batch_op:
-        batch_op.drop_column('params')
-        batch_op.drop_column('rag')
+    # Plain ALTER TABLE ... DROP COLUMN (SQLite 3.35+ has it): a batch rebuild would drop and
+    # re-create 'sessions', and with foreign keys on, dropping it cascades to every message.
+    op.drop_column('sessions', 'params')
+    op.drop_column('sessions', 'rag')

@@ -110,7 +110,8 @@ def _unreadable(detail: SessionDetail) -> list[str]:
 @json_option
 @run
 async def show(session_id: int, all_branches: bool, as_json: bool) -> None:
-    """Show a session: every message with its role, status, time and citations.
+    """Show a session: every message with its role, status, time and citations (and an
+    answer's tool calls; 'parley tools runs --session ID' has their results).
 
     A value that cannot be decrypted is shown as unreadable, the rest of the session
     still prints, and the command exits with 1.
@@ -120,6 +121,8 @@ async def show(session_id: int, all_branches: bool, as_json: bool) -> None:
     async with open_engine() as engine:
         detail = await engine.sessions.get(session_id, all_branches=all_branches)
         settings = described(detail.session, engine)
+        answers = [m.id for m in detail.messages if m.role == "assistant"]
+        runs = await engine.tools.runs_of(answers) if answers and not as_json else {}
     if as_json:
         print_json({**to_jsonable(detail), "settings": settings})
     else:
@@ -129,6 +132,10 @@ async def show(session_id: int, all_branches: bool, as_json: bool) -> None:
         _print_settings(settings)
         for msg in detail.messages:
             _print_message(msg)
+            for tool_run in runs.get(msg.id, ()):  # the tool calls of an answer
+                click.echo(f"    tool {tool_run.server}.{tool_run.tool} "
+                           f"{tool_run.arguments[:60]} → {tool_run.status} "
+                           f"({tool_run.decision})")
     bad = _unreadable(detail)
     if bad:
         fail(f"{', '.join(bad)} of session {session_id} cannot be decrypted (corrupted, or "

@@ -1,7 +1,8 @@
 """Turns on the chat screen: ask, regenerate, edit the last question, stop, show sources.
 
 One worker (group ``turn``) streams an answer into the transcript. Escape cancels it; the
-engine keeps what arrived (status ``interrupted``). A failed call shows its error and puts
+engine keeps what arrived (status ``interrupted``; a running tool call ``cancelled``); tool
+calls show as lines and the approval card (``chat_tools``). A failed call shows its error and puts
 the question back in the prompt, so nothing typed is lost.
 """
 
@@ -9,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from textual import on
 from textual.reactive import reactive
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from engine import Engine
     from engine.types import Citation, Done, NothingFound, Searched
     from tui.widgets.sessions import Sidebar
+    from tui.widgets.tool_line import ToolLine
 
 EDIT_NOTE = "Editing your last question: {send} asks it again as a new branch, {stop} cancels."
 
@@ -105,19 +106,6 @@ class ChatTurns(ParleyScreen):
         self.refresh_bindings()
         self.parley.set_note("answering…" if streaming else "")
 
-    def _events(self, engine: Engine, kind: str, text: str) -> AsyncIterator[Any]:
-        chat = engine.chat
-        if kind == "regenerate":
-            assert self.session_id is not None
-            return chat.regenerate(self.session_id)
-        if kind == "edit":
-            assert self.session_id is not None
-            return chat.edit_last(self.session_id, text)
-        attachments = list(getattr(self, "attachments", ()))  # ChatSetup's
-        if self.session_id is None:
-            return chat.ask(text, new=True, attachments=attachments)
-        return chat.ask(text, session_id=self.session_id, attachments=attachments)
-
     async def _prepare(self, kind: str, text: str) -> MessageView:
         transcript = self.transcript
         if kind in ("regenerate", "edit"):
@@ -146,12 +134,15 @@ class ChatTurns(ParleyScreen):
         view: MessageView | None = None
         answer = Answer(model=self.parley.status.model or None)
         done: Done | None = None
+        lines: dict[str, ToolLine] = {}
         try:
             view = await self._prepare(kind, text)
             engine = await self.engine()
             stream = view.stream()
             try:
-                async with contextlib.aclosing(self._events(engine, kind, text)) as events:
+                from tui.screens.chat_tools import turn_events
+
+                async with contextlib.aclosing(turn_events(self, engine, kind, text)) as events:
                     async for event in events:
                         if isinstance(event, Delta):
                             await stream.write(event.text)
@@ -165,8 +156,13 @@ class ChatTurns(ParleyScreen):
                         elif isinstance(event, BudgetWarning):
                             self.notify(event.message, title="Budget", severity="warning",
                                         timeout=10)
+                        else:  # tool calls and notices
+                            from tui.screens.chat_tools import tool_event
+                            await tool_event(self, event, stream, lines)
             finally:
                 await stream.stop()
+                from tui.screens.chat_tools import end_tool_lines
+                end_tool_lines(self, lines)
         except asyncio.CancelledError:
             answer.status = "interrupted"
             raise
@@ -291,7 +287,8 @@ class ChatTurns(ParleyScreen):
         self.session_id = session_id
         self.end_edit()
         messages = detail.messages
-        await self.transcript.show(messages)
+        await self.transcript.show(messages, await engine.tools.runs_of(
+            [m.id for m in messages if m.role == "assistant"]))
         self.prompt.set_history(m.content for m in messages if m.role == "user")
         last = next((m for m in reversed(messages) if m.role == "assistant"), None)
         self.show_sources(Answer(citations=last.citations) if last else None)

@@ -200,7 +200,10 @@ class LibraryScreen(ParleyScreen):
             events = engine.library.ingest(paths, collection=collection, force=force)
             async with contextlib.aclosing(events) as stream:
                 async for event in stream:
-                    if isinstance(event, IngestProgress):
+                    if isinstance(event, IngestProgress) and event.outcome == "reconnecting":
+                        self.notify(event.error or "waiting for the database", title="Database",
+                                    severity="warning", timeout=10)
+                    elif isinstance(event, IngestProgress):
                         if event.outcome == "error":
                             self.errors.append((event.path, event.error or "failed"))
                         panel.progress(event, self.errors)

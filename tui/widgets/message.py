@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -20,10 +21,12 @@ from textual.containers import Vertical
 from textual.content import Content
 
 if TYPE_CHECKING:
+    from textual.widget import Widget
     from textual.widgets import Markdown
     from textual.widgets.markdown import MarkdownStream
 
     from engine.types import Citation
+    from tui.widgets.tool_line import ToolLine
 
 _NUMBER = re.compile(r"\d+")
 _FENCE_OPEN = re.compile(r"^(`{3,}|~{3,})")
@@ -87,7 +90,8 @@ class MessageView(Vertical):
 
     def __init__(self, role: str, content: str = "", *, message_id: int | None = None,
                  answer: Answer | None = None, streaming: bool = False,
-                 alternatives: tuple[int, ...] = (), attached: tuple[str, ...] = ()) -> None:
+                 alternatives: tuple[int, ...] = (), attached: tuple[str, ...] = (),
+                 tool_lines: Sequence[ToolLine] = ()) -> None:
         super().__init__(classes=f"message -{role}")
         self.attached = attached  # names of the files sent with a question
         self.role = role
@@ -97,11 +101,13 @@ class MessageView(Vertical):
         self.answer = answer or Answer()
         self.streaming = streaming
         self._code_index = 0
+        self._tool_lines = list(tool_lines)  # a stored answer's tool calls, shown first
         self.border_title = self._header()
 
     def compose(self) -> ComposeResult:
         from textual.widgets import Markdown
 
+        yield from self._tool_lines
         body = link_markers(self.content) if self.role == "assistant" else self.content
         yield Markdown(body, classes="message-body", open_links=False)
 
@@ -243,6 +249,21 @@ class AnswerStream:
                 self._stream = Markdown.get_stream(segment)
                 self._segment = ""
                 text = text[cut:]
+
+    async def insert(self, widget: Widget) -> None:
+        """Put ``widget`` (a tool line) after the text so far; later text goes below it."""
+        from textual.widgets import Markdown
+
+        await self.flush()
+        async with self._lock:
+            if self._closed or not self.view.is_attached:
+                return
+            await self._stream.stop()
+            await self.view.mount(widget)
+            segment = Markdown(classes="message-body", open_links=False)
+            await self.view.mount(segment)
+            self._stream = Markdown.get_stream(segment)
+            self._segment = ""
 
     async def stop(self) -> None:
         """Show the rest and end the stream."""

@@ -8,7 +8,7 @@ keys, copy one (``c``) or its code blocks (``b``), and pick a cited source by nu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from textual import on
@@ -24,18 +24,24 @@ from tui.widgets.message import Answer, MessageView
 if TYPE_CHECKING:
     from textual.widgets import Markdown
 
-    from engine.types import Message
+    from engine.types import Message, ToolRunInfo
 
 EMPTY_TEXT = ("Ask anything below. Answers cite your documents with markers like [1]: "
               "add documents in the Library ({library}), press {help} for every key.")
 
 
-def view_for(message: Message) -> MessageView:
-    """The view of a stored message."""
+def view_for(message: Message, runs: Sequence[ToolRunInfo] = ()) -> MessageView:
+    """The view of a stored message (an answer with the lines of its tool calls)."""
     answer = Answer(status=message.status, model=message.model, error=message.error,
                     citations=message.citations)
+    from tui.widgets.tool_line import ToolLine  # only answers that used tools need it
+
+    lines = [ToolLine(r.call_id, r.server, r.tool, r.arguments, status=r.status,
+                      decision=r.decision, result=(r.result if r.status == "ok" else r.error)
+                      or "", chars=r.result_chars, duration_ms=r.duration_ms,
+                      truncated=r.truncated) for r in runs]
     return MessageView(message.role, message.content, message_id=message.id, answer=answer,
-                       alternatives=message.alternatives,
+                       alternatives=message.alternatives, tool_lines=lines,
                        attached=tuple(a.path.rsplit("/", 1)[-1] for a in message.attachments))
 
 
@@ -88,6 +94,7 @@ class Transcript(VerticalScroll):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self._messages: list[Message] = []
+        self._runs: Mapping[int, Sequence[ToolRunInfo]] = {}
         self._first_mounted = 0  # index in _messages of the first mounted message
 
     # -- content ------------------------------------------------------------------------------
@@ -96,9 +103,12 @@ class Transcript(VerticalScroll):
         """The mounted message views, oldest first."""
         return list(self.query_children(MessageView))
 
-    async def show(self, messages: Sequence[Message]) -> None:
-        """Replace the content with ``messages`` (the last window of them is mounted)."""
+    async def show(self, messages: Sequence[Message],
+                   runs: Mapping[int, Sequence[ToolRunInfo]] | None = None) -> None:
+        """Replace the content with ``messages`` (the last window of them is mounted);
+        ``runs``: the tool runs of answers, by message id."""
         self._messages = [m for m in messages if m.role != "system"]
+        self._runs = runs or {}
         self._first_mounted = max(0, len(self._messages) - self.WINDOW)
         self.selected = None
         with self.app.batch_update():
@@ -110,7 +120,8 @@ class Transcript(VerticalScroll):
                 return
             if self._first_mounted:
                 await self.mount(Static(self._earlier_text(), id="transcript-earlier"))
-            await self.mount_all([view_for(m) for m in self._messages[self._first_mounted:]])
+            await self.mount_all([view_for(m, self._runs.get(m.id, ()))
+                                  for m in self._messages[self._first_mounted:]])
         self.scroll_end(animate=False, immediate=True)
         self.anchor()
 
@@ -123,7 +134,8 @@ class Transcript(VerticalScroll):
         if not self._first_mounted:
             return False
         start = max(0, self._first_mounted - self.WINDOW)
-        batch = [view_for(m) for m in self._messages[start:self._first_mounted]]
+        batch = [view_for(m, self._runs.get(m.id, ()))
+                 for m in self._messages[start:self._first_mounted]]
         anchor_view = self.views[0] if self.views else None
         self._first_mounted = start
         earlier = self.query_one("#transcript-earlier", Static)
