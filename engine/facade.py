@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from engine.portable.service import Backups
     from engine.providers.embedders import Embedder
     from engine.library.retrieval import Retriever
+    from engine.session_setup.personas import Personas
     from engine.teams.admin import Team
     from engine.tools.toolbox import Toolbox
     from engine.usage import UsageLedger
@@ -196,6 +197,13 @@ class Engine:
         from engine.portable.service import Backups
 
         return self._service("backups", Backups)
+
+    @property
+    def personas(self) -> Personas:
+        """Named chat presets: from the config file, or saved from a session."""
+        from engine.session_setup.personas import Personas
+
+        return self._service("personas", Personas)
 
     @property
     def team(self) -> Team:

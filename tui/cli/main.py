@@ -66,11 +66,23 @@ def _register() -> None:
     if _registered:
         return
     _registered = True
-    from tui.cli import (ask, config, db, ingest, key, portable, search, sessions, team,
-                         tools, usage)
+    from tui.cli import (
+        ask,
+        config,
+        db,
+        ingest,
+        key,
+        personas,
+        portable,
+        search,
+        sessions,
+        team,
+        tools,
+        usage,
+    )
 
-    for module in (db, config, search, sessions, key, ingest, ask, usage, team, tools,
-                   portable):
+    for module in (db, config, search, sessions, key, ingest, ask, usage, personas, team,
+                   tools, portable):
         for command in module.COMMANDS:
             cli.add_command(command)
 
