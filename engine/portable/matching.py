@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.db.connect import Database
 from engine.portable import target as tg
-from engine.portable.plan import USERS, TablePlan, per_user, row_digest
+from engine.portable.plan import USERS, TablePlan, kept_if_present, row_digest
 
 if TYPE_CHECKING:
     from engine.portable.idmap import IdMap
@@ -44,7 +44,7 @@ class Matching:
         every table's rows are matched by unique key, then by content."""
         out: list[dict[str, Any]] = []
         matched: dict[int, int] = {}
-        by_unique = plan.name == USERS or self.merge or per_user(plan)
+        by_unique = plan.name == USERS or self.merge or kept_if_present(plan)
         if not by_unique:
             return [self.ids.map_row(plan, r) for r in rows], matched
         async with tgt.engine.connect() as conn:

@@ -201,6 +201,18 @@ def per_user(plan: TablePlan) -> bool:
     return len(plan.pk) == 1 and plan.refs.get(plan.pk[0]) == USERS
 
 
+def keyed_by_name(plan: TablePlan) -> bool:
+    """A table of its own, keyed by what it describes, not by an id (``model_info``, a
+    cache of what model servers said): a row the target holds already is kept."""
+    return not plan.offset_pk and not plan.refs
+
+
+def kept_if_present(plan: TablePlan) -> bool:
+    """Rows copied only when the target lacks their key, compared on that key only: the
+    target's own (a user's key facts there, its cache) win."""
+    return per_user(plan) or keyed_by_name(plan)
+
+
 def scope_filter(plan: TablePlan, plans: dict[str, TablePlan],
                  user_ids: Sequence[int] | None) -> ColumnElement[bool] | None:
     """Restrict ``plan`` to the rows of ``user_ids`` (None: every row).

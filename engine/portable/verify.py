@@ -17,11 +17,13 @@ from sqlalchemy.sql.elements import ColumnElement
 from engine.db.connect import Database
 from engine.portable import target as tg
 from engine.portable.idmap import IdMap
-from engine.portable.plan import TablePlan, row_bytes, source_select
+from engine.portable.plan import TablePlan, kept_if_present, row_bytes, source_select
 from engine.portable.results import TableCount
 
 
 def _compared(plan: TablePlan, ids: IdMap, old_key: Any) -> list[str]:
+    if kept_if_present(plan):
+        return plan.pk
     if plan.offset_pk and plan.uniques and ids.is_exception(plan.name, old_key):
         return list(plan.uniques[0])
     return plan.columns
