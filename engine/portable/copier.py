@@ -307,8 +307,9 @@ class Copier(Matching):
                                progress=self.progress)
 
     def _upper(self, plan: TablePlan) -> int | None:
-        """The largest source id this copy ever wrote (now, or in an earlier run)."""
-        if not plan.offset_pk:
+        """The largest source id this copy ever wrote (now, or in an earlier run); None
+        where it wrote no range of its own (a member's users all land on existing ones)."""
+        if not plan.offset_pk or (plan.name == USERS and not self.target_access.sees_all):
             return None
         last = self.state[plan.name].last_key
         done = json.loads(last)[0] if last else 0

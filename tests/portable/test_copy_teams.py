@@ -103,6 +103,15 @@ async def test_a_member_copies_in_and_out_under_row_level_security(
         assert await su.fetchval("SELECT count(*) FROM messages WHERE user_id = $1",
                                  alice_id) == 4
 
+        # the owner's switch gives a member nothing
+        conn = await alice.sql()
+        try:
+            await conn.execute("SELECT set_config('parley.copy_all', 'on', false)")
+            assert await conn.fetchval("SELECT count(*) FROM messages") == 4
+            assert not await conn.fetchval("SELECT parley_copy_all()")
+        finally:
+            await conn.close()
+
         # alice cites bob's shared collection in one of her answers
         cited = await su.fetchrow("SELECT id, document_id FROM chunks WHERE user_id = $1 "
                                   "AND collection_id = (SELECT id FROM collections WHERE "
@@ -157,6 +166,15 @@ async def test_the_owner_copies_everyone_and_backups_follow_the_role(
         assert messages == 8
     finally:
         await su.close()
+
+    # the owner using Parley is held to the policies; only a session that asks sees all
+    conn = await owner.sql()
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM messages") == 0
+        await conn.execute("SELECT set_config('parley.copy_all', 'on', false)")
+        assert await conn.fetchval("SELECT count(*) FROM messages") == 8
+    finally:
+        await conn.close()
 
     everyone = f"sqlite:///{parley_home / 'everyone.db'}"
     out = owner.cli("db", "copy", "--to", everyone)
