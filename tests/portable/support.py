@@ -5,7 +5,8 @@ two databases by content.
 with different embedders and dimensions (one embedded with the bundled model, so search
 works), a re-embed of the second in progress (generation 2 half written, its index
 created), tags, sessions with a branch, citations (one whose chunk is gone), token usage,
-an ingestion run with JSON columns and audit rows; and a second user's session.
+an ingestion run with JSON columns and audit rows, a persona, an attachment, a model's
+cached facts and session settings; and a second user's session.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from engine import Engine, Settings, load_settings
 from engine.db import models as m
@@ -115,6 +116,18 @@ async def populate(url: str, *, second_user: bool = True, user: str | None = Non
                                  errors=[{"path": "/x", "error": "bad \"quote\""}]))
             s.add(m.AuditLog(user_id=engine.user_id, actor="me", action="test.populate",
                              target="everything", detail={"k": [1, 2, {"z": None}]}))
+            # the chat setup's tables (a later revision): copied with no code of their own
+            s.add(m.Persona(user_id=engine.user_id, name="terse", model="m1",
+                            system_prompt="Answer in one line", collections=["notes"],
+                            rag=True, params={"temperature": 0.2}, first_message="Hi ✓"))
+            s.add(m.Attachment(user_id=engine.user_id, message_id=q.id, position=0,
+                               path="/tmp/receipt.txt", kind="text",
+                               text="Bought on 2026-01-02", pages=[[1, 0, 20]]))
+            if await s.get(m.ModelInfo, ("p", "m1")) is None:  # shared by every user
+                s.add(m.ModelInfo(provider="p", model="m1", base_url="http://127.0.0.1:1/v1",
+                                  context_window=8192, source="test"))
+            await s.execute(update(m.Session).where(m.Session.id == first.id).values(
+                rag=False, params={"top_k": 3}))
     if second_user:
         other = settings_for(other_user) if "://" in other_user else \
             settings_for(url, other_user)
