@@ -239,6 +239,12 @@ class Engine:
         return await keyword_search_info(
             self._require_db(), enabled=self.settings.retrieval.bm25_index == "auto")
 
+    async def database_role(self) -> str | None:
+        """The role this connection logged in as (``session_user``) on PostgreSQL, who the
+        user is there; None on SQLite (where the ``user`` setting says who)."""
+        db = self._require_db()
+        return await identity.session_role(db) if db.backend == "postgresql" else None
+
     async def ping(self) -> None:
         """Fail with DatabaseError if the database does not answer."""
         async with self._require_db().read() as s:

@@ -67,7 +67,7 @@ async def knn(s: AsyncSession, collection_id: int, generation: int, query: np.nd
     dim, cid, gen = int(vector.shape[0]), int(collection_id), int(generation)
     # SET LOCAL lasts until the end of this transaction only.
     await s.execute(text(f"SET LOCAL hnsw.ef_search = {min(max(int(ef_search), int(k)), 1000)}"))
-    params: dict[str, object] = {"q": vector, "k": int(k)}
+    params: dict[str, object] = {"q": vector}
     where = ""
     if flt:
         if await _has_iterative_scan(s):
@@ -75,10 +75,11 @@ async def knn(s: AsyncSession, collection_id: int, generation: int, query: np.nd
         sub, fparams = chunk_ids_subquery(flt, BACKEND, [cid])
         where = f" AND chunk_id IN ({sub})"
         params.update(fparams)
+    # A literal LIMIT: a cached plan of a parameter LIMIT is costed for a tenth of the rows.
     rows = await s.execute(
         text(f"SELECT chunk_id, (embedding::vector({dim})) <=> :q AS distance "
              f"FROM chunk_embeddings WHERE collection_id = {cid} AND generation = {gen}{where} "
-             "ORDER BY distance LIMIT :k"), params)
+             f"ORDER BY distance LIMIT {int(k)}"), params)
     return [(int(chunk_id), float(dist)) for chunk_id, dist in rows]
 
 
@@ -92,4 +93,5 @@ async def keyword(s: AsyncSession, collection_ids: Sequence[int], query: str, k:
         hits = await pg_textsearch.search(s, collection_ids, query, k, flt=flt)
         if hits is not None:
             return hits
+        await pg_textsearch.restore_planning(s)
     return await bm25(s, collection_ids, query, k, flt=flt)

@@ -58,6 +58,23 @@ MAX_FETCH = 20_000
 """Most rows one over-fetch reads from the index; a scope needing more uses exact SQL."""
 MARGIN = 1.5
 """Over-fetch margin on top of ``k / share``: scopes are not spread evenly over the index."""
+MAX_DEPTH = 100_000
+"""The largest ``pg_textsearch.default_limit`` the extension accepts."""
+
+# How deep the index scan goes, and a plan that is never re-planned. The extension learns a
+# query's LIMIT only while planning it, and planning that scan loads the index's statistics
+# (20-30 ms per transaction at 100k chunks, measured; the scan itself takes 1-2 ms). A
+# prepared statement's plan is cached after five runs only when its cost looks no worse
+# than re-planning, so whether a connection paid for planning on every search depended on
+# the first queries it happened to run. With the cached (generic) plan the scan takes its
+# depth from pg_textsearch.default_limit instead, so both are set here: the depth is the
+# statement's LIMIT, and it also never silently caps a deeper over-fetch at the default 1000.
+# SET LOCAL: both end with the transaction. A search transaction runs only index scans and
+# primary-key reads after this, for which a cached plan is right; exact SQL BM25, which needs
+# plans for its actual words, restores the default first (``restore_planning``).
+_SCAN_SETTINGS = text(
+    "SELECT set_config('plan_cache_mode', 'force_generic_plan', true),"
+    " set_config('pg_textsearch.default_limit', :depth, true)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,13 +244,13 @@ async def _fetch(s: AsyncSession, collection_ids: Sequence[int], words: str, k: 
                  fetch: int, flt: DocFilter | None) -> tuple[list[tuple[int, float]], int]:
     """The best ``k`` in scope among the index's top ``fetch`` of the whole table, and how
     many of those ``fetch`` rows matched a word at all."""
-    # The index scan is the top-level query with a literal LIMIT, the shape the extension
-    # plans its top-k depth from (wrapped in a CTE it ran ten times slower here). The score comes from the scan (bm25_get_current_score);
-    # the <@> expression in the select list would score every row again from its text.
+    # The score comes from the scan (bm25_get_current_score); the <@> expression in the
+    # select list would score every row again from its text.
     stmt = text(
         "SELECT c.id, c.collection_id, c.document_id, bm25_get_current_score() FROM chunks c"
         f" ORDER BY c.text <@> to_bm25query(:q, '{INDEX}') LIMIT {int(fetch)}")
     try:
+        await s.execute(_SCAN_SETTINGS, {"depth": str(min(int(fetch), MAX_DEPTH))})
         rows = (await s.execute(stmt, {"q": words})).all()
     except DBAPIError as exc:
         if getattr(exc, "connection_invalidated", False):
@@ -252,6 +269,11 @@ async def _fetch(s: AsyncSession, collection_ids: Sequence[int], words: str, k: 
             if coll in scope and (allowed is None or doc in allowed)]
     hits.sort(key=lambda hit: (-hit[1], hit[0]))
     return hits[:k], len(matched)
+
+
+async def restore_planning(s: AsyncSession) -> None:
+    """Plan statements for their parameters again in this transaction (after ``search``)."""
+    await s.execute(text("SELECT set_config('plan_cache_mode', 'auto', true)"))
 
 
 async def _passing_documents(s: AsyncSession, documents: set[int],

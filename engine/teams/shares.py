@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Integer, func, or_, select
+from sqlalchemy import Integer, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.db import models as m
@@ -38,19 +38,22 @@ class Visible:
 
 
 async def visible(s: AsyncSession, user_id: int) -> list[Visible]:
-    """The user's collections by name, then those shared with them by owner and name."""
-    own = [Visible(row) for row in await s.scalars(
-        select(m.Collection).where(m.Collection.user_id == user_id).order_by(m.Collection.name))]
-    shared = await s.execute(
-        select(m.Collection, m.User.name, func.max(m.CollectionShare.can_write.cast(Integer)))
-        .join(m.CollectionShare, m.CollectionShare.collection_id == m.Collection.id)
+    """The user's collections by name, then those shared with them by owner and name.
+
+    One statement (a search resolves its scope with it on every query)."""
+    write = (select(func.max(m.CollectionShare.can_write.cast(Integer)))
+             .where(m.CollectionShare.collection_id == m.Collection.id,
+                    or_(m.CollectionShare.grantee_id == user_id,
+                        m.CollectionShare.grantee_id.is_(None)))
+             .scalar_subquery())
+    mine = m.Collection.user_id == user_id
+    rows = await s.execute(
+        select(m.Collection, m.User.name, write)
         .join(m.User, m.User.id == m.Collection.user_id)
-        .where(m.Collection.user_id != user_id,
-               or_(m.CollectionShare.grantee_id == user_id,
-                   m.CollectionShare.grantee_id.is_(None)))
-        .group_by(m.Collection.id, m.User.name)
-        .order_by(m.User.name, m.Collection.name))
-    return own + [Visible(row, owner, bool(write)) for row, owner, write in shared]
+        .where(or_(mine, write.is_not(None)))
+        .order_by(case((mine, 0), else_=1), m.User.name, m.Collection.name))
+    return [Visible(row) if row.user_id == user_id else Visible(row, owner, bool(can_write))
+            for row, owner, can_write in rows]
 
 
 def pick(found: Sequence[Visible], name: str) -> Visible:
