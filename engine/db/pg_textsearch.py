@@ -39,6 +39,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from engine.db import pg_settings
 from engine.db.connect import Database
 from engine.db.fts_query import query_terms
 from engine.db.search_filter import DocFilter, doc_conditions, placeholders
@@ -61,20 +62,27 @@ MARGIN = 1.5
 MAX_DEPTH = 100_000
 """The largest ``pg_textsearch.default_limit`` the extension accepts."""
 
-# How deep the index scan goes, and a plan that is never re-planned. The extension learns a
-# query's LIMIT only while planning it, and planning that scan loads the index's statistics
-# (20-30 ms per transaction at 100k chunks, measured; the scan itself takes 1-2 ms). A
-# prepared statement's plan is cached after five runs only when its cost looks no worse
-# than re-planning, so whether a connection paid for planning on every search depended on
-# the first queries it happened to run. With the cached (generic) plan the scan takes its
-# depth from pg_textsearch.default_limit instead, so both are set here: the depth is the
-# statement's LIMIT, and it also never silently caps a deeper over-fetch at the default 1000.
-# SET LOCAL: both end with the transaction. A search transaction runs only index scans and
-# primary-key reads after this, for which a cached plan is right; exact SQL BM25, which needs
-# plans for its actual words, restores the default first (``restore_planning``).
-_SCAN_SETTINGS = text(
-    "SELECT set_config('plan_cache_mode', 'force_generic_plan', true),"
-    " set_config('pg_textsearch.default_limit', :depth, true)")
+MIN_DEPTH = 200
+"""The shallowest top k the index computes: version 1.0's top k is approximate when k is
+small (measured at 100k chunks: the top 10 of a top-25 scan held 88% of the top 10 of a
+top-5000 scan, of a top-160 scan 98%, of a top-1000 scan 100%)."""
+
+
+def _depth(fetch: int) -> int:
+    """How deep the index scan goes for a statement that reads ``fetch`` rows.
+
+    The extension learns a query's LIMIT only while planning it, and planning that scan
+    loads the index's statistics (20-30 ms per transaction at 100k chunks, measured; the
+    scan itself takes 1-2 ms). A prepared statement's plan is cached after five runs only
+    when its cost looks no worse than planning again, so whether a connection planned on
+    every search depended on the first queries it happened to run. So the scan runs from a
+    cached (generic) plan, and takes its depth from ``pg_textsearch.default_limit``, set to
+    at least the statement's LIMIT: that also keeps a deep over-fetch from being silently cut
+    at the default 1,000. Both settings end with the transaction, which after the scan runs
+    only index scans and primary-key reads (a cached plan is right for them); exact SQL BM25,
+    which needs plans made for its words, restores the default first (``restore_planning``).
+    """
+    return min(max(int(fetch), MIN_DEPTH), MAX_DEPTH)
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,7 +258,8 @@ async def _fetch(s: AsyncSession, collection_ids: Sequence[int], words: str, k: 
         "SELECT c.id, c.collection_id, c.document_id, bm25_get_current_score() FROM chunks c"
         f" ORDER BY c.text <@> to_bm25query(:q, '{INDEX}') LIMIT {int(fetch)}")
     try:
-        await s.execute(_SCAN_SETTINGS, {"depth": str(min(int(fetch), MAX_DEPTH))})
+        await pg_settings.apply(s, plan_cache_mode="force_generic_plan",
+                                pg_textsearch__default_limit=str(_depth(fetch)))
         rows = (await s.execute(stmt, {"q": words})).all()
     except DBAPIError as exc:
         if getattr(exc, "connection_invalidated", False):
@@ -273,7 +282,7 @@ async def _fetch(s: AsyncSession, collection_ids: Sequence[int], words: str, k: 
 
 async def restore_planning(s: AsyncSession) -> None:
     """Plan statements for their parameters again in this transaction (after ``search``)."""
-    await s.execute(text("SELECT set_config('plan_cache_mode', 'auto', true)"))
+    await pg_settings.apply(s, plan_cache_mode="auto")
 
 
 async def _passing_documents(s: AsyncSession, documents: set[int],

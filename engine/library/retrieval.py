@@ -201,6 +201,7 @@ class Retriever:
         if scope.vectors and query.strip():
             # the model runs in a thread while the keyword search runs in the database
             embedding = asyncio.create_task(self._engine.embedder().embed_query(query))
+            backend.prepare_knn(s, pool, settings.ef_search)
         try:
             keyword = await backend.keyword(s, scope.ids, query, pool, flt=flt)
         finally:
