@@ -37,6 +37,12 @@ def mask_url(url: str) -> str:
         return url
 
 
+def is_driver_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is the database driver's own error, raised as is: asyncpg's errors
+    while connecting (a wrong password, say) reach the caller unwrapped by SQLAlchemy."""
+    return type(exc).__module__.split(".")[0] == "asyncpg"
+
+
 def sqlite_path(url: str) -> Path | None:
     """The file behind an SQLite URL (None for other backends or in-memory)."""
     parsed = make_url(url)

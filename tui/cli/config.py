@@ -57,7 +57,7 @@ async def _ask_database(settings: Any) -> tuple[dict[str, str], str | None]:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import DBAPIError
 
-    from engine.db.connect import Database, create_engine, mask_url
+    from engine.db.connect import Database, create_engine, is_driver_error, mask_url
     from engine.db.pg_textsearch import keyword_search_info
     from engine.errors import ConnectionLost, ParleyError
     from engine.teams.identity import session_role
@@ -82,7 +82,9 @@ async def _ask_database(settings: Any) -> tuple[dict[str, str], str | None]:
     except TimeoutError:
         return {"method": "unknown", "detail": "cannot ask the database: no answer within "
                 f"{ASK_TIMEOUT_S:g} s"}, None
-    except (ParleyError, DBAPIError, OSError) as exc:
+    except Exception as exc:
+        if not (isinstance(exc, ParleyError | DBAPIError | OSError) or is_driver_error(exc)):
+            raise
         if isinstance(exc, ParleyError) and not isinstance(exc, ConnectionLost):
             return {"method": "unknown", "detail": f"cannot ask the database: {exc}"}, None
         cause = exc.__cause__ if isinstance(exc, ConnectionLost) and exc.__cause__ else exc
