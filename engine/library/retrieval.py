@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from sqlalchemy import exists, func, select
+from sqlalchemy import func, select
 
 from engine.db import models as m
 from engine.db.reconnect import retry_read
@@ -161,16 +161,12 @@ class Retriever:
         db = self._engine._require_db()
         uid = self._engine.user_id
         # the user's own collections and those shared with them (``owner/name``)
-        found = await (shares.resolve(s, uid, names) if names else shares.visible(s, uid))
+        # with whether each has vectors of its live generation: one statement in all
+        found = await (shares.resolve(s, uid, names, vectors=True) if names
+                       else shares.visible(s, uid, vectors=True))
         rows = sorted((v.row for v in found), key=lambda c: c.id)
         self._owners.update({v.row.id: (v.owner, v.label) for v in found})
-        if not rows:
-            return _Scope((), ())
-        # which collections have vectors of their live generation (one statement for all)
-        live = set(await s.scalars(select(m.Collection.id).where(
-            m.Collection.id.in_([c.id for c in rows]),
-            exists().where(m.ChunkEmbedding.collection_id == m.Collection.id,
-                           m.ChunkEmbedding.generation == m.Collection.vector_generation))))
+        live = {v.row.id for v in found if v.has_vectors}
         vectors = []
         for coll in rows:
             if coll.id not in live:
