@@ -168,6 +168,7 @@ async def _hybrid_db(engine: object, backend: object, text: str, vector: object)
 
     settings = engine.settings.retrieval  # type: ignore[attr-defined]
     async with engine.db.read() as s:  # type: ignore[attr-defined]
+        backend.prepare_knn(s, 100, settings.ef_search)  # type: ignore[attr-defined]
         keyword = await backend.keyword(s, [1], text, 100)  # type: ignore[attr-defined]
         vec = await backend.knn(s, 1, 1, vector, 100, settings.ef_search)  # type: ignore[attr-defined]
         fused = fuse_convex(keyword, vec, keyword_weight=1.0, vector_weight=1.0)[:10]
