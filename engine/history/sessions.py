@@ -23,6 +23,7 @@ from engine.db.connect import Database
 from engine.db.reconnect import retry_read
 from engine.errors import NotFound, UsageError
 from engine.types import (
+    AttachmentInfo,
     Citation,
     HistorySearchResult,
     Message,
@@ -54,6 +55,22 @@ async def purge_wal(db: Database) -> None:
             await raw.execute(f"PRAGMA busy_timeout = {int(previous[0])}")
 
 
+async def _attachment_infos(s: AsyncSession,
+                            session_id: int) -> dict[int, list[AttachmentInfo]]:
+    """The attachments of a session's questions, by message id."""
+    from engine.chat.prompt import estimate_tokens
+
+    out: dict[int, list[AttachmentInfo]] = {}
+    for row in await s.scalars(
+            select(m.Attachment).join(m.Message, m.Message.id == m.Attachment.message_id)
+            .where(m.Message.session_id == session_id)
+            .order_by(m.Attachment.message_id, m.Attachment.position)):
+        out.setdefault(row.message_id, []).append(AttachmentInfo(
+            path=row.path, kind=row.kind, lines=len(row.text.splitlines()),
+            tokens=estimate_tokens(row.text)))
+    return out
+
+
 def _citation(row: m.Citation) -> Citation:
     return Citation(marker=row.marker, document_id=row.document_id, chunk_id=row.chunk_id,
                     path=row.path, page=row.page, line_start=row.line_start,
@@ -61,14 +78,16 @@ def _citation(row: m.Citation) -> Citation:
 
 
 def to_message(row: m.Message, citations: Iterable[m.Citation] = (),
-               alternatives: Sequence[int] = ()) -> Message:
+               alternatives: Sequence[int] = (),
+               attachments: Sequence[AttachmentInfo] = ()) -> Message:
     unreadable = isinstance(row.content, UnreadableText)
     return Message(id=row.id, session_id=row.session_id, parent_id=row.parent_id,
                    role=row.role, content=row.content, status=row.status, model=row.model,
                    created_at=row.created_at,
                    error="content cannot be decrypted" if unreadable else row.error,
                    citations=tuple(_citation(c) for c in citations),
-                   alternatives=tuple(alternatives) if len(alternatives) > 1 else ())
+                   alternatives=tuple(alternatives) if len(alternatives) > 1 else (),
+                   attachments=tuple(attachments))
 
 
 def to_summary(row: m.Session, message_count: int,
@@ -76,7 +95,8 @@ def to_summary(row: m.Session, message_count: int,
     return SessionSummary(id=row.id, title=row.title, model=row.model, provider=row.provider,
                           message_count=message_count, created_at=row.created_at,
                           updated_at=row.updated_at, archived=row.archived,
-                          collections=tuple(collections), system_prompt=row.system_prompt)
+                          collections=tuple(collections), system_prompt=row.system_prompt,
+                          rag=row.rag, params=dict(row.params or {}))
 
 
 class SessionStore:
@@ -164,6 +184,7 @@ class SessionStore:
                     .order_by(m.Citation.message_id, m.Citation.marker, m.Citation.id)):
                 cites.setdefault(c.message_id, []).append(c)
             names = await self._collection_names(s, [row.id])
+            attached = await _attachment_infos(s, row.id)
             siblings: dict[int | None, list[int]] = {}
             if not all_branches:  # rows are in id order, so each list is oldest first
                 for r in rows:
@@ -171,7 +192,8 @@ class SessionStore:
             return SessionDetail(
                 session=to_summary(row, len(messages), names.get(row.id, ())),
                 messages=tuple(to_message(msg, cites.get(msg.id, ()),
-                                          siblings.get(msg.parent_id, ()))
+                                          siblings.get(msg.parent_id, ()),
+                                          attached.get(msg.id, ()))
                                for msg in messages))
 
     @staticmethod
