@@ -81,6 +81,7 @@ class SessionSummary:
     system_prompt: str | None = None
     rag: bool | None = None  # None: chat.rag
     params: dict[str, float | int] = field(default_factory=dict)  # temperature, top_k, ...
+    tools: tuple[str, ...] | None = None  # server.tool globs; None: tools.enabled, (): none
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from engine.db import models as m
 from engine.db.coltypes import utcnow
 from engine.errors import ConfigError, NotFound, UsageError
 from engine.tools.builtin import ParleyServer, SourceBook
-from engine.tools.policy import Policy
+from engine.tools.policy import Policy, matches
 from engine.tools.results import clip, parse_arguments, wire_name
 from engine.tools.servers import MCPServer, Tool, ToolOutput, ToolServerDown
 from engine.tools.store import RunRecord, add_runs, list_runs, replay
@@ -63,10 +63,13 @@ class Toolbox:
         servers, self._servers = self._servers or {}, None
         await asyncio.gather(*(s.aclose() for s in servers.values()), return_exceptions=True)
 
-    async def available(self, policy: Policy) -> tuple[dict[str, Tool], list[str]]:
+    async def available(self, policy: Policy, selection: Sequence[str] | None = None,
+                        ) -> tuple[dict[str, Tool], list[str]]:
         """(tools to offer by wire name, one line per server that failed to start).
-        Denied tools are left out. Servers start concurrently."""
-        servers = list(self.servers().values())
+        Denied tools, and tools a non-empty ``selection`` leaves out, are left out; servers
+        no selected name can match are not started. Servers start concurrently."""
+        servers = [s for name, s in self.servers().items()
+                   if not selection or matches(name, [g.partition(".")[0] for g in selection])]
         listed = await asyncio.gather(*(s.tools() for s in servers), return_exceptions=True)
         offered: dict[str, Tool] = {}
         problems: list[str] = []
@@ -77,7 +80,8 @@ class Toolbox:
                 problems.append(str(getattr(tools, "message", None) or tools))
                 continue
             for tool in tools:
-                if policy.offered(tool.canonical):
+                if policy.offered(tool.canonical) and (not selection
+                                                       or matches(tool.canonical, selection)):
                     offered[wire_name(tool.server, tool.name)] = tool
         return offered, problems
 
@@ -126,13 +130,15 @@ class Toolbox:
 
     async def prepare(self, *, session_id: int, collections: Sequence[str],
                       approval: str | None, approver: Approver | None,
-                      history: Sequence[Message]) -> tuple[ToolTurn, dict[int, list[ChatMessage]]]:
-        """The tools of a turn (starting servers on first use) and, by earlier answer id,
-        the tool rounds to replay before its text."""
+                      history: Sequence[Message], selection: Sequence[str] | None = None,
+                      ) -> tuple[ToolTurn, dict[int, list[ChatMessage]]]:
+        """The tools of a turn (starting servers on first use; only those of the session's
+        ``selection`` when it names some) and, by earlier answer id, the tool rounds to
+        replay before its text."""
         from engine.tools.loop import ToolTurn
 
         policy = Policy.of(self.settings, approval)
-        tools, problems = await self.available(policy)
+        tools, problems = await self.available(policy, selection)
         self.last_offered = len(tools)
         tt = ToolTurn(self, policy, tools, approver, session_id, tuple(collections),
                       SourceBook(), problems=problems)

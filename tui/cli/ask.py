@@ -83,6 +83,7 @@ class _Output:
         self.sources: Sources | None = None
         self.done: Done | None = None
         self.tool_runs: list[dict[str, Any]] = []
+        self.slots: dict[tuple[int, str], int] = {}
 
     def event(self, event: object) -> None:
         from engine.types import (
@@ -112,10 +113,18 @@ class _Output:
         elif isinstance(event, ToolNotice):
             info(f"parley: warning: {event.message}")
         elif isinstance(event, ToolCallStarted):
+            # A round's calls run together and may end in any order: --json keeps the
+            # model's order (a slot per call, filled when it ends).
+            self.slots[(event.round, event.call_id)] = len(self.tool_runs)
+            self.tool_runs.append(tools_cli.started_json(event))
             if self.mode == "stream-json":
                 _line(tools_cli.started_json(event))
         elif isinstance(event, ToolCallFinished):
-            self.tool_runs.append(tools_cli.finished_json(event))
+            slot = self.slots.pop((event.round, event.call_id), None)
+            if slot is None:
+                self.tool_runs.append(tools_cli.finished_json(event))
+            else:
+                self.tool_runs[slot] = tools_cli.finished_json(event)
             if self.mode == "stream-json":
                 _line({"type": "tool_result", **tools_cli.finished_json(event)})
             else:
