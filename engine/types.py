@@ -590,3 +590,14 @@ class ToolNotice:
     not start); the answer goes on without it."""
 
     message: str
+
+
+@dataclass(frozen=True, slots=True)
+class TrustRequest:
+    """What a front end shows before a local MCP server's command line first runs."""
+
+    server: str
+    command_line: str  # the command and its arguments, shell-quoted
+    env_names: tuple[str, ...]  # names only: values may be secrets
+    cwd: str | None
+    changed: bool  # the user trusted another command line for this server before

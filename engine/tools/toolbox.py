@@ -23,6 +23,7 @@ from engine.tools.policy import Policy, matches
 from engine.tools.results import clip, parse_arguments, wire_name
 from engine.tools.servers import MCPServer, Tool, ToolOutput, ToolServerDown
 from engine.tools.store import RunRecord, add_runs, list_runs, replay
+from engine.tools.trust import Trust
 from engine.types import ToolCallFinished, ToolInfo, ToolRunInfo, ToolServerInfo
 
 if TYPE_CHECKING:
@@ -40,6 +41,8 @@ class Toolbox:
         self.settings = engine.settings.tools
         self._servers: dict[str, Any] | None = None
         self._session_ok: dict[int | None, set[str]] = {}
+        self.trust = Trust(engine)
+        """Trusted command lines of local servers; front ends set ``trust.asker``."""
         self.last_offered: int | None = None
         """How many tools the last turn offered (None before the first)."""
 
@@ -53,7 +56,7 @@ class Toolbox:
             log_dir = data_dir() / "logs"
             for name, config in self.engine.settings.mcp_servers.items():
                 if config.enabled:
-                    found[name] = MCPServer(name, config, log_dir=log_dir,
+                    found[name] = MCPServer(name, config, log_dir=log_dir, trust=self.trust,
                                             startup_timeout=self.settings.startup_timeout)
             self._servers = found
         return self._servers
@@ -95,7 +98,7 @@ class Toolbox:
             try:
                 tools = await server.tools()
             except (ToolServerDown, ConfigError, OSError) as exc:
-                out.append(ToolServerInfo(name, server.kind, "unavailable",
+                out.append(ToolServerInfo(name, server.kind, _down(server),
                                           error=str(getattr(exc, "message", None) or exc),
                                           log_path=_path(server.log_path)))
                 continue
@@ -196,6 +199,8 @@ class Toolbox:
         try:
             tools = {t.name: t for t in await self.servers()[server_name].tools()}
         except ToolServerDown as exc:
+            if _down(self.servers()[server_name]) == "untrusted":  # the user must say yes
+                raise UsageError(str(exc)) from None
             raise NotFound(str(exc), "see: parley tools list") from None
         if tool_name not in tools:
             raise NotFound(f"server '{server_name}' has no tool '{tool_name}'",
@@ -253,3 +258,7 @@ def _label(policy: Policy, canonical: str, always: set[str]) -> str:
 
 def _path(path: Any) -> str | None:
     return str(path) if path is not None else None
+
+
+def _down(server: Any) -> str:
+    return "untrusted" if getattr(server, "state", "") == "untrusted" else "unavailable"

@@ -214,6 +214,7 @@ class _Output:
 @click.option("--stream-json", is_flag=True,
               help="Print one JSON event per line: delta, tool_call, tool_result, sources, "
                    "usage, done.")
+@tools_cli.trust_option
 @json_option
 @run
 async def ask(question: tuple[str, ...], new: bool, session_id: int | None,
@@ -221,7 +222,7 @@ async def ask(question: tuple[str, ...], new: bool, session_id: int | None,
               params: tuple[str, ...], no_rag: bool, model: str | None,
               provider: str | None, system_prompt: str | None, regenerate: bool, edit: bool,
               use_tools: bool | None, approve: str | None, stream_json: bool,
-              as_json: bool) -> None:
+              trust_servers: bool, as_json: bool) -> None:
     """Ask QUESTION (or read it from stdin) and stream a cited answer.
 
     --regenerate and --edit work on the last question of --session ID (default: the
@@ -250,6 +251,7 @@ async def ask(question: tuple[str, ...], new: bool, session_id: int | None,
     failure: ParleyError | None = None
     async with open_engine() as engine:
         rag = False if no_rag else None
+        tools_cli.setup_trust(engine, trust_servers)
         tooling = {"tools": use_tools, "approval": approve,
                    "approver": tools_cli.terminal_approver()}
         if regenerate or edit:
