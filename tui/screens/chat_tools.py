@@ -23,6 +23,9 @@ DENIED = ("deny_list", "never", "no_terminal", "limit", "repeat")
 def turn_events(self: ChatTurns, engine: Engine, kind: str, text: str) -> AsyncIterator[Any]:
     """The engine's events of one turn (``kind``: ask, regenerate or edit), with the
     approval card as the approver of tool calls."""
+    from tui.screens.server_trust import install_trust
+
+    install_trust(self.app, engine)  # servers start with the turn: new commands ask first
     chat = engine.chat
 
     async def approver(request: ApprovalRequest) -> str:
