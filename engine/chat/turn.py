@@ -172,7 +172,9 @@ async def run_turn(chat: Chat, turn: Turn) -> AsyncIterator[ChatEvent]:
             yield ToolNotice(problem)
         if not tools.tools:
             tools, rounds = None, {}
-    elif provider.kind == EXTRACTIVE and turn.tools:
+    elif "tools" in engine._services:  # this turn offers none: "tools: N" must not linger
+        engine.tools.last_offered = None
+    if provider.kind == EXTRACTIVE and turn.tools:
         yield ToolNotice("tools need a model server (chat.provider): the offline extractive "
                          "answerer calls none")
     prompt = build_prompt(system_prompt=turn.system_prompt, question=turn.question,

@@ -85,6 +85,7 @@ async def test_choose_the_sessions_tools_after_trusting_a_new_server(
         await ask(pilot, "What is the capital?")
         first = next(r.json for r in chat_server.chat_requests if "tools" in r.json)
         assert [t["function"]["name"] for t in first["tools"]] == ["parley__search"]
+        assert app.status.tools == "tools: 1"  # on for this chat, though tools.enabled is off
         engine = app.engine
         assert engine is not None
         assert (await engine.sessions.get(session_id)).session.tools == ("parley.search",)

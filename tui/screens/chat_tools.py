@@ -88,8 +88,10 @@ def end_tool_lines(self: ChatTurns, lines: dict[str, ToolLine]) -> None:
         if line.status == "running":
             line.finish("cancelled", line.decision, "stopped by you", 0, None, False)
     engine = self.parley.engine
-    if engine is None or not engine.settings.tools.enabled:
+    if engine is None:
         return
+    # The session's choice can turn tools on or off whatever tools.enabled says.
     offered = engine.tools.last_offered
-    if offered is not None:
-        self.parley.status = replace(self.parley.status, tools=f"tools: {offered}")
+    shown = f"tools: {offered}" if offered is not None else (
+        "tools: off" if engine.settings.tools.enabled else "")
+    self.parley.status = replace(self.parley.status, tools=shown)
