@@ -67,7 +67,11 @@ async def add_collection(engine: Engine, name: str, docs: list[Doc], *,
                             embedder=embedder or model.name, dimension=model.dimension)
         s.add(coll)
         await s.flush()
-        await rls.vector_index(s, engine.db.backend, coll.id, 1, model.dimension)
+        if engine.db.backend == "sqlite" or coll.user_id == engine.user_id:
+            # On PostgreSQL only a collection's owner (or a writer) may build its index: a
+            # role seeding another user's collection leaves it without one (searches of it
+            # fall back to an exact scan; this role never searches it anyway).
+            await rls.vector_index(s, engine.db.backend, coll.id, 1, model.dimension)
         for i, doc in enumerate(docs):
             row = m.Document(user_id=coll.user_id, collection_id=coll.id, source_path=doc.path,
                              path_hash=hashlib.sha256(doc.path.encode()).hexdigest(),

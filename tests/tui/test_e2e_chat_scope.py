@@ -4,7 +4,6 @@ server as its own process, keys typed as a user types them."""
 
 from __future__ import annotations
 
-import os
 import shlex
 import shutil
 import subprocess
@@ -12,7 +11,12 @@ import uuid
 from pathlib import Path
 
 from tests.tui.conftest import BERLIN, PARIS
-from tests.tui.test_e2e_tmux import PARLEY, model_server, wait_for  # noqa: F401  (fixture)
+from tests.tui.test_e2e_tmux import (  # noqa: F401  (model_server: a fixture)
+    PARLEY,
+    model_server,
+    terminal_env,
+    wait_for,
+)
 
 
 def test_a_chat_scoped_to_one_collection_cites_only_it(tmp_path: Path, parley_home: Path,
@@ -24,15 +28,7 @@ def test_a_chat_scoped_to_one_collection_cites_only_it(tmp_path: Path, parley_ho
     germany.mkdir()
     (france / "paris.md").write_text(PARIS)
     (germany / "berlin.txt").write_text(BERLIN)
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        f"database:\n  url: sqlite:///{parley_home / 'parley.db'}\n"
-        f"providers:\n  test:\n    base_url: http://127.0.0.1:{model_server}/v1\n"
-        "chat:\n  provider: test\n  model: test-model\n"
-        "embedding:\n  provider: test\n  model: test-embedding\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
-    env.update(PARLEY_HOME=str(parley_home), PARLEY_CONFIG=str(config), TERM="xterm-256color",
-               COLUMNS="120", LINES="40")
+    env = terminal_env(tmp_path, parley_home, model_server)
     for folder, name in ((france, "france"), (germany, "germany")):
         done = subprocess.run([str(PARLEY), "ingest", str(folder), "--collection", name],
                               env=env, capture_output=True, text=True, timeout=120)
