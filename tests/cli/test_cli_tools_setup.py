@@ -124,6 +124,9 @@ def test_a_new_local_server_command_is_confirmed_first(
     trusted = run(home, database_url, *add, "--trust-servers")
     assert (trusted.returncode, trusted.stdout.strip()) == (0, "5"), trusted.stderr
     assert run(home, database_url, *add).returncode == 2
+    forgot = run(home, database_url, "tools", "untrust", "files")
+    assert forgot.returncode == 0 and "forgot 1 trusted command line of server 'files'" \
+        in forgot.stderr
     # ask goes on without the untrusted server, and says why
     server.tool_calls = calls_script([[{"name": "parley__search", "id": "c1",
                                         "arguments": {"query": "flux"}}]])

@@ -184,6 +184,18 @@ async def call_tool(name: str, arguments: str, trust_servers: bool, as_json: boo
         fail(f"{name} {result.status}: {result.result}")
 
 
+@tools.command("untrust")
+@click.argument("server", required=False)
+@run
+async def untrust(server: str | None) -> None:
+    """Forget that you trusted SERVER's command line (all servers when none is named): its
+    next start asks again."""
+    async with open_engine() as engine:
+        count = await engine.tools.trust.forget(server)
+    what = f"server '{server}'" if server else "every server"
+    info(f"parley: forgot {count} trusted command line{'s' if count != 1 else ''} of {what}")
+
+
 @tools.command("runs")
 @click.option("--session", "session_id", type=int, metavar="ID", help="Runs of this session.")
 @click.option("--limit", type=click.IntRange(1), default=50, show_default=True,
