@@ -145,6 +145,7 @@ class DocumentInfo:
     chunk_count: int
     indexed_at: datetime | None
     tags: tuple[str, ...] = ()
+    copies: tuple[tuple[str, str], ...] = ()  # (collection, path) of identical copies
 
 
 # --- streaming events -------------------------------------------------------------------
@@ -185,7 +186,7 @@ class IngestProgress:
     path: str
     done: int
     total: int
-    outcome: str  # "indexed" | "skipped" | "error" | "pruned"
+    outcome: str  # "indexed" | "linked" (a copy, stored once) | "skipped" | "error" | "pruned"
     error: str | None = None
     chunks: int = 0
 
@@ -203,6 +204,7 @@ class IngestResult:
     pruned: int
     chunks: int
     errors: tuple[tuple[str, str], ...] = ()  # (path, reason)
+    linked: int = 0  # of ``indexed``: copies of content already indexed, stored once
 
 
 # --- chat turns and usage reports ----------------------------------------------------------

@@ -9,6 +9,11 @@
 - Write: each file's chunks, vectors and content hash go in one short transaction, as soon
   as all its chunks are embedded; failures are recorded per file and the run goes on.
 
+A file whose content (bytes and file type) the user already has indexed, under another
+path or in another collection, is not loaded, chunked nor embedded: its document points at
+the existing chunk set (``store.write_linked``). Two copies met in the same run are
+chunked and embedded once too: the first claims the content, the others wait for it.
+
 Queues between the stages are bounded, so memory stays flat on any number of files.
 Cancelling the iteration (Ctrl-C) marks the run ``interrupted``; files already written stay
 indexed and a rerun skips them.
@@ -19,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
@@ -89,14 +95,20 @@ class IngestJob:
         self.prep = PrepareOptions(max_bytes=int(retrieval.max_file_mb * 1_048_576),
                                    max_tokens=budget,
                                    overlap_tokens=min(retrieval.chunk_overlap, budget // 2),
-                                   force=options.force)
+                                   force=options.force, claim=self._claim)
         self.totals = run_rows.RunTotals()
         self.known: dict[str, Known] = {}
+        self.shareable: dict[tuple[str, str], int] = {}
+        self._claims: dict[tuple[str, str], int | str] = {}
+        self._claim_lock = threading.Lock()
+        self._written: dict[tuple[str, str], int | None] = {}  # claimed content -> its set
+        self._waiting: dict[tuple[str, str], list[Prepared]] = {}
         self.run_id = 0
         self.total = 0
         self._done = 0
         self._usage: list[store.UsageRecord] = []
         self._saved_at = time.monotonic()
+        self._last_set: int | None = None
         self._out: asyncio.Queue[Any] = asyncio.Queue()
 
     # -- the run ------------------------------------------------------------------------------
@@ -114,6 +126,9 @@ class IngestJob:
             async with self.db.read() as s:
                 self.known = await store.known_documents(s, self.target.user_id,
                                                          self.target.collection_id)
+                if not self.options.force:  # forced: re-chunk, so share nothing older
+                    self.shareable = await store.shareable_sets(s, self.target.user_id,
+                                                                self.target.embedder)
             self.total = len(found.files) + len(found.errors)
             self.totals.files_seen = self.total
             for path, reason in found.errors:
@@ -188,9 +203,19 @@ class IngestJob:
     def _result(self, status: str) -> IngestResult:
         t = self.totals
         return IngestResult(self.run_id, status, t.files_seen, t.indexed, t.skipped, t.failed,
-                            t.pruned, t.chunks, tuple(t.errors))
+                            t.pruned, t.chunks, tuple(t.errors), t.linked)
 
     # -- stage 1: prepare ---------------------------------------------------------------------
+    def _claim(self, path: str, content_hash: str) -> int | str | None:
+        """What already holds this content: a chunk set, a file of this run, or None (then
+        ``path`` claims it). Called from the prepare threads."""
+        key = (content_hash, store.suffix_of(path))
+        with self._claim_lock:
+            holder = self._claims.get(key) or self.shareable.get(key)
+            if holder is None:
+                self._claims[key] = path
+            return holder
+
     async def _prepare(self, paths: Iterator[Path], out: asyncio.Queue[Prepared | None]) -> None:
         for path in paths:  # shared by the workers: each path is taken once
             item = await asyncio.to_thread(prepare_file, path, self.known.get(str(path)),
@@ -241,18 +266,62 @@ class IngestJob:
     async def _write(self, inbox: asyncio.Queue[Any]) -> None:
         while (message := await inbox.get()) is not None:
             _, item, vectors = message
-            outcome = await self._write_file(item, vectors)
-            self._done += 1
-            self._out.put_nowait(IngestProgress(
-                self.run_id, item.path, self._done, self.total, outcome, item.error,
-                len(item.chunks) if outcome == "indexed" else 0))
+            if item.outcome == "link" and isinstance(item.link, str):
+                key = (item.content_hash, store.suffix_of(item.path))
+                if key not in self._written:  # the copy that claimed it is not written yet
+                    self._waiting.setdefault(key, []).append(item)
+                    continue
+                item.link = self._written[key]
+            await self._written_file(item, vectors)
             if time.monotonic() - self._saved_at > SAVE_EVERY_S:
                 await self._flush_usage()
                 await run_rows.save_run(self.db, self.run_id, self.totals)
                 self._saved_at = time.monotonic()
+        for waiting in list(self._waiting.values()):  # their content never got written
+            for item in waiting:
+                item.link = None
+                await self._written_file(item, None)
+
+    async def _written_file(self, item: Prepared, vectors: np.ndarray | None) -> None:
+        outcome = await self._write_file(item, vectors)
+        self._done += 1
+        self._out.put_nowait(IngestProgress(
+            self.run_id, item.path, self._done, self.total, outcome, item.error,
+            len(item.chunks) if outcome == "indexed" else 0))
+        if item.outcome != "link" and item.content_hash is not None:
+            key = (item.content_hash, store.suffix_of(item.path))
+            if self._claims.get(key) == item.path:
+                self._written[key] = self._last_set if outcome == "indexed" else None
+                for waiting in self._waiting.pop(key, []):
+                    waiting.link = self._written[key]
+                    await self._written_file(waiting, None)
+
+    async def _link(self, item: Prepared) -> str:
+        """Point the file's document at the chunk set holding its content; when that is
+        not possible (removed meanwhile, other embedder), chunk and embed it after all."""
+        t = self.target
+        if isinstance(item.link, int):
+            async with self.db.write() as s:
+                await store.check_target(s, t)
+                if await store.write_linked(s, t, item, item.link) is not None:
+                    self.totals.indexed += 1
+                    self.totals.linked += 1
+                    return "linked"
+        fresh = await asyncio.to_thread(prepare_file, Path(item.path), None,
+                                        dataclasses.replace(self.prep, claim=None))
+        vectors = None
+        if fresh.outcome == "index":
+            texts = [c.text for c in fresh.chunks]
+            vectors = np.concatenate([await self._embed_texts(texts[i:i + EMBED_CALL])
+                                      for i in range(0, len(texts), EMBED_CALL)])
+        for f in dataclasses.fields(fresh):
+            setattr(item, f.name, getattr(fresh, f.name))
+        return await self._write_file(item, vectors)
 
     async def _write_file(self, item: Prepared, vectors: np.ndarray | None) -> str:
         t = self.target
+        if item.outcome == "link":
+            return await self._link(item)
         if item.outcome == "skip":
             self.totals.skipped += 1
             if t.tags:
@@ -267,7 +336,7 @@ class IngestJob:
         try:
             async with self.db.write() as s:
                 await store.check_target(s, t)
-                await store.write_indexed(s, t, item, vectors)
+                self._last_set = await store.write_indexed(s, t, item, vectors)
                 await store.add_usage(s, t.user_id, self._usage)
         except (DataError, IntegrityError) as exc:
             # This file's values cannot be stored (the transaction left nothing behind):

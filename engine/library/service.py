@@ -188,7 +188,8 @@ class Library:
                 await self._row(s, _check_name(collection))
             rows = (await s.execute(stmt)).all()
             tags = await self._tags(s, [d.id for d, _ in rows])
-        return [_doc_info(d, name, tags.get(d.id, ())) for d, name in rows]
+            copies = await self._copies(s, [d.chunk_set_id for d, _ in rows])
+        return [_doc_info(d, name, tags.get(d.id, ()), copies) for d, name in rows]
 
     async def document(self, doc_id: int) -> DocumentInfo:
         """One document by id. Raises ``NotFound``."""
@@ -200,7 +201,8 @@ class Library:
             if row is None:
                 raise NotFound(f"no document with id {doc_id}", "see 'parley docs list'")
             tags = await self._tags(s, [doc_id])
-        return _doc_info(row[0], row[1], tags.get(doc_id, ()))
+            copies = await self._copies(s, [row[0].chunk_set_id])
+        return _doc_info(row[0], row[1], tags.get(doc_id, ()), copies)
 
     async def _tags(self, s: AsyncSession, doc_ids: Sequence[int]) -> dict[int, tuple[str, ...]]:
         out: dict[int, list[str]] = {}
@@ -211,6 +213,26 @@ class Library:
             for doc_id, tag in rows:
                 out.setdefault(doc_id, []).append(tag)
         return {k: tuple(v) for k, v in out.items()}
+
+    async def _copies(self, s: AsyncSession, set_ids: Sequence[int | None]
+                      ) -> dict[int, list[tuple[int, str, str]]]:
+        """chunk set -> (document id, collection, path) of every document holding it, for
+        the sets held by more than one document."""
+        wanted = sorted({i for i in set_ids if i is not None})
+        out: dict[int, list[tuple[int, str, str]]] = {}
+        for first in range(0, len(wanted), 500):
+            shared = (select(m.Document.chunk_set_id)
+                      .where(m.Document.chunk_set_id.in_(wanted[first:first + 500]))
+                      .group_by(m.Document.chunk_set_id).having(func.count() > 1))
+            rows = await s.execute(
+                select(m.Document.chunk_set_id, m.Document.id, m.Collection.name,
+                       m.Document.source_path)
+                .join(m.Collection, m.Collection.id == m.Document.collection_id)
+                .where(m.Document.chunk_set_id.in_(shared), m.Document.user_id == self.user_id)
+                .order_by(m.Collection.name, m.Document.source_path))
+            for set_id, doc_id, name, path in rows:
+                out.setdefault(set_id, []).append((doc_id, name, path))
+        return out
 
     async def find_documents(self, target: int | str | os.PathLike[str], *,
                              collection: str | None = None) -> list[DocumentInfo]:
@@ -338,9 +360,12 @@ class Library:
         return await self.reindex(collection, **options)
 
 
-def _doc_info(d: m.Document, collection: str, tags: tuple[str, ...]) -> DocumentInfo:
+def _doc_info(d: m.Document, collection: str, tags: tuple[str, ...],
+              copies: dict[int, list[tuple[int, str, str]]]) -> DocumentInfo:
+    others = tuple((name, path) for doc_id, name, path in copies.get(d.chunk_set_id or 0, ())
+                   if doc_id != d.id)
     return DocumentInfo(d.id, collection, d.source_path, d.title, d.mime, d.size, d.status,
-                        d.error, d.chunk_count, d.indexed_at, tags)
+                        d.error, d.chunk_count, d.indexed_at, tags, others)
 
 
 def _run_info(r: m.IngestionRun, collection: str | None) -> IngestRunInfo:
