@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from engine.library.service import Library
     from engine.providers.embedders import Embedder
     from engine.library.retrieval import Retriever
+    from engine.types import CitationCheck
     from engine.usage import UsageLedger
 
 
@@ -191,6 +192,12 @@ class Engine:
         from engine.usage import UsageLedger
 
         return self._service("usage", UsageLedger)
+
+    async def verify_citations(self, session_id: int | None = None) -> list[CitationCheck]:
+        """Whether each stored citation (of a session, or all) still holds its source."""
+        from engine.drift.verify import verify_citations
+
+        return await verify_citations(self, session_id)
 
     def embedder(self) -> Embedder:
         """The configured embedder, created on first use and shared by every service."""

@@ -43,6 +43,21 @@ class Citation:
     line_end: int | None
     score: float | None
     snippet: str
+    drift: CitationDrift | None = None  # whether the source still says this (when shown)
+
+
+@dataclass(frozen=True, slots=True)
+class CitationDrift:
+    """Whether a stored citation still holds: ``state`` is ``current`` (same text, same
+    place), ``moved`` (found again: ``page``/``line_start``/``line_end`` are the new place),
+    ``changed`` (no longer in the file: only the stored snippet says what it was) or
+    ``missing`` (the document was removed). ``path`` is where the document is now."""
+
+    state: str
+    path: str
+    page: int | None = None
+    line_start: int | None = None
+    line_end: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,3 +385,12 @@ class ReindexResult:
     chunks: int  # chunks embedded by this call (a resumed run counts only its own)
     previous_embedder: str
     status: str = "complete"  # "complete" | "unchanged"
+
+
+@dataclass(frozen=True, slots=True)
+class CitationCheck:
+    """One stored citation and whether it still holds (``citation.drift``)."""
+
+    session_id: int
+    message_id: int
+    citation: Citation
