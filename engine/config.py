@@ -197,6 +197,16 @@ class UISettings(_Section):
     """Command that opens a source at a line. Empty: ``$EDITOR``, then ``$PAGER``."""
 
 
+class WatchSettings(_Section):
+    """Watched folders (``parley watch`` and the app)."""
+
+    debounce_ms: int = Field(500, ge=50, le=60_000)
+    """Changes are collected until the folder has been quiet this long, then synced in one
+    run (an editor's save-rename-write burst, a checkout touching thousands of files)."""
+    in_app: bool = True
+    """Keep the watched folders in sync while the app is open."""
+
+
 class Settings(BaseSettings):
     """Every setting of Parley. See ``config.example.yaml`` for a commented copy."""
 
@@ -216,6 +226,7 @@ class Settings(BaseSettings):
     chat: ChatSettings = ChatSettings()
     providers: dict[str, ProviderSettings] = {}
     ui: UISettings = UISettings()
+    watch: WatchSettings = WatchSettings()
 
     # Not settings: where this configuration was read from, filled by load_settings.
     _sources: dict[str, str] = {}

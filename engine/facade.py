@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from engine.library.retrieval import Retriever
     from engine.types import CitationCheck
     from engine.usage import UsageLedger
+    from engine.watch import FolderSync, WatchFolders
 
 
 class Engine:
@@ -192,6 +193,19 @@ class Engine:
         from engine.usage import UsageLedger
 
         return self._service("usage", UsageLedger)
+
+    @property
+    def watched(self) -> WatchFolders:
+        """Watched folders: add, list, remove (``parley watch add|list|remove``)."""
+        from engine.watch.folders import WatchFolders
+
+        return self._service("watched", WatchFolders)
+
+    def folder_sync(self, **options: Any) -> FolderSync:
+        """What keeps the watched folders in sync (``parley watch``, the app's worker)."""
+        from engine.watch.sync import FolderSync
+
+        return FolderSync(self, **options)
 
     async def verify_citations(self, session_id: int | None = None) -> list[CitationCheck]:
         """Whether each stored citation (of a session, or all) still holds its source."""

@@ -46,9 +46,9 @@ def cli(ctx: click.Context, config_path: str | None, db_url: str | None,
 
 
 def _register() -> None:
-    from tui.cli import ask, config, db, ingest, key, search, sessions, usage
+    from tui.cli import ask, config, db, ingest, key, search, sessions, usage, watch
 
-    for module in (db, config, search, sessions, key, ingest, ask, usage):
+    for module in (db, config, search, sessions, key, ingest, ask, usage, watch):
         for command in module.COMMANDS:
             cli.add_command(command)
 
