@@ -30,8 +30,9 @@ from engine.types import CitationDrift
 CURRENT, MOVED, CHANGED, MISSING = "current", "moved", "changed", "missing"
 FUZZY_THRESHOLD = 90.0
 """partial_ratio (0-100) from which a snippet counts as found: measured by
-``bench/library_sync.py --threshold`` (passages with a typo fixed or a word changed score
-93-99; rewritten passages and unrelated ones at most 72)."""
+``bench/library_sync.py --part threshold``: a 120-word passage with two words changed
+scores 98-100 against the edited text; with half its words rewritten at most 80; against
+unrelated text at most 64."""
 _MAX_FUZZY_TEXT = 2_000_000  # characters: beyond, fuzzy alignment is skipped (too slow)
 _ELLIPSIS = " …"
 
