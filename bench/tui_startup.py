@@ -8,12 +8,16 @@ of, counted from the moment the shell starts ``parley``:
   on land in the prompt);
 - ready: the database is open and the sidebar listed its sessions (the status bar names
   the backend): a question sent now is answered at once;
-- for scale, ``parley --version`` run the same way (Python, click and the config).
+- for scale, ``parley --version`` run the same way (Python, click and the config);
+- quit: after one question answered with sources (the default offline setup: the bundled
+  embedder, extractive answers, two small documents ingested by ``parley ingest``), from
+  sending Ctrl+Q to the process gone (the shell writes the clock when ``parley`` returns,
+  so this figure has no polling in it).
 
 The database (SQLite, in a temporary PARLEY_HOME) holds ``--sessions`` sessions (default
 1,000). Polling adds a few milliseconds of resolution.
 
-Run: ``.venv/bin/python bench/tui_startup.py [--runs 10] [--sessions 1000]``
+Run: ``.venv/bin/python bench/tui_startup.py [--runs 10] [--sessions 1000] [--skip-quit]``
 """
 
 from __future__ import annotations
@@ -38,6 +42,10 @@ sys.path.insert(0, str(REPO))
 from bench.tui_render import make_sessions  # noqa: E402
 
 PARLEY = Path(sys.executable).with_name("parley")
+DOCS = {"paris.md": "# Paris\n\nParis is the capital of France. It is known for the Louvre "
+                    "museum.\n\n## History\n\nParis was founded in the 3rd century BC.\n",
+        "berlin.txt": "Berlin is the capital of Germany.\nIt has many museums too.\n"}
+QUESTION = "What is the capital of France?"
 
 
 def launch(env: dict[str, str], command: str, checks: dict[str, Callable[[str], bool]],
@@ -65,6 +73,46 @@ def launch(env: dict[str, str], command: str, checks: dict[str, Callable[[str], 
     return seen
 
 
+def time_quit(env: dict[str, str], parley: str, newest: str, timeout: float = 60.0) -> float:
+    """Seconds from sending Ctrl+Q (after one answered question) until ``parley`` exits."""
+    socket = f"parley-bench-{uuid.uuid4().hex[:8]}"
+    base = ["tmux", "-L", socket]
+    stamp = Path(tempfile.mkdtemp(prefix="parley-bench-quit-")) / "exited"
+    command = f"{parley}; date +%s.%N > {shlex.quote(str(stamp))}; sleep 30"
+
+    def screen() -> str:
+        return subprocess.run([*base, "capture-pane", "-p", "-t", "b"], capture_output=True,
+                              text=True).stdout
+
+    def wait(check: Callable[[str], bool], what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if check(screen()):
+                return
+            time.sleep(0.02)
+        raise SystemExit(f"never saw {what}; the screen was:\n{screen()}")
+
+    subprocess.run([*base, "new-session", "-d", "-x", "120", "-y", "40", "-s", "b",
+                    "sh", "-c", command], env=env, check=True)
+    try:
+        # ready: the database is open and the sidebar lists sessions (the newest is the
+        # question of the previous run, if any)
+        wait(lambda s: "sqlite" in s and (newest in s or QUESTION[:15] in s), "the app ready")
+        subprocess.run([*base, "send-keys", "-t", "b", QUESTION, "Enter"], check=True)
+        wait(lambda s: "source" in s and "paris.md" in s, "the answer with its sources")
+        started = time.time()
+        subprocess.run([*base, "send-keys", "-t", "b", "C-q"], check=True)
+        deadline = time.monotonic() + timeout
+        while not (stamp.exists() and stamp.read_text().strip()):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"parley did not exit; the screen was:\n{screen()}")
+            time.sleep(0.01)
+        return float(stamp.read_text()) - started
+    finally:
+        subprocess.run([*base, "kill-server"], capture_output=True)
+        shutil.rmtree(stamp.parent, ignore_errors=True)
+
+
 def summary(values: list[float]) -> str:
     ms = sorted(v * 1000 for v in values)
     return f"median {statistics.median(ms):6.0f} ms   (min {ms[0]:.0f}, max {ms[-1]:.0f})"
@@ -74,6 +122,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--sessions", type=int, default=1000)
+    parser.add_argument("--skip-quit", action="store_true", help="only time the start-up")
     args = parser.parse_args()
     if not shutil.which("tmux"):
         raise SystemExit("tmux is needed")
@@ -99,6 +148,15 @@ def main() -> None:
     print(f"  parley --version        {summary(version)}")
     print(f"  first paint (prompt)    {summary(paint)}")
     print(f"  database open, sidebar  {summary(ready)}")
+    if not args.skip_quit:
+        docs = home / "docs"
+        docs.mkdir()
+        for name, text in DOCS.items():
+            (docs / name).write_text(text)
+        subprocess.run([str(PARLEY), "ingest", str(docs)], env=env, check=True,
+                       capture_output=True)
+        quits = [time_quit(env, parley, newest) for _ in range(args.runs)]
+        print(f"  quit after an answer    {summary(quits)}")
     shutil.rmtree(home, ignore_errors=True)
 
 

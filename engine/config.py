@@ -19,7 +19,6 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
 from engine.errors import ConfigError
 
@@ -63,6 +62,9 @@ class DatabaseSettings(_Section):
     """PostgreSQL: connections kept open."""
     echo: bool = False
     """Log every SQL statement (debugging)."""
+    reconnect_timeout_s: float = Field(60.0, ge=0)
+    """PostgreSQL: how long a long write (``parley ingest``) waits for a server that went
+    away (a restart) before it stops; the file being written is then written again."""
 
 
 class CryptoSettings(_Section):
@@ -122,6 +124,10 @@ class RetrievalSettings(_Section):
     """SQLite: a collection with more chunks than this is searched by 1-bit sign codes
     first, then re-ranked exactly (10x faster at 100k chunks, same top 10 in 998 of
     1,000). 0: always exact."""
+    bm25_index: Literal["auto", "off"] = "auto"
+    """PostgreSQL keyword search. ``auto``: use the server's ``pg_textsearch`` BM25 index
+    when it has one (milliseconds at a million chunks), else exact BM25 in SQL. ``off``:
+    always exact BM25 in SQL."""
 
 
 class BudgetSettings(_Section):
@@ -195,6 +201,95 @@ class UISettings(_Section):
     """Show the sessions sidebar at start."""
     editor: str | None = None
     """Command that opens a source at a line. Empty: ``$EDITOR``, then ``$PAGER``."""
+    keys: dict[str, str] = {}
+    """Keys per action (``chat.new_session: ctrl+n``; several: ``"ctrl+n,f6"``). The names
+    and the check for conflicts are the terminal UI's (``tui.keys``)."""
+    enter_sends: bool = True
+    """Enter sends the question (Ctrl+J adds a line). False: Enter adds a line and Ctrl+J
+    or Alt+Enter sends."""
+
+    @field_validator("keys", mode="before")
+    @classmethod
+    def _flat_keys(cls, value: Any) -> Any:
+        """``chat: {new_session: ctrl+n}`` is ``chat.new_session: ctrl+n``; a list of keys
+        is the comma-separated string."""
+        if not isinstance(value, Mapping):
+            return value
+        out: dict[str, Any] = {}
+        for name, keys in value.items():
+            if isinstance(keys, Mapping):
+                out.update({f"{name}.{k}": v for k, v in cls._flat_keys(keys).items()})
+            elif isinstance(keys, list | tuple):
+                out[str(name)] = ",".join(str(k) for k in keys)
+            else:
+                out[str(name)] = keys
+        return out
+
+
+class ToolsSettings(_Section):
+    """Tools the model may call: MCP servers and Parley's own search."""
+
+    enabled: bool = False
+    """Offer tools to models at all (``parley ask --tools`` turns them on for one question)."""
+    approval: Literal["ask", "auto", "never"] = "ask"
+    """Tools not in ``allow``: ``ask`` before each call, ``auto`` run them, ``never`` refuse
+    them (the model is told)."""
+    allow: list[str] = ["parley.search"]
+    """``server.tool`` globs that run without asking (``files.read_*``, ``parley.*``)."""
+    deny: list[str] = []
+    """``server.tool`` globs never offered to the model; deny beats allow and every answer."""
+    ask_when_sources: bool = True
+    """While retrieved passages or another server's results are in the prompt, tools not in
+    ``allow`` ask even under ``approval: auto`` (injection through documents)."""
+    builtin_search: bool = True
+    """Offer Parley's own document search as the tool ``parley.search``."""
+    max_rounds: int = Field(6, ge=1, le=100)
+    """Model requests per answer that may carry tool calls; the last goes without tools."""
+    max_calls: int = Field(16, ge=1, le=1000)
+    """Tool calls per answer, across rounds."""
+    max_repeats: int = Field(2, ge=1, le=100)
+    """The same call (tool and arguments) runs this many times per answer; more is refused."""
+    call_timeout: float = Field(60.0, gt=0)
+    """Seconds a tool call may take."""
+    startup_timeout: float = Field(30.0, gt=0)
+    """Seconds an MCP server may take to start and list its tools."""
+    max_result_chars: int = Field(16000, ge=200)
+    """Characters of a result sent to the model: longer ones keep head and tail, marked."""
+    store_max_chars: int = Field(1_000_000, ge=1000)
+    """Characters of a result stored (encrypted) with the answer."""
+
+
+class MCPServerSettings(_Section):
+    """An MCP server: a command (stdio) or a URL (Streamable HTTP)."""
+
+    command: str | None = None
+    """Program to start (stdio). It gets only HOME, PATH, SHELL, TERM, USER, LOGNAME and
+    ``env``: never Parley's variables, keys or database URL."""
+    args: list[str] = []
+    """Its arguments (``~`` is expanded)."""
+    env: dict[str, str] = {}
+    """Variables added to its environment; ``${VAR}`` / ``${VAR:-default}`` read ours."""
+    cwd: str | None = None
+    """Working directory of the command."""
+    url: str | None = None
+    """Streamable HTTP endpoint, e.g. ``http://127.0.0.1:8000/mcp``."""
+    headers: dict[str, str] = {}
+    """HTTP headers, ``${VAR}`` expanded: ``Authorization: "Bearer ${TOKEN}"``."""
+    enabled: bool = True
+    """Offer this server's tools."""
+    call_timeout: float | None = Field(None, gt=0)
+    """Seconds a call may take on this server. Empty: ``tools.call_timeout``."""
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("an MCP server url must start with http:// or https://")
+        return value or None
+
+    def model_post_init(self, _context: Any) -> None:
+        if bool(self.command) == bool(self.url):
+            raise ValueError("give either 'command' (a local server) or 'url' (an HTTP one)")
 
 
 class WatchSettings(_Section):
@@ -207,18 +302,20 @@ class WatchSettings(_Section):
     """Keep the watched folders in sync while the app is open."""
 
 
-class Settings(BaseSettings):
-    """Every setting of Parley. See ``config.example.yaml`` for a commented copy."""
+class Settings(BaseModel):
+    """Every setting of Parley. See ``config.example.yaml`` for a commented copy.
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        env_nested_delimiter="__",
-        extra="forbid",
-        validate_assignment=True,
-    )
+    A plain model, not pydantic-settings' ``BaseSettings``: ``load_settings`` merges the
+    sources itself (to know each value's origin), and importing pydantic-settings (dotenv,
+    cloud secret sources) costs start-up time every launch; it is imported only when the
+    environment holds settings (``_env_values``).
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True)
 
     user: str = Field(default_factory=lambda: _default_user())
-    """The user whose sessions and documents Parley shows (teams on PostgreSQL)."""
+    """The user whose sessions and documents Parley shows on SQLite. On PostgreSQL the user
+    is the connecting role; a value naming another role is refused (``engine.teams``)."""
     database: DatabaseSettings = DatabaseSettings()
     crypto: CryptoSettings = CryptoSettings()
     embedding: EmbeddingSettings = EmbeddingSettings()
@@ -226,18 +323,13 @@ class Settings(BaseSettings):
     chat: ChatSettings = ChatSettings()
     providers: dict[str, ProviderSettings] = {}
     ui: UISettings = UISettings()
+    tools: ToolsSettings = ToolsSettings()
+    mcp_servers: dict[str, MCPServerSettings] = {}
     watch: WatchSettings = WatchSettings()
 
     # Not settings: where this configuration was read from, filled by load_settings.
     _sources: dict[str, str] = {}
     _config_path: Path | None = None
-
-    @classmethod
-    def settings_customise_sources(cls, settings_cls, init_settings, env_settings,
-                                   dotenv_settings, file_secret_settings):  # type: ignore[no-untyped-def]
-        # load_settings merges the file and the flags itself (to know each value's origin);
-        # the model only validates the merged result.
-        return (init_settings,)
 
     # -- resolved paths --------------------------------------------------------------------
     def home_dirs(self) -> tuple[Path, Path]:
@@ -329,6 +421,11 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 def _env_values(environ: Mapping[str, str]) -> dict[str, Any]:
     """What the environment sets, parsed by pydantic-settings' own env source."""
     known = set(Settings.model_fields)
+    if not any(n.upper().startswith(ENV_PREFIX) and n.upper() not in RESERVED_ENV
+               for n in environ):
+        return {}  # the usual case: no need to import pydantic-settings
+    from pydantic_settings import EnvSettingsSource
+
     for name in environ:
         if not name.startswith(ENV_PREFIX) or name in RESERVED_ENV:
             continue
@@ -432,6 +529,12 @@ def _check_references(settings: Settings) -> None:
         raise ConfigError(
             f"chat.provider '{settings.chat.provider}' is not defined under 'providers'",
             "add it under providers: or leave chat.provider empty for offline answers")
+    for server in settings.mcp_servers:
+        if not server or not all(ch.isalnum() or ch in "-_" for ch in server) or \
+                server == "parley" or "__" in server:
+            raise ConfigError(f"mcp_servers.{server}: a server name uses letters, digits, '-' "
+                              "and single '_' ('parley' is Parley's own)",
+                              "rename it, e.g. 'files' or 'github'")
     emb = settings.embedding.provider
     if emb != "local" and emb not in settings.providers:
         raise ConfigError(f"embedding.provider '{emb}' is not defined under 'providers'",

@@ -109,3 +109,8 @@ class StreamInterrupted(ProviderError):
 
 class BudgetExceeded(ParleyError):
     """A call would pass the configured spending budget and the budget refuses it."""
+
+
+class ConnectionLost(DatabaseError):
+    """The database server went away (restart, failover, network) under an operation. What
+    was being written was rolled back; the next operation reconnects."""

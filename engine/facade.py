@@ -12,18 +12,18 @@ from __future__ import annotations
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from sqlalchemy import select, text
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import ProgrammingError as SAProgrammingError
 
 from engine.keys import crypto
 from engine.config import Settings
-from engine.db import models as m
 from engine.db import schema
 from engine.db.connect import Database, create_engine, mask_url, sqlite_path
 from engine.errors import DatabaseError, ParleyError
 from engine.history.sessions import SessionStore
-from engine.types import SchemaStatus, SchemaUpgraded
+from engine.teams import identity
+from engine.types import KeywordSearchInfo, SchemaStatus, SchemaUpgraded
 
 if TYPE_CHECKING:
     from engine.chat.service import Chat
@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from engine.providers.embedders import Embedder
     from engine.library.retrieval import Retriever
     from engine.types import CitationCheck
+    from engine.teams.admin import Team
+    from engine.tools.toolbox import Toolbox
     from engine.usage import UsageLedger
     from engine.watch import FolderSync, WatchFolders
 
@@ -72,6 +74,7 @@ class Engine:
                                          echo=self.settings.database.echo))
         try:
             state = await self._connect_and_check()
+            self.settings = await identity.resolve(self.db, self.settings)
             if not self._migrate:
                 return
             if state.current is not None:
@@ -81,6 +84,8 @@ class Engine:
             if self.cipher is None:
                 await self._load_key(create=True)
             self.user_id = await self._ensure_user()
+            if self.db.backend == "postgresql":
+                await self.keyword_search()  # detect pg_textsearch once, at open
         except BaseException:
             await self.close()
             raise
@@ -109,7 +114,8 @@ class Engine:
         try:
             state = await schema.status(self.db)
         except (OperationalError, DBAPIError, OSError) as exc:
-            raise _connection_error(url, exc) from None
+            detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise (identity.no_access_error(url, detail) or _connection_error(url, exc)) from None
         schema.check_not_newer(state.current)
         return state
 
@@ -131,16 +137,7 @@ class Engine:
 
     async def _ensure_user(self) -> int:
         assert self.db is not None
-        name = self.settings.user
-        async with self.db.read() as s:
-            found = await s.scalar(select(m.User.id).where(m.User.name == name))
-        if found is not None:
-            return found
-        async with self.db.write() as s:
-            user = m.User(name=name)
-            s.add(user)
-            await s.flush()
-            return user.id
+        return await identity.ensure_user(self.db, self.settings.user)
 
     # -- verbs ----------------------------------------------------------------------------------
     def _require_db(self) -> Database:
@@ -195,6 +192,20 @@ class Engine:
         return self._service("usage", UsageLedger)
 
     @property
+    def team(self) -> Team:
+        """PostgreSQL teams: members (the owner's) and collection shares."""
+        from engine.teams.admin import Team
+
+        return self._service("team", Team)
+
+    @property
+    def tools(self) -> Toolbox:
+        """Tool servers (MCP and built-in), approvals, calls by hand and stored tool runs."""
+        from engine.tools.toolbox import Toolbox
+
+        return self._service("tools", Toolbox)
+
+    @property
     def watched(self) -> WatchFolders:
         """Watched folders: add, list, remove (``parley watch add|list|remove``)."""
         from engine.watch.folders import WatchFolders
@@ -241,6 +252,13 @@ class Engine:
         db = self._require_db()
         await schema.downgrade(db, revision)
         return await schema.status(db)
+
+    async def keyword_search(self) -> KeywordSearchInfo:
+        """Which keyword ranking the database uses, and why (probes PostgreSQL again)."""
+        from engine.db.pg_textsearch import keyword_search_info
+
+        return await keyword_search_info(
+            self._require_db(), enabled=self.settings.retrieval.bm25_index == "auto")
 
     async def ping(self) -> None:
         """Fail with DatabaseError if the database does not answer."""

@@ -131,6 +131,7 @@ class SearchHit:
     keyword_rank: int | None = None
     vector_rank: int | None = None
     collection: str | None = None
+    owner: str | None = None  # who shared the collection with you (None: your own)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +144,8 @@ class CollectionInfo:
     dimension: int
     document_count: int = 0
     chunk_count: int = 0
+    owner: str | None = None  # who shared it with you (None: your own)
+    access: str = "owner"  # "owner" | "read" | "write" (shared with you)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +204,10 @@ class IngestProgress:
     path: str
     done: int
     total: int
-    outcome: str  # "indexed" | "linked" (a copy, stored once) | "skipped" | "error" | "pruned"
+    # "indexed" | "linked" (a copy, stored once) | "skipped" | "error" | "pruned" |
+    # "reconnecting" (not a file result: the database went away and the run waits for it;
+    # ``error`` says so)
+    outcome: str
     error: str | None = None
     chunks: int = 0
 
@@ -385,6 +391,147 @@ class ReindexResult:
     chunks: int  # chunks embedded by this call (a resumed run counts only its own)
     previous_embedder: str
     status: str = "complete"  # "complete" | "unchanged"
+
+
+@dataclass(frozen=True, slots=True)
+class TeamMember:
+    """A user of a PostgreSQL team database (``parley team list``)."""
+
+    name: str
+    user_id: int | None  # None: the role is in parley_member but has no user row yet
+    member: bool  # holds parley_member (may use Parley)
+    can_login: bool
+    owner: bool  # the schema owner
+    created_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ShareInfo:
+    """A collection shared by its owner with one user (``with_user``) or everyone (None)."""
+
+    collection: str
+    owner: str
+    with_user: str | None
+    write: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class KeywordSearchInfo:
+    """Which keyword ranking a database uses, and why (``parley db current``/``config show``).
+
+    ``method``: ``fts5`` (SQLite), ``pg_textsearch`` (PostgreSQL with the BM25 index) or
+    ``sql-bm25`` (PostgreSQL without it: exact BM25 computed in SQL)."""
+
+    method: str
+    detail: str
+
+# --- tools ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallStarted:
+    """A turn event: the model asked for a tool call and the policy decided about it."""
+
+    call_id: str
+    server: str
+    tool: str
+    arguments: str  # the JSON text the model wrote
+    round: int
+    decision: str  # allow_list | auto | once | session | always | deny_list | denied | ...
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallFinished:
+    """A turn event: a tool call ended (or was refused)."""
+
+    call_id: str
+    server: str
+    tool: str
+    arguments: str
+    status: str  # ok | error | denied | timeout | cancelled
+    decision: str
+    result: str  # the full result text (an error or refusal sentence when not ok)
+    chars: int  # characters of the full result
+    truncated: bool  # the model got head and tail only
+    duration_ms: float | None
+    round: int
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRequest:
+    """What a front end shows before a tool call that needs the user's answer."""
+
+    server: str
+    tool: str
+    description: str
+    arguments: str  # pretty JSON when it parses, else as written
+    reason: str  # why it asks: "approval is ask" or the taint rule's sentence
+    session_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolInfo:
+    """A tool as ``parley tools list`` shows it, with its effective policy."""
+
+    server: str
+    name: str  # the tool's own name; canonical is server.name
+    description: str
+    policy: str  # "allow" | "ask" | "auto" | "deny" | "never"
+    parameters: dict[str, object] = field(default_factory=dict)
+    read_only_hint: bool | None = None
+
+    @property
+    def canonical(self) -> str:
+        return f"{self.server}.{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolServerInfo:
+    """A configured tool server: its state and tools (``error`` when it failed to start)."""
+
+    name: str
+    kind: str  # "builtin" | "stdio" | "http"
+    state: str  # "ready" | "stopped" | "unavailable" | "disabled"
+    tools: tuple[ToolInfo, ...] = ()
+    error: str | None = None
+    start_ms: float | None = None
+    log_path: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolRunInfo:
+    """A stored tool run, decrypted."""
+
+    id: int
+    session_id: int | None
+    message_id: int | None
+    round: int
+    call_index: int
+    call_id: str
+    server: str
+    tool: str
+    arguments: str
+    result: str | None
+    error: str | None
+    status: str
+    decision: str
+    result_chars: int
+    truncated: bool
+    started_at: datetime | None
+    duration_ms: float | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ToolNotice:
+    """A turn event: something about the tools the user should know (a server that did
+    not start); the answer goes on without it."""
+
+    message: str
+
+
+# --- library sync: citation drift, watched folders ------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from engine.db.models import Base
 # virtual tables with their shadow tables, PostgreSQL's generated tsvector column and the
 # indexes on it and on vectors. Autogenerate must not propose to drop them.
 _VIRTUAL_TABLE_PREFIXES = ("chunk_fts", "vec_c")
-_BACKEND_INDEX_PREFIXES = ("ix_chunks_tsv", "ix_vec_")
+_BACKEND_INDEX_PREFIXES = ("ix_chunks_tsv", "ix_chunks_bm25", "ix_vec_")
 
 
 def include_name(name: str | None, type_: str, parent_names: dict[str, Any]) -> bool:

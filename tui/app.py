@@ -9,9 +9,10 @@ them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -23,6 +24,7 @@ from textual.reactive import reactive
 
 from engine.errors import ParleyError
 from tui.commands import ParleyCommands
+from tui.keys import keymap, keys_for
 from tui.open_source import SourceOpener
 from tui.screens.chat import ChatScreen
 from tui.screens.dialogs import ErrorDialog
@@ -36,6 +38,13 @@ if TYPE_CHECKING:
     from engine.types import WatchEvent
 
 STYLES = Path(__file__).parent / "styles"
+QUIT_WAIT = 10.0  # seconds a quit waits for workers still storing their results
+
+
+async def _settled(waiting: Awaitable[object]) -> None:
+    """Wait for a worker to end, however it ends (its errors were reported already)."""
+    with contextlib.suppress(Exception, asyncio.CancelledError):
+        await waiting
 
 
 def _later(module: str, name: str) -> Callable[[], Screen[None]]:
@@ -59,12 +68,16 @@ class ParleyApp(App[None]):
     DEFAULT_MODE = "chat"
     COMMANDS = App.COMMANDS | {ParleyCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("f1", "help", "Help"),
-        Binding("f2", "switch_mode('chat')", "Chat", show=False),
-        Binding("f3", "switch_mode('search')", "Search", show=False),
-        Binding("f4", "switch_mode('library')", "Library", show=False),
-        Binding("f5", "switch_mode('usage')", "Usage", show=False),
-        Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("f1", "help", "Help", id="app.help"),
+        Binding("f2", "switch_mode('chat')", "Chat", show=False, id="app.chat"),
+        Binding("f3", "switch_mode('search')", "Search", show=False, id="app.search"),
+        Binding("f4", "switch_mode('library')", "Library", show=False,
+                id="app.library"),
+        Binding("f5", "switch_mode('usage')", "Usage", show=False, id="app.usage"),
+        Binding("ctrl+q", "quit", "Quit", priority=True, id="app.quit"),
+        # "palette" is the footer's word for it (Textual's); the help screen says more
+        Binding("ctrl+p", "command_palette", "palette", show=False, priority=True,
+                id="app.command_palette"),
     ]
 
     status: reactive[StatusInfo] = reactive(StatusInfo, init=False)
@@ -79,6 +92,9 @@ class ParleyApp(App[None]):
         self.folder_count = 0
         self._engine_opened = asyncio.Event()
         self._engine_error: BaseException | None = None
+        self.set_keymap(keymap(settings))  # ui.keys and ui.enter_sends (see tui.keys)
+        # the footer finds the palette's binding by this key
+        self.COMMAND_PALETTE_BINDING = keys_for(self, "app.command_palette", "ctrl+p")[0]
 
     def on_mount(self) -> None:
         self._apply_theme()
@@ -162,6 +178,12 @@ class ParleyApp(App[None]):
         return self.engine
 
     async def on_unmount(self) -> None:
+        # Workers cancelled by the shutdown may still be writing (a stopped answer is stored,
+        # shielded, before its worker ends): the engine closes after them, never under them.
+        running = [worker.wait() for worker in self.workers if not worker.is_finished]
+        if running:
+            await asyncio.wait([asyncio.ensure_future(_settled(w)) for w in running],
+                               timeout=QUIT_WAIT)
         if self.engine is not None:
             engine, self.engine = self.engine, None
             await engine.close()
@@ -183,8 +205,19 @@ class ParleyApp(App[None]):
     # -- errors and actions ---------------------------------------------------------------------
     def report(self, exc: BaseException) -> None:
         """Expected errors become notifications; anything else opens the error dialog."""
+        from engine.errors import ConnectionLost
+
+        if isinstance(exc, ConnectionLost):  # a server restart: a notice, the next try works
+            self.notify(exc.one_line(), title="Database", severity="warning", timeout=10)
+            return
         if isinstance(exc, ParleyError):
             self.notify(exc.one_line(), title="Error", severity="error", timeout=10)
+            return
+        from engine.db.reconnect import is_disconnect
+
+        if is_disconnect(exc):  # lost outside a database session: still only a notice
+            self.notify(f"lost the connection to the database ({exc}); the next action "
+                        "reconnects", title="Database", severity="warning", timeout=10)
             return
         details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         self.push_screen(ErrorDialog(f"Unexpected error: {type(exc).__name__}",

@@ -102,7 +102,9 @@ def to_citation(source: NumberedSource) -> Citation:
     """The citation of one numbered source (its chunk text, shortened, as the snippet)."""
     hit = source.hit
     return Citation(marker=source.marker, document_id=hit.document_id, chunk_id=hit.chunk_id,
-                    path=hit.path, page=hit.page, line_start=hit.line_start,
+                    # a shared document names its owner: "alice:/path/to/file"
+                    path=hit.path if hit.owner is None else f"{hit.owner}:{hit.path}",
+                    page=hit.page, line_start=hit.line_start,
                     line_end=hit.line_end, score=hit.score, snippet=snippet(hit.text))
 
 

@@ -20,7 +20,7 @@ the estimate errs on the safe side for non-Latin text.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from engine.chat.citations import NumberedSource, location
@@ -87,21 +87,34 @@ def question_message(question: str, blocks: Sequence[str]) -> str:
             "(Cite the sources you use by their numbers in square brackets.)")
 
 
-def _history_messages(history: Sequence[Message]) -> list[ChatMessage]:
-    out: list[ChatMessage] = []
+def _history_messages(history: Sequence[Message],
+                      rounds: Mapping[int, Sequence[ChatMessage]]) -> list[list[ChatMessage]]:
+    """The history as groups kept or dropped whole: a message, or an answer preceded by
+    its tool rounds (a call must never lose its result)."""
+    out: list[list[ChatMessage]] = []
     for message in history:
         if message.role not in ("user", "assistant"):
             continue
+        before = list(rounds.get(message.id, ()))
         if getattr(message.content, "failed", False) or not message.content.strip():
+            if before:  # the tools ran, the text failed: keep the pairs, and say so
+                out.append([*before, ChatMessage("assistant", "(no answer text)")])
             continue  # unreadable (another key), or an answer that failed before any text
-        out.append(ChatMessage(message.role, message.content))
+        out.append([*before, ChatMessage(message.role, message.content)])
     return out
+
+
+def _cost(message: ChatMessage) -> int:
+    return (estimate_tokens(message.content) + MESSAGE_OVERHEAD
+            + sum(estimate_tokens(c.name + c.arguments) for c in message.tool_calls))
 
 
 def build_prompt(*, system_prompt: str, question: str, history: Sequence[Message] = (),
                  hits: Sequence[SearchHit] = (), context_window: int = 8192,
-                 max_tokens: int | None = None) -> Prompt:
+                 max_tokens: int | None = None,
+                 tool_rounds: Mapping[int, Sequence[ChatMessage]] | None = None) -> Prompt:
     """The messages for one turn (see the module docstring for what is kept and dropped).
+    ``tool_rounds``: by answer id, the tool calls and results replayed before its text.
 
     Raises ``ContextTooLong`` when the system prompt and the question alone do not fit.
     """
@@ -115,8 +128,8 @@ def build_prompt(*, system_prompt: str, question: str, history: Sequence[Message
             f"window is {context_window} tokens with {reserve} kept for the answer",
             "shorten the question or the system prompt, or set context_window for this model "
             "under providers.<name>.models")
-    past = _history_messages(history)
-    past_tokens = [estimate_tokens(m.content) + MESSAGE_OVERHEAD for m in past]
+    past = _history_messages(history, tool_rounds or {})
+    past_tokens = [sum(_cost(m) for m in group) for group in past]
     left = room - fixed
     history_claim = min(sum(past_tokens), left // HISTORY_SHARE)
 
@@ -133,16 +146,17 @@ def build_prompt(*, system_prompt: str, question: str, history: Sequence[Message
     left -= sum(estimate_tokens(b) + 1 for b in blocks)
 
     kept: list[ChatMessage] = []
-    for message, cost in zip(reversed(past), reversed(past_tokens), strict=True):
+    groups = 0
+    for group, cost in zip(reversed(past), reversed(past_tokens), strict=True):
         if cost > left:
             break  # oldest first: once one does not fit, every older one goes too
-        kept.append(message)
+        kept[:0] = group
         left -= cost
-    kept.reverse()
+        groups += 1
+    dropped = len(past) - groups
 
     final = question_message(question, blocks)
     messages = (ChatMessage("system", system_prompt), *kept, ChatMessage("user", final))
-    tokens = sum(estimate_tokens(m.content) + MESSAGE_OVERHEAD for m in messages)
+    tokens = sum(_cost(m) for m in messages)
     return Prompt(messages=messages, sources=tuple(numbered), tokens=tokens,
-                  dropped_sources=len(hits) - len(numbered),
-                  dropped_history=len(past) - len(kept))
+                  dropped_sources=len(hits) - len(numbered), dropped_history=dropped)

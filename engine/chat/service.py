@@ -16,6 +16,11 @@ Which model: the call's ``provider``/``model``, else the session's, else ``chat.
 config; no provider at all means the offline extractive answerer. Arguments of ``ask`` apply
 to that turn; a session created by the turn keeps them.
 
+Tools: ``tools`` True/False overrides ``tools.enabled`` for the turn, ``approval`` overrides
+``tools.approval``, and ``approver`` is the front end's question to the user before a call
+that needs one (an async callable given an ``ApprovalRequest``, answering ``once``,
+``session``, ``always`` or ``deny``); without one such calls are refused.
+
 Which collections: the call's, else the session's, else ``retrieval.default_collection``
 when it exists. A session that names collections searches only those.
 """
@@ -31,15 +36,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.history.branches import Branches, last_exchange
 from engine.db import models as m
-from engine.errors import ConfigError, NotFound, ProviderError, UsageError
+from engine.errors import ConfigError, ProviderError, UsageError
 from engine.chat.prompt import DEFAULT_SYSTEM_PROMPT
 from engine.providers.base import ChatProvider
 from engine.providers.registry import make_chat_provider
 from engine.chat.turn import EXTRACTIVE, ChatEvent, Turn, run_turn
+from engine.teams import shares
 from engine.types import SessionDetail, SessionSummary
 
 if TYPE_CHECKING:
     from engine.facade import Engine
+    from engine.tools.loop import Approver
 
 TITLE_CHARS = 60
 
@@ -80,7 +87,9 @@ class Chat:
     async def ask(self, question: str, *, session_id: int | None = None, new: bool = False,
                   collections: Sequence[str] | None = None, rag: bool | None = None,
                   model: str | None = None, provider: str | None = None,
-                  system_prompt: str | None = None) -> AsyncIterator[ChatEvent]:
+                  system_prompt: str | None = None, tools: bool | None = None,
+                  approval: str | None = None,
+                  approver: Approver | None = None) -> AsyncIterator[ChatEvent]:
         """Ask ``question`` and stream the answer: ``BudgetWarning``?, ``Delta``*, ``Sources``,
         ``Done``. A failed call still sends ``Sources`` and ``Done`` (status ``error`` or
         ``interrupted``), then raises the ``ProviderError``."""
@@ -104,14 +113,17 @@ class Chat:
             row = await self.branches.add_in(s, session, "user", question,
                                              parent_id=session.current_message_id)
         turn = Turn(session.id, row.id, question, detail.messages if detail else (), names,
-                    name, chosen, self._system_prompt(summary, system_prompt), self._rag(rag))
+                    name, chosen, self._system_prompt(summary, system_prompt), self._rag(rag),
+                    tools, approval, approver)
         async with contextlib.aclosing(run_turn(self, turn)) as events:
             async for event in events:
                 yield event
 
     async def regenerate(self, session_id: int | None, *, model: str | None = None,
                          provider: str | None = None,
-                         rag: bool | None = None) -> AsyncIterator[ChatEvent]:
+                         rag: bool | None = None, tools: bool | None = None,
+                         approval: str | None = None,
+                         approver: Approver | None = None) -> AsyncIterator[ChatEvent]:
         """Answer the last question again as a new branch (the old answer is kept).
         ``session_id`` None: the latest session."""
         detail = await self._existing_session(session_id)
@@ -120,14 +132,17 @@ class Chat:
         name, chosen = await self._choose_model(summary, provider, model)
         turn = Turn(session_id, last.question.id, last.question.content, last.history,
                     await self._collections(summary, None), name, chosen,
-                    self._system_prompt(summary, None), self._rag(rag))
+                    self._system_prompt(summary, None), self._rag(rag), tools, approval,
+                    approver)
         async with contextlib.aclosing(run_turn(self, turn)) as events:
             async for event in events:
                 yield event
 
     async def edit_last(self, session_id: int | None, question: str, *,
                         model: str | None = None, provider: str | None = None,
-                        rag: bool | None = None) -> AsyncIterator[ChatEvent]:
+                        rag: bool | None = None, tools: bool | None = None,
+                        approval: str | None = None,
+                        approver: Approver | None = None) -> AsyncIterator[ChatEvent]:
         """Replace the last question with ``question`` as a new branch and answer it.
         ``session_id`` None: the latest session."""
         question = question.strip()
@@ -143,7 +158,8 @@ class Chat:
             row = await self.branches.add_in(s, session, "user", question,
                                              parent_id=last.question.parent_id)
         turn = Turn(session_id, row.id, question, last.history, names, name, chosen,
-                    self._system_prompt(summary, None), self._rag(rag))
+                    self._system_prompt(summary, None), self._rag(rag), tools, approval,
+                    approver)
         async with contextlib.aclosing(run_turn(self, turn)) as events:
             async for event in events:
                 yield event
@@ -234,7 +250,8 @@ class Chat:
                            given: Sequence[str] | None) -> tuple[str, ...]:
         async with self.engine._require_db().read() as s:
             if given:
-                return tuple(row.name for row in await self._collection_rows(s, given))
+                return tuple(v.label for v in await shares.resolve(
+                    s, self.engine.user_id, given, quote=False))
             if summary and summary.collections:
                 return tuple(summary.collections)
             default = self.engine.settings.retrieval.default_collection
@@ -244,16 +261,9 @@ class Chat:
 
     async def _collection_rows(self, s: AsyncSession,
                                names: Sequence[str]) -> list[m.Collection]:
-        wanted = list(dict.fromkeys(names))
-        if not wanted:
-            return []
-        rows = list(await s.scalars(select(m.Collection).where(
-            m.Collection.user_id == self.engine.user_id, m.Collection.name.in_(wanted))))
-        missing = sorted(set(wanted) - {row.name for row in rows})
-        if missing:
-            raise NotFound(f"no collection named {', '.join(missing)}",
-                           "list them: parley collections list")
-        return sorted(rows, key=lambda row: wanted.index(row.name))
+        # the user's own, or shared with them (``owner/name``), in the order given
+        return [v.row for v in await shares.resolve(s, self.engine.user_id, names,
+                                                    quote=False)]
 
     async def _create_in(self, s: AsyncSession, question: str, provider: str | None,
                          model: str | None, system_prompt: str | None,

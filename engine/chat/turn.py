@@ -6,6 +6,11 @@ its usage record. It runs whatever stopped the stream, and it is shielded: a can
 (Ctrl-C) or a consumer that closes the iterator still gets what arrived stored before the
 cancellation goes on.
 
+With tools on (``tools.enabled`` or the turn's ``tools``), the stream is the rounds of
+``engine.tools.loop``: tool events pass through, the runs and one usage row per round are
+stored in the same final transaction, and sources found by ``parley.search`` are cited like
+retrieved ones.
+
 Usage: the server's counts when it reported them; otherwise an estimate marked as
 estimated (the prompt estimate of ``engine.prompt``, the answer at the same rate). A call
 refused before the server answered (no text, not a cut-off stream) records no tokens.
@@ -18,7 +23,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -37,14 +42,19 @@ from engine.types import (
     Message,
     SearchHit,
     Sources,
+    ToolCallFinished,
+    ToolCallStarted,
+    ToolNotice,
     Usage,
 )
 
 if TYPE_CHECKING:
     from engine.chat.service import Chat
     from engine.facade import Engine
+    from engine.tools.loop import ToolTurn
 
-ChatEvent = Delta | Sources | Done | BudgetWarning
+ChatEvent = (Delta | Sources | Done | BudgetWarning | ToolCallStarted | ToolCallFinished
+             | ToolNotice)
 T = TypeVar("T")
 EXTRACTIVE = "extractive"
 
@@ -62,6 +72,9 @@ class Turn:
     model: str
     system_prompt: str
     rag: bool
+    tools: bool | None = None  # None: tools.enabled
+    approval: str | None = None  # None: tools.approval
+    approver: Any = None  # asks the user about a tool call; None: nobody to ask
 
 
 @dataclass
@@ -135,10 +148,27 @@ async def run_turn(chat: Chat, turn: Turn) -> AsyncIterator[ChatEvent]:
     embedded = (query_embedding(engine, turn.question)
                 if any(hit.vector_rank is not None for hit in hits) else (0, False))
     price = engine.usage.prices(turn.provider_name, turn.model)
+    provider = chat.provider(turn.provider_name)
+    tools: ToolTurn | None = None
+    rounds: dict[int, list[ChatMessage]] = {}
+    if provider.kind != EXTRACTIVE and (settings.tools.enabled if turn.tools is None
+                                        else turn.tools):
+        tools, rounds = await engine.tools.prepare(
+            session_id=turn.session_id, collections=turn.collections, approval=turn.approval,
+            approver=turn.approver, history=turn.history)
+        for problem in tools.problems:
+            yield ToolNotice(problem)
+        if not tools.tools:
+            tools, rounds = None, {}
+    elif provider.kind == EXTRACTIVE and turn.tools:
+        yield ToolNotice("tools need a model server (chat.provider): the offline extractive "
+                         "answerer calls none")
     prompt = build_prompt(system_prompt=turn.system_prompt, question=turn.question,
                           history=turn.history, hits=hits,
                           context_window=price.context_window,
-                          max_tokens=settings.chat.max_tokens)
+                          max_tokens=settings.chat.max_tokens, tool_rounds=rounds)
+    if tools is not None:
+        tools.book.sources[:] = prompt.sources
     estimate = engine.usage.cost(turn.provider_name, turn.model, prompt_tokens=prompt.tokens,
                                  completion_tokens=settings.chat.max_tokens or 0)
     warning = await engine.usage.check_budget(estimate)
@@ -146,12 +176,21 @@ async def run_turn(chat: Chat, turn: Turn) -> AsyncIterator[ChatEvent]:
         yield warning
     call = _Call()
     failure: ProviderError | None = None
-    provider = chat.provider(turn.provider_name)
     messages = prompt.messages
     if provider.kind == EXTRACTIVE:  # it matches the question's words, not the sources'
         messages = (*messages[:-1], ChatMessage("user", turn.question))
-    stream = provider.stream(messages, model=turn.model, temperature=settings.chat.temperature,
-                             max_tokens=settings.chat.max_tokens, sources=prompt.source_texts())
+    if tools is not None:
+        from engine.tools.loop import run_rounds
+
+        stream: AsyncIterator[Any] = run_rounds(
+            engine, tools, provider, messages, provider_name=turn.provider_name,
+            model=turn.model, temperature=settings.chat.temperature,
+            max_tokens=settings.chat.max_tokens)
+    else:
+        stream = provider.stream(messages, model=turn.model,
+                                 temperature=settings.chat.temperature,
+                                 max_tokens=settings.chat.max_tokens,
+                                 sources=prompt.source_texts())
     try:
         async with contextlib.aclosing(stream) as events:
             async for event in events:
@@ -160,20 +199,23 @@ async def run_turn(chat: Chat, turn: Turn) -> AsyncIterator[ChatEvent]:
                     yield Delta(event.text)
                 elif isinstance(event, StreamUsage):
                     call.usage = event
+                else:  # tool events and a budget warning before a later round
+                    yield event
     except ProviderError as exc:
         failure = exc
     except (asyncio.CancelledError, GeneratorExit):
         await shielded(_save(chat, turn, prompt, call, embedded, "interrupted",
-                             "stopped before the answer was complete"))
+                             "stopped before the answer was complete", tools=tools))
         raise
     except Exception as exc:
         await shielded(_save(chat, turn, prompt, call, embedded, "error",
-                             f"{type(exc).__name__}: {exc}"))
+                             getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}",
+                             tools=tools))
         raise
     status = ("complete" if failure is None else
               "interrupted" if isinstance(failure, StreamInterrupted) else "error")
     saved = await shielded(_save(chat, turn, prompt, call, embedded, status,
-                                 failure.message if failure else None, failure))
+                                 failure.message if failure else None, failure, tools=tools))
     yield Sources(saved.citations, saved.unknown)
     yield Done(session_id=turn.session_id, message_id=saved.message_id, status=status,
                usage=saved.usage, model=turn.model,
@@ -184,12 +226,13 @@ async def run_turn(chat: Chat, turn: Turn) -> AsyncIterator[ChatEvent]:
 
 async def _save(chat: Chat, turn: Turn, prompt: Prompt, call: _Call, embedded: tuple[int, bool],
                 status: str, error: str | None,
-                failure: ProviderError | None = None) -> _Saved:
+                failure: ProviderError | None = None, *, tools: ToolTurn | None = None) -> _Saved:
     """Store the answer, its citations and its usage (the model call, and the question's
-    embedding when vectors were searched) in one transaction."""
+    embedding when vectors were searched) in one transaction; with tools, the tool runs
+    and one usage row per round."""
     engine = chat.engine
     text = call.text
-    citations, unknown = resolve(text, prompt.sources)
+    citations, unknown = resolve(text, tools.book.sources if tools else prompt.sources)
     positions = first_positions(text)
     if call.usage is not None:
         prompt_tokens, completion, estimated = (call.usage.prompt_tokens,
@@ -214,14 +257,21 @@ async def _save(chat: Chat, turn: Turn, prompt: Prompt, call: _Call, embedded: t
             path=c.path, page=c.page, line_start=c.line_start, line_end=c.line_end,
             score=c.score, snippet=c.snippet, chunk_hash=chunk_hash.get(c.chunk_id or 0),
             document_hash=doc_hash.get(c.document_id or 0)) for c in citations)
-        usage = await engine.usage.record_in(
-            s, "chat", provider=provider, model=turn.model, prompt_tokens=prompt_tokens,
-            completion_tokens=completion, estimated=estimated,
-            cost=engine.usage.cost(turn.provider_name, turn.model, prompt_tokens=prompt_tokens,
-                                   completion_tokens=completion),
-            latency_ms=(ended - call.started) * 1000,
-            first_token_ms=(call.first - call.started) * 1000 if call.first else None,
-            session_id=turn.session_id, message_id=row.id)
+        if tools is not None and tools.outcome.rounds:
+            from engine.tools.store import save_outcome
+
+            usage = await save_outcome(s, engine, tools.outcome, provider=provider,
+                                       model=turn.model, session_id=turn.session_id,
+                                       message_id=row.id)
+        else:
+            usage = await engine.usage.record_in(
+                s, "chat", provider=provider, model=turn.model, prompt_tokens=prompt_tokens,
+                completion_tokens=completion, estimated=estimated,
+                cost=engine.usage.cost(turn.provider_name, turn.model,
+                                       prompt_tokens=prompt_tokens, completion_tokens=completion),
+                latency_ms=(ended - call.started) * 1000,
+                first_token_ms=(call.first - call.started) * 1000 if call.first else None,
+                session_id=turn.session_id, message_id=row.id)
         if embedded[0]:
             emb = engine.settings.embedding
             spent = await engine.usage.record_in(

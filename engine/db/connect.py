@@ -106,15 +106,35 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
-        """A session in one write transaction, committed on success, rolled back on error."""
-        async with self._writer() as session, session.begin():
-            yield session
+        """A session in one write transaction, committed on success, rolled back on error.
+        A lost server connection raises ``ConnectionLost`` (see ``engine.db.reconnect``)."""
+        try:
+            async with self._writer() as session, session.begin():
+                yield session
+        except Exception as exc:  # a lost server can surface as the driver's own error
+            raise self._lost(exc, writing=True) or exc  # noqa: B904  (the same exception)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
         """A session for reading (no write lock on SQLite). Writes here are an error."""
-        async with self._reader() as session, session.begin():
-            yield session
+        try:
+            async with self._reader() as session, session.begin():
+                yield session
+        except Exception as exc:
+            raise self._lost(exc, writing=False) or exc  # noqa: B904
+
+    def _lost(self, exc: BaseException, *, writing: bool) -> Exception | None:
+        """``ConnectionLost`` when ``exc`` means the PostgreSQL server went away."""
+        if self.backend != "postgresql":
+            return None
+        from engine.db import reconnect
+        from engine.errors import ConnectionLost
+
+        if isinstance(exc, ConnectionLost) or not reconnect.is_disconnect(exc):
+            return None
+        error = reconnect.lost(mask_url(str(self.engine.url)), exc, writing=writing)
+        error.__cause__ = exc
+        return error
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -282,6 +282,81 @@ class AuditLog(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class UserKey(Base):
+    """A user's encryption key facts: check value, KDF salt, unfinished rotation (JSON).
+
+    Each user's history is encrypted under their own key (teams on PostgreSQL), so what
+    identifies the key belongs to the user, not to the database."""
+
+    __tablename__ = "user_keys"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    key_check: Mapped[str | None] = mapped_column(Text)
+    kdf_salt: Mapped[str | None] = mapped_column(String(64))
+    rotation: Mapped[str | None] = mapped_column(Text)
+
+
+class CollectionShare(Base):
+    """A collection its owner shares with one user (``user_id``) or everyone (NULL)."""
+
+    __tablename__ = "collection_shares"
+    __table_args__ = (Index("ix_collection_shares_collection_grantee", "collection_id",
+                            "grantee_id", unique=True),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                          index=True)
+    grantee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                                   index=True)
+    can_write: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ToolRun(Base):
+    """One tool call a model asked for while answering (or run by hand: no session).
+
+    Arguments, result and error are encrypted like message content; the result is the
+    full text (up to ``tools.store_max_chars``), not the part sent to the model.
+    """
+
+    __tablename__ = "tool_runs"
+    __table_args__ = (Index("ix_tool_runs_user_id_session_id", "user_id", "session_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    session_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sessions.id", ondelete="CASCADE"))
+    message_id: Mapped[int | None] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE"), index=True)
+    round: Mapped[int] = mapped_column(Integer, default=1)
+    call_index: Mapped[int] = mapped_column(Integer, default=0)
+    call_id: Mapped[str] = mapped_column(String(128))
+    server: Mapped[str] = mapped_column(String(200))
+    tool: Mapped[str] = mapped_column(String(200))
+    arguments: Mapped[str] = mapped_column(EncryptedText())
+    result: Mapped[str | None] = mapped_column(EncryptedText())
+    error: Mapped[str | None] = mapped_column(EncryptedText())
+    result_chars: Mapped[int] = mapped_column(Integer, default=0)
+    truncated: Mapped[bool] = mapped_column(Boolean, default=False)
+    # ok | error | denied | timeout | cancelled
+    status: Mapped[str] = mapped_column(String(16))
+    # allow_list | auto | once | session | always | denied | deny_list | no_terminal | ...
+    decision: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime | None] = mapped_column()
+    duration_ms: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ToolApproval(Base):
+    """A tool the user answered "always" for: it runs without asking from then on."""
+
+    __tablename__ = "tool_approvals"
+    __table_args__ = (UniqueConstraint("user_id", "tool"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = _user_fk()
+    tool: Mapped[str] = mapped_column(String(400))  # canonical server.tool
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class ChunkSet(Base):
     """One content cut into chunks, shared by every document (path, collection) holding
     identical bytes of the same file type: chunked and embedded once."""

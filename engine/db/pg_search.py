@@ -3,7 +3,8 @@
 Vectors live in one untyped ``vector`` column; each collection generation gets a partial
 HNSW index on ``embedding::vector(dim)`` restricted to its rows, so collections with
 different embedders coexist and each query uses its own index. Keyword ranking is a real
-BM25 (``engine/db/pg_bm25.py``), not ``ts_rank``.
+BM25, not ``ts_rank``: through the ``pg_textsearch`` index when the server has it
+(``engine/db/pg_textsearch.py``), else computed exactly in SQL (``engine/db/pg_bm25.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from engine.db import pg_textsearch
 from engine.db.pg_bm25 import bm25
 from engine.db.search_filter import DocFilter, chunk_ids_subquery
 
@@ -83,4 +85,11 @@ async def knn(s: AsyncSession, collection_id: int, generation: int, query: np.nd
 async def keyword(s: AsyncSession, collection_ids: Sequence[int], query: str, k: int, *,
                   flt: DocFilter | None = None) -> list[tuple[int, float]]:
     """(chunk id, BM25 score, higher is better) of the best ``k`` keyword matches."""
+    if not collection_ids or k <= 0:
+        return []
+    state = pg_textsearch.state_for(s.bind.url) or await pg_textsearch.detect(s)
+    if state.uses_index:
+        hits = await pg_textsearch.search(s, collection_ids, query, k, flt=flt)
+        if hits is not None:
+            return hits
     return await bm25(s, collection_ids, query, k, flt=flt)

@@ -84,6 +84,24 @@ async def _run(db: Database, action: str, revision: str) -> None:
 
 async def upgrade(db: Database, revision: str = "head") -> None:
     await _run(db, "upgrade", revision)
+    if db.backend == "postgresql":
+        await ensure_keyword_index(db)
+
+
+async def ensure_keyword_index(db: Database) -> str | None:
+    """At head on PostgreSQL: the pg_textsearch extension and index when the server has it
+    (so installing the extension later needs only another ``parley db upgrade``)."""
+    from engine.db import pg_textsearch
+
+    if (await status(db)).current != head_revision():
+        return None
+    try:
+        async with db.engine.begin() as conn:
+            return await conn.run_sync(pg_textsearch.ensure_index)
+    except DBAPIError as exc:
+        raise _migration_error(db, exc) from None
+    finally:
+        pg_textsearch.forget(db.engine.url)
 
 
 async def downgrade(db: Database, revision: str) -> None:
@@ -145,6 +163,12 @@ def _migration_error(db: Database, exc: DBAPIError) -> DatabaseError:
             f"PostgreSQL at {url} cannot use the pgvector extension: {detail}",
             "install pgvector on the server and run CREATE EXTENSION vector as a superuser "
             "(or grant this user the right to), then: parley db upgrade")
+    if "permission denied to create role" in detail or "must be owner" in detail:
+        return DatabaseError(
+            f"migrating {url} failed: {detail}",
+            "run parley db upgrade as the schema owner; it needs CREATEROLE the first time "
+            "(to create parley_member), or a superuser can CREATE ROLE parley_member NOLOGIN "
+            "first (see the README's team setup)")
     return DatabaseError(f"migrating {url} failed: {detail}",
                          "nothing was changed on PostgreSQL (the migration is one transaction); "
                          "SQLite files are backed up as <file>.bak-<revision>")

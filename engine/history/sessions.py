@@ -21,6 +21,7 @@ from engine.db import models as m
 from engine.db.coltypes import UnreadableText, utcnow
 from engine.db.connect import Database
 from engine.drift import check_citations
+from engine.db.reconnect import retry_read
 from engine.errors import NotFound, UsageError
 from engine.types import (
     CitationDrift,
@@ -147,6 +148,7 @@ class SessionStore:
         session.updated_at = utcnow()
         return to_message(row)
 
+    @retry_read
     async def get(self, session_id: int, *, all_branches: bool = False) -> SessionDetail:
         """The session and the messages of its active branch, oldest first.
 
@@ -200,6 +202,7 @@ class SessionStore:
             out.setdefault(sid, []).append(name)
         return out
 
+    @retry_read
     async def list(self, *, limit: int | None = None, offset: int = 0,
                    include_archived: bool = False) -> list[SessionSummary]:
         """Sessions, most recently updated first."""
@@ -279,6 +282,7 @@ class SessionStore:
 
         return await session_io.import_session(self, data, name=name)
 
+    @retry_read
     async def search(self, query: str, *, limit: int = 50,
                      batch_size: int = 2000) -> HistorySearchResult:
         """Case-insensitive search of message contents and titles, newest first.

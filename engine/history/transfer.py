@@ -2,7 +2,7 @@
 
 The JSON document keeps everything a session is: title, system prompt, model, collections,
 every message of every branch (roles, status, errors, timestamps, parents) and each
-message's citations. Messages are numbered 1..n in the file (in creation order) and
+message's citations and tool runs. Messages are numbered 1..n in the file (in creation order) and
 parents refer to those numbers, so ``export(import(export(s))) == export(s)`` byte for
 byte. Database ids of documents and chunks are not exported: in another database they would
 name other documents; a citation keeps its path, page, lines and snippet.
@@ -55,6 +55,23 @@ class CitationDoc(_Strict):
     drift: dict[str, Any] | None = None
 
 
+class ToolRunDoc(_Strict):
+    round: int = 1
+    call_index: int = 0
+    call_id: str
+    server: str
+    tool: str
+    arguments: str
+    result: str | None = None
+    error: str | None = None
+    result_chars: int = 0
+    truncated: bool = False
+    status: Literal["ok", "error", "denied", "timeout", "cancelled"]
+    decision: str
+    started_at: datetime | None = None
+    duration_ms: float | None = None
+
+
 class MessageDoc(_Strict):
     id: int
     parent: int | None = None
@@ -66,6 +83,7 @@ class MessageDoc(_Strict):
     error: str | None = None
     created_at: datetime
     citations: list[CitationDoc] = []
+    tool_runs: list[ToolRunDoc] = []
 
 
 class SessionDoc(_Strict):
@@ -89,6 +107,20 @@ class ExportDoc(_Strict):
 
 def _utc(value: datetime) -> str:
     return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+
+
+async def _runs(store: SessionStore, session_id: int) -> dict[int, list[m.ToolRun]]:
+    async with store.db.read() as s:
+        found: dict[int, list[m.ToolRun]] = {}
+        for run in await s.scalars(select(m.ToolRun).where(
+                m.ToolRun.session_id == session_id, m.ToolRun.user_id == store.user_id,
+                m.ToolRun.message_id.isnot(None)).order_by(m.ToolRun.id)):
+            found.setdefault(run.message_id, []).append(run)
+        return found
+
+
+_RUN_FIELDS = ("round", "call_index", "call_id", "server", "tool", "arguments", "result",
+               "error", "result_chars", "truncated", "status", "decision", "duration_ms")
 
 
 async def _load(store: SessionStore, session_id: int) -> tuple[
@@ -118,6 +150,7 @@ async def export_session(store: SessionStore, session_id: int, fmt: str) -> str:
     if fmt == "md":
         return render_markdown(row, messages, cites, names, drift)
     _refuse_unreadable(row, messages, cites)
+    runs = await _runs(store, row.id)
     number = {msg.id: i for i, msg in enumerate(messages, start=1)}
     doc = {
         "format": FORMAT, "version": VERSION,
@@ -136,6 +169,9 @@ async def export_session(store: SessionStore, session_id: int, fmt: str) -> str:
                 "line_start": c.line_start, "line_end": c.line_end, "score": c.score,
                 "snippet": c.snippet, "drift": _drift_doc(drift.get(c.id))}
                 for c in cites.get(msg.id, ())],
+            **({"tool_runs": [{**{f: getattr(r, f) for f in _RUN_FIELDS},
+                               "started_at": _utc(r.started_at) if r.started_at else None}
+                              for r in runs[msg.id]]} if msg.id in runs else {}),
         } for msg in messages],
     }
     return json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
@@ -276,6 +312,7 @@ async def import_session(store: SessionStore, data: str | bytes, *,
         s.add_all(m.SessionCollection(session_id=row.id, collection_id=c.id) for c in found)
         ids: dict[int, int] = {}
         citations = []
+        runs = []
         for msg in doc.messages:
             # One at a time: each message needs its parent's new id.
             ids[msg.id] = (await s.execute(insert(m.Message).values(
@@ -285,8 +322,11 @@ async def import_session(store: SessionStore, data: str | bytes, *,
             ).returning(m.Message.id))).scalar_one()
             citations += [{**c.model_dump(exclude={"drift"}), "user_id": store.user_id,
                            "message_id": ids[msg.id]} for c in msg.citations]
+            runs += [m.ToolRun(**r.model_dump(), user_id=store.user_id, session_id=row.id,
+                               message_id=ids[msg.id]) for r in msg.tool_runs]
         if citations:
             await s.execute(insert(m.Citation), citations)
+        s.add_all(runs)
         row.current_message_id = ids.get(info.current) if info.current is not None else None
         row.updated_at = info.updated_at
     summary = await store._summary(row.id)

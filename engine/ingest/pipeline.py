@@ -7,7 +7,9 @@
   files. A batch is sent as soon as one is full or no prepared file is waiting, so the
   embedder never idles while there is work.
 - Write: each file's chunks, vectors and content hash go in one short transaction, as soon
-  as all its chunks are embedded; failures are recorded per file and the run goes on.
+  as all its chunks are embedded; failures are recorded per file and the run goes on. When
+  the PostgreSQL server goes away under a write, the run says so, waits for it to answer
+  again (``database.reconnect_timeout_s``) and writes that file again.
 
 A file whose content (bytes and file type) the user already has indexed, under another
 path or in another collection, is not loaded, chunked nor embedded: its document points at
@@ -27,16 +29,17 @@ import dataclasses
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from sqlalchemy.exc import DataError, IntegrityError
 
+from engine.db import reconnect
 from engine.db.search_backend import for_backend
-from engine.errors import ParleyError, ProviderError
+from engine.errors import ConnectionLost, ParleyError, ProviderError
 from engine.ingest import runs as run_rows
 from engine.ingest import store
 from engine.ingest.prepare import Known, Prepared, PrepareOptions, prepare_file
@@ -47,6 +50,7 @@ if TYPE_CHECKING:
     from engine.facade import Engine
     from engine.providers.embedders import Embedder
 
+T = TypeVar("T")
 EMBED_CALL = 64  # texts per embedding call: sorted by length inside, so little padding
 PARSE_WORKERS = 2  # parsing holds the GIL: more threads would not parse faster
 QUEUE_FILES = 32
@@ -114,9 +118,9 @@ class IngestJob:
     # -- the run ------------------------------------------------------------------------------
     async def events(self) -> AsyncIterator[IngestProgress | IngestResult]:
         """Progress after each file, then the ``IngestResult``."""
-        await run_rows.close_dead_runs(self.db, self.target.user_id)
+        await run_rows.close_dead_runs(self.db, self.target.actor)
         self.run_id = await run_rows.start_run(
-            self.db, self.target.user_id, self.target.collection_id, self.paths,
+            self.db, self.target.actor, self.target.collection_id, self.paths,
             self._options_row())
         status, tasks = "interrupted", []
         try:
@@ -274,8 +278,9 @@ class IngestJob:
                 item.link = self._written[key]
             await self._written_file(item, vectors)
             if time.monotonic() - self._saved_at > SAVE_EVERY_S:
-                await self._flush_usage()
-                await run_rows.save_run(self.db, self.run_id, self.totals)
+                await self._durable(self._flush_usage, item.path)
+                await self._durable(
+                    lambda: run_rows.save_run(self.db, self.run_id, self.totals), item.path)
                 self._saved_at = time.monotonic()
         for waiting in list(self._waiting.values()):  # their content never got written
             for item in waiting:
@@ -283,7 +288,7 @@ class IngestJob:
                 await self._written_file(item, None)
 
     async def _written_file(self, item: Prepared, vectors: np.ndarray | None) -> None:
-        outcome = await self._write_file(item, vectors)
+        outcome = await self._durable(lambda: self._write_file(item, vectors), item.path)
         self._done += 1
         self._out.put_nowait(IngestProgress(
             self.run_id, item.path, self._done, self.total, outcome, item.error,
@@ -303,10 +308,11 @@ class IngestJob:
         if isinstance(item.link, int):
             async with self.db.write() as s:
                 await store.check_target(s, t)
-                if await store.write_linked(s, t, item, item.link) is not None:
-                    self.totals.indexed += 1
-                    self.totals.linked += 1
-                    return "linked"
+                linked = await store.write_linked(s, t, item, item.link) is not None
+            if linked:
+                self.totals.indexed += 1
+                self.totals.linked += 1
+                return "linked"
         fresh = await asyncio.to_thread(prepare_file, Path(item.path), None,
                                         dataclasses.replace(self.prep, claim=None))
         vectors = None
@@ -318,26 +324,45 @@ class IngestJob:
             setattr(item, f.name, getattr(fresh, f.name))
         return await self._write_file(item, vectors)
 
+    async def _durable(self, step: Callable[[], Awaitable[T]], path: str) -> T:
+        """Run a database step; when the server went away under it (its transaction rolled
+        back), say so, wait for the server, and run the step again (``engine.db.reconnect``).
+        """
+        while True:
+            try:
+                return await step()
+            except ConnectionLost as exc:
+                timeout = self.engine.settings.database.reconnect_timeout_s
+                self._out.put_nowait(IngestProgress(
+                    self.run_id, path, self._done, self.total, "reconnecting",
+                    f"{exc.message}; waiting up to {timeout:g} s for it to come back"))
+                if not await reconnect.wait_until_back(self.db, timeout):
+                    raise ConnectionLost(
+                        f"the database did not come back within {timeout:g} s "
+                        f"({exc.message})", "run the same command again when it is back: "
+                        "files already indexed are skipped") from exc
+
     async def _write_file(self, item: Prepared, vectors: np.ndarray | None) -> str:
         t = self.target
+        # totals are counted after the write: a write retried after a reconnect counts once
         if item.outcome == "link":
             return await self._link(item)
         if item.outcome == "skip":
-            self.totals.skipped += 1
             if t.tags:
                 async with self.db.write() as s:
                     await store.add_tags(s, self.known[item.path].id, t.tags)
+            self.totals.skipped += 1
             return "skipped"
         if item.outcome == "error" or vectors is None:
-            self.totals.fail(item.path, item.error or "unknown error")
             async with self.db.write() as s:
                 await store.write_failed(s, t, item)
+            self.totals.fail(item.path, item.error or "unknown error")
             return "error"
         try:
             async with self.db.write() as s:
                 await store.check_target(s, t)
                 self._last_set = await store.write_indexed(s, t, item, vectors)
-                await store.add_usage(s, t.user_id, self._usage)
+                await store.add_usage(s, t.actor, self._usage)
         except (DataError, IntegrityError) as exc:
             # This file's values cannot be stored (the transaction left nothing behind):
             # record it like any bad file. A lost connection is not caught: it stops the run.
@@ -352,7 +377,7 @@ class IngestJob:
     async def _flush_usage(self) -> None:
         if self._usage:
             async with self.db.write() as s:
-                await store.add_usage(s, self.target.user_id, self._usage)
+                await store.add_usage(s, self.target.actor, self._usage)
             self._usage.clear()
 
     # -- pruning ------------------------------------------------------------------------------

@@ -19,10 +19,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.db import models as m
-from engine.db.search_backend import for_backend
 from engine.errors import NotFound, ProviderError
 from engine.ingest import store
 from engine.ingest.pipeline import usage_record
+from engine.teams import rls
 from engine.types import ReindexProgress, ReindexResult
 
 if TYPE_CHECKING:
@@ -41,7 +41,6 @@ class Reembed:
         self.engine, self.db, self.embedder = engine, engine.db, embedder
         self.name, self.force = collection, force
         self.user_id = engine.user_id
-        self.search = for_backend(self.db.backend)
         self._usage: store.UsageRecord | None = None
 
     async def events(self) -> AsyncIterator[ReindexProgress | ReindexResult]:
@@ -88,12 +87,12 @@ class Reembed:
             pending = (coll.pending_embedder, coll.pending_dimension)
             if pending != (self.embedder.name, dimension):
                 # A re-embed with another embedder was left unfinished: start over.
-                await self.search.drop_vector_index(s, coll.id, generation)
+                await rls.vector_index(s, self.db.backend, coll.id, generation, None)
                 await s.execute(delete(m.ChunkEmbedding).where(
                     m.ChunkEmbedding.collection_id == coll.id,
                     m.ChunkEmbedding.generation == generation))
                 coll.pending_embedder, coll.pending_dimension = self.embedder.name, dimension
-            await self.search.create_vector_index(s, coll.id, generation, dimension)
+            await rls.vector_index(s, self.db.backend, coll.id, generation, dimension)
             return coll.id, generation, coll.embedder
 
     async def _count(self, s: AsyncSession, cid: int, generation: int | None) -> int:
@@ -156,7 +155,7 @@ class Reembed:
             assert coll is not None
             old = coll.vector_generation
             for gen in range(1, generation):
-                await self.search.drop_vector_index(s, cid, gen)
+                await rls.vector_index(s, self.db.backend, cid, gen, None)
             await s.execute(delete(m.ChunkEmbedding).where(
                 m.ChunkEmbedding.collection_id == cid, m.ChunkEmbedding.generation < generation))
             coll.embedder, coll.dimension, coll.vector_generation = \

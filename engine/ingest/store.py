@@ -41,6 +41,12 @@ class Target:
     generation: int
     embedder: str
     tags: tuple[str, ...] = ()
+    actor_id: int | None = None  # who runs the ingest, when not the collection's owner
+
+    @property
+    def actor(self) -> int:
+        """The user the run and its usage belong to."""
+        return self.user_id if self.actor_id is None else self.actor_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,8 +9,9 @@ lines are older keys kept only while ``parley key rotate`` re-encrypts values st
 under them. The file is always replaced atomically (write, fsync, rename), so a crash
 leaves either the old file or the new one, never half of each.
 
-The database stores a key check value (a Fernet token of a fixed text) so a wrong key is
-detected when the database opens, before anything is read or written.
+The database stores each user's key check value (a Fernet token of a fixed text, in
+``user_keys``) so a wrong key is detected when the database opens, before anything is read
+or written.
 """
 
 from __future__ import annotations

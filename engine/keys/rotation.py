@@ -7,7 +7,8 @@ passes through business code. The walk goes table by table (by name) in primary 
 the state row records the table and the last id done, and is updated in the same
 transaction as the values it covers, so progress and data never disagree.
 
-The key belongs to the database, not to a user: rotation covers every user's rows.
+The key belongs to the user: rotation covers only the caller's rows (every encrypted table
+has ``user_id``), and the state lives in the caller's ``user_keys.rotation``.
 """
 
 from __future__ import annotations
@@ -29,13 +30,13 @@ from engine.db.connect import Database
 from engine.errors import ParleyError
 from engine.types import RotationState
 
-META_ROTATION = "key_rotation"
+from engine.keys.state import META_ROTATION  # noqa: F401  (re-exported)
 ACTIVE_PHASES = ("rotate", "verify")
 
 
 @dataclass
 class Rotation:
-    """The state of an unfinished rotation, stored as JSON in ``parley_meta``."""
+    """The state of an unfinished rotation, stored as JSON in ``user_keys.rotation``."""
 
     new_check: str  # the check value under the new key: identifies it without storing it
     phase: str  # "prepare" | "rotate" | "verify" | "retire"
@@ -79,31 +80,35 @@ def encrypted_columns() -> list[tuple[Table, list[Column[str]]]]:
             continue
         if [c.name for c in table.primary_key.columns] != ["id"]:
             raise RuntimeError(f"{table.name}: encrypted tables need an integer 'id' key")
+        if "user_id" not in table.c:
+            raise RuntimeError(f"{table.name}: encrypted rows belong to a user ('user_id')")
         found.append((table, cols))
     return found
 
 
-async def _count(s: AsyncSession) -> int:
+async def _count(s: AsyncSession, user_id: int) -> int:
     total = 0
     for table, _ in encrypted_columns():
-        total += await s.scalar(select(func.count()).select_from(table)) or 0
+        total += await s.scalar(select(func.count()).select_from(table)
+                                .where(table.c.user_id == user_id)) or 0
     return total
 
 
-async def count_rows(db: Database) -> int:
-    """Rows of every table holding encrypted values (what a rotation phase visits)."""
+async def count_rows(db: Database, user_id: int) -> int:
+    """The user's rows of every table holding encrypted values (what a phase visits)."""
     async with db.read() as s:
-        return await _count(s)
+        return await _count(s, user_id)
 
 
-async def run_batch(db: Database, cipher: crypto.FernetCipher, batch_size: int) -> Rotation:
-    """Do the next batch of the rotation in one transaction and return the new state."""
+async def run_batch(db: Database, cipher: crypto.FernetCipher, batch_size: int,
+                    user_id: int) -> Rotation:
+    """Do the next batch of the user's rotation in one transaction; return the new state."""
     async with db.write() as s:
-        row = await s.get(m.Meta, META_ROTATION, with_for_update=True)
-        if row is None:
+        row = await s.get(m.UserKey, user_id, with_for_update=True)
+        if row is None or row.rotation is None:
             raise ParleyError("the key rotation state is gone (finished by another process?)",
                               "check: parley key status")
-        state = Rotation.load(row.value)
+        state = Rotation.load(row.rotation)
         if state.phase not in ACTIVE_PHASES:
             return state
         tables = [(t, cols) for t, cols in encrypted_columns() if t.name >= state.table]
@@ -111,18 +116,19 @@ async def run_batch(db: Database, cipher: crypto.FernetCipher, batch_size: int) 
             table, cols = tables[0]
             rows = (await s.execute(
                 select(table.c.id, *[type_coerce(c, Text).label(c.name) for c in cols])
-                .where(table.c.id > state.last_id).order_by(table.c.id).limit(batch_size)
+                .where(table.c.id > state.last_id, table.c.user_id == user_id)
+                .order_by(table.c.id).limit(batch_size)
             )).all()
             if rows:
                 await _rewrite(s, state, cipher, table, cols, rows)
-                row.value = state.dump()
+                row.rotation = state.dump()
                 return state
             tables = tables[1:]
         if tables:
             state.table, state.last_id = tables[0][0].name, 0
         else:
-            await _next_phase(s, state)
-        row.value = state.dump()
+            await _next_phase(s, state, row)
+        row.rotation = state.dump()
         return state
 
 
@@ -153,15 +159,13 @@ async def _rewrite(s: AsyncSession, state: Rotation, cipher: crypto.FernetCipher
     state.done += len(rows)
 
 
-async def _next_phase(s: AsyncSession, state: Rotation) -> None:
+async def _next_phase(s: AsyncSession, state: Rotation, row: m.UserKey) -> None:
     state.table, state.last_id, state.done = "", 0, 0
     if state.phase == "rotate":
         state.phase = "verify"
-        state.total = await _count(s)
+        state.total = await _count(s, row.user_id)
         return
     # Verified: the new key alone reads every readable value. From this commit on the
-    # database names the new key; the old one is dropped by the caller.
-    check = await s.get(m.Meta, crypto.META_KEY_CHECK, with_for_update=True)
-    assert check is not None
-    check.value = state.new_check
+    # user's check value names the new key; the old one is dropped by the caller.
+    row.key_check = state.new_check
     state.phase = "retire"

@@ -1,9 +1,11 @@
-"""The database's encryption key: opening with the right key(s), status, and rotation.
+"""A user's encryption key: opening with the right key(s), status, and rotation.
 
-Rotation (``KeyManager.rotate``) re-encrypts every value of every ``EncryptedText`` column
-under a new key, in batches of ``crypto.rotate_batch_size`` rows, each batch one
-transaction that also records how far it got in ``parley_meta`` (key ``key_rotation``). So
-a crash, a kill or Ctrl-C loses at most the batch in flight, and running it again resumes.
+The key belongs to the user (``engine.keys.state``): on a PostgreSQL team each member's
+history is under their own key. Rotation (``KeyManager.rotate``) re-encrypts every value of
+the caller's ``EncryptedText`` columns under a new key, in batches of
+``crypto.rotate_batch_size`` rows, each batch one transaction that also records how far it
+got in the user's ``user_keys.rotation``. So a crash, a kill or Ctrl-C loses at most the
+batch in flight, and running it again resumes.
 
 The new key is made durable before any value is written under it: with a key file, the
 file is atomically rewritten to hold the new key first and the old one after it; with a key
@@ -35,6 +37,7 @@ from engine.db import models as m
 from engine.db.coltypes import utcnow
 from engine.db.connect import Database
 from engine.errors import KeyError_, KeyMismatch, KeyMissing, ParleyError, UsageError
+from engine.keys import state as key_state
 from engine.keys.rotation import (
     META_ROTATION,
     Rotation,
@@ -57,12 +60,9 @@ class OpenedKey:
     source: str
 
 
-async def read_meta(db: Database) -> dict[str, str]:
-    """The key check value, KDF salt and rotation state rows of ``parley_meta``."""
-    keys = (crypto.META_KEY_CHECK, crypto.META_KDF_SALT, META_ROTATION)
-    async with db.read() as s:
-        rows = await s.execute(select(m.Meta.key, m.Meta.value).where(m.Meta.key.in_(keys)))
-        return {k: v for k, v in rows.all()}
+async def read_meta(db: Database, user_name: str) -> dict[str, str]:
+    """The user's key check value, KDF salt and rotation state (by ``parley_meta`` name)."""
+    return (await key_state.read(db, user_name))[1]
 
 
 def _env_keys(settings: Settings, rotation: Rotation | None, salt: str | None) -> list[bytes]:
@@ -89,8 +89,10 @@ async def open_cipher(db: Database, settings: Settings, *, create: bool) -> Open
     Returns None only for a database with nothing encrypted yet and no key (the key file
     is created after migrating). Writes nothing unless the database has no check value yet.
     """
-    meta = await read_meta(db)
+    user_id, meta = await key_state.read(db, settings.user)
     check = meta.get(crypto.META_KEY_CHECK)
+    if check is None and not create and not await key_state.per_user(db):
+        return None  # a database from before per-user keys: checked after its upgrade
     rotation = Rotation.load(meta[META_ROTATION]) if META_ROTATION in meta else None
     material = crypto.resolve_key(settings, create=create and check is None)
     env = settings.crypto.key_env
@@ -106,15 +108,13 @@ async def open_cipher(db: Database, settings: Settings, *, create: bool) -> Open
             raise KeyMismatch(f"the passphrase in ${env} does not match this database",
                               "it was created with a key, not a passphrase: use that key")
         salt = secrets.token_hex(16)
-        async with db.write() as s:
-            s.add(m.Meta(key=crypto.META_KDF_SALT, value=salt))
+        await key_state.write(db, settings.user, kdf_salt=salt)
     primary = material.key or crypto.derive_key(material.passphrase or "",
                                                  bytes.fromhex(salt or ""))
     candidates = [primary, *material.retiring, *_env_keys(settings, rotation, salt)]
     if check is None:
         cipher = crypto.FernetCipher([primary])
-        async with db.write() as s:
-            s.add(m.Meta(key=crypto.META_KEY_CHECK, value=cipher.check_value()))
+        await key_state.write(db, settings.user, key_check=cipher.check_value())
         return OpenedKey(cipher, material.source)
     if rotation is not None:
         new = _first_matching(candidates, rotation.new_check)
@@ -122,7 +122,7 @@ async def open_cipher(db: Database, settings: Settings, *, create: bool) -> Open
             return OpenedKey(_rotation_cipher(candidates, new, check, rotation, env),
                              material.source)
     if not crypto.key_matches(primary, check):
-        raise await _mismatch(db, material.source)
+        raise await _mismatch(db, material.source, user_id)
     return OpenedKey(crypto.FernetCipher(candidates), material.source)
 
 
@@ -141,11 +141,12 @@ def _rotation_cipher(candidates: list[bytes], new: bytes | None, check: str,
     return crypto.FernetCipher([new, old, *candidates])
 
 
-async def _mismatch(db: Database, source: str) -> KeyMismatch:
+async def _mismatch(db: Database, source: str, user_id: int | None) -> KeyMismatch:
     async with db.read() as s:
         rotated = await s.scalar(select(func.max(m.AuditLog.created_at))
-                                 .where(m.AuditLog.action == "key.rotate"))
-    hint = "use the key this database was created with"
+                                 .where(m.AuditLog.action == "key.rotate",
+                                        m.AuditLog.user_id == user_id))
+    hint = "use the key your history in this database was created with"
     if rotated is not None:
         hint = f"its key was rotated on {rotated:%Y-%m-%d %H:%M} UTC: use the new key"
     return KeyMismatch(f"the encryption key from {source} does not match this database", hint)
@@ -181,7 +182,7 @@ class KeyManager:
         path = settings.key_file_path()
         columns = encrypted_columns()
         empty = (await self.engine.schema_status()).current is None
-        meta = {} if empty else await read_meta(db)
+        user_id, meta = (None, {}) if empty else await key_state.read(db, settings.user)
         source, problem, loaded = self.engine.key_source, None, 0
         if self.engine.cipher is not None:
             loaded = len(self.engine.cipher.keys)
@@ -204,10 +205,10 @@ class KeyManager:
             async with db.read() as s:
                 for table, cols in columns:
                     for col in cols:
-                        values += await s.scalar(select(func.count()).select_from(table)
-                                                 .where(col.isnot(None))) or 0
-                rotated = await s.scalar(select(func.max(m.AuditLog.created_at))
-                                         .where(m.AuditLog.action == "key.rotate"))
+                        values += await s.scalar(select(func.count()).select_from(table).where(
+                            col.isnot(None), table.c.user_id == user_id)) or 0
+                rotated = await s.scalar(select(func.max(m.AuditLog.created_at)).where(
+                    m.AuditLog.action == "key.rotate", m.AuditLog.user_id == user_id))
         return KeyStatus(
             source=source, key_file=str(path), key_file_exists=path.exists(),
             matches=problem is None, problem=problem, keys_loaded=loaded,
@@ -226,7 +227,7 @@ class KeyManager:
         if self.engine.cipher is None:
             raise ParleyError("no encryption key is loaded", "open the engine with migrate=True")
         started = perf_counter()
-        meta = await read_meta(self._db)
+        meta = await read_meta(self._db, self.engine.settings.user)
         state = Rotation.load(meta[META_ROTATION]) if META_ROTATION in meta else None
         if state is not None and not crypto.key_matches(self.engine.cipher.keys[0],
                                                         state.new_check):
@@ -243,7 +244,7 @@ class KeyManager:
         batch = self.engine.settings.crypto.rotate_batch_size
         shown = (state.phase, state.done)
         while state.phase in ("rotate", "verify"):
-            state = await run_batch(self._db, self.engine.cipher, batch)
+            state = await run_batch(self._db, self.engine.cipher, batch, self.engine.user_id)
             if on_progress is not None and (state.phase, state.done) != shown \
                     and state.phase in ("rotate", "verify"):
                 shown = (state.phase, state.done)
@@ -279,14 +280,17 @@ class KeyManager:
             raise UsageError("the new key is the key already in use", "give a different key")
         state = Rotation(new_check=crypto.FernetCipher([new]).check_value(),
                          phase="rotate" if new_key_env else "prepare", new_key_env=new_key_env,
-                         total=await count_rows(self._db), started_at=utcnow().isoformat())
+                         total=await count_rows(self._db, self.engine.user_id),
+                         started_at=utcnow().isoformat())
         async with self._db.write() as s:
-            if await s.get(m.Meta, META_ROTATION) is not None:
+            row = await s.get(m.UserKey, self.engine.user_id, with_for_update=True)
+            assert row is not None  # the key was checked against it when opening
+            if row.rotation is not None:
                 raise ParleyError("another key rotation started meanwhile",
                                   "run parley key rotate again to continue it")
-            s.add(m.Meta(key=META_ROTATION, value=state.dump()))
+            row.rotation = state.dump()
             if new_salt is not None:
-                s.add(m.Meta(key=crypto.META_KDF_SALT, value=new_salt))
+                row.kdf_salt = new_salt
         if state.phase == "prepare":
             # The new key reaches the key file (old key kept after it) before any value is
             # written under it; only then does the cipher of this process use it.
@@ -297,19 +301,20 @@ class KeyManager:
 
     async def _commit_prepared(self, state: Rotation) -> Rotation:
         async with self._db.write() as s:
-            row = await s.get(m.Meta, META_ROTATION, with_for_update=True)
-            assert row is not None
-            state = Rotation.load(row.value)
+            row = await s.get(m.UserKey, self.engine.user_id, with_for_update=True)
+            assert row is not None and row.rotation is not None
+            state = Rotation.load(row.rotation)
             if state.phase == "prepare":
                 state.phase = "rotate"
-                row.value = state.dump()
+                row.rotation = state.dump()
         return state
 
     async def _discard(self, state: Rotation) -> None:
         async with self._db.write() as s:
-            row = await s.get(m.Meta, META_ROTATION, with_for_update=True)
-            if row is not None and Rotation.load(row.value).phase == "prepare":
-                await s.delete(row)
+            row = await s.get(m.UserKey, self.engine.user_id, with_for_update=True)
+            if row is not None and row.rotation is not None \
+                    and Rotation.load(row.rotation).phase == "prepare":
+                row.rotation = None
 
     async def _retire(self, state: Rotation) -> None:
         assert self.engine.cipher is not None
@@ -318,9 +323,9 @@ class KeyManager:
         if state.new_key_env is None and path.exists():
             crypto.replace_key_file(path, [new])
         async with self._db.write() as s:
-            row = await s.get(m.Meta, META_ROTATION, with_for_update=True)
-            if row is not None:
-                await s.delete(row)
+            row = await s.get(m.UserKey, self.engine.user_id, with_for_update=True)
+            if row is not None and row.rotation is not None:
+                row.rotation = None
                 actor = await s.scalar(select(m.User.name).where(m.User.id == self.engine.user_id))
                 s.add(m.AuditLog(
                     user_id=self.engine.user_id, actor=actor or self.engine.settings.user,

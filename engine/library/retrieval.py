@@ -1,8 +1,8 @@
 """Hybrid search: BM25 keyword ranking and vector KNN, fused into one ranking.
 
-A search resolves the user's collections, takes ``retrieval.candidates`` hits from each
-ranking (keyword over all scoped collections at once; vectors per collection, merged by
-distance) and fuses them (``retrieval.fusion``):
+A search resolves the user's collections (and those shared with them: ``engine.teams``),
+takes ``retrieval.candidates`` hits from each ranking (keyword over all scoped collections
+at once; vectors per collection, merged by distance) and fuses them (``retrieval.fusion``):
 
 - ``convex`` (default): each ranking's scores (BM25; cosine similarity) are scaled to 0..1
   over its own candidates, and a chunk scores ``keyword_weight * kw + vector_weight * vec``
@@ -30,10 +30,12 @@ import numpy as np
 from sqlalchemy import func, select, text
 
 from engine.db import models as m
+from engine.db.reconnect import retry_read
 from engine.db.search_backend import for_backend
 from engine.db.search_filter import DocFilter, doc_conditions, placeholders
 from engine.errors import EmbedderMismatch, NotFound
 from engine.ingest.store import reembed_hint
+from engine.teams import shares
 from engine.types import SearchHit
 
 if TYPE_CHECKING:
@@ -112,7 +114,9 @@ class Retriever:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._owners: dict[int, tuple[str | None, str]] = {}  # collection id: (owner, label)
 
+    @retry_read
     async def search(self, query: str, *, k: int | None = None,
                      collections: Sequence[str] | None = None,
                      tags: Sequence[str] | None = None,
@@ -131,6 +135,7 @@ class Retriever:
                                        path_glob=path_glob, kinds=kinds, explain=explain)
         return found[0]
 
+    @retry_read
     async def search_many(self, queries: Sequence[str], *, k: int | None = None,
                           collections: Sequence[str] | None = None,
                           tags: Sequence[str] | None = None,
@@ -153,14 +158,10 @@ class Retriever:
         db = self._engine._require_db()
         uid = self._engine.user_id
         async with db.read() as s:
-            stmt = select(m.Collection).where(m.Collection.user_id == uid)
-            if names:
-                stmt = stmt.where(m.Collection.name.in_(names))
-            rows = list((await s.scalars(stmt.order_by(m.Collection.id))).all())
-            missing = sorted(set(names) - {c.name for c in rows})
-            if missing:
-                raise NotFound(f"no collection named {', '.join(map(repr, missing))}",
-                               "see the collections with: parley collections list")
+            # the user's own collections and those shared with them (``owner/name``)
+            found = await (shares.resolve(s, uid, names) if names else shares.visible(s, uid))
+            rows = sorted((v.row for v in found), key=lambda c: c.id)
+            self._owners.update({v.row.id: (v.owner, v.label) for v in found})
             vectors = []
             for coll in rows:
                 has_vectors = await s.scalar(select(m.ChunkEmbedding.chunk_id).where(
@@ -225,8 +226,10 @@ class Retriever:
         if not fused:
             return []
         chunk_ids = [cid for cid, _ in fused]
+        # No user filter: a shared collection's chunks are its owner's; the scope (and on
+        # PostgreSQL row-level security) decides what is visible.
         chunks = {c.id: c for c in await s.scalars(select(m.Chunk).where(
-            m.Chunk.id.in_(chunk_ids), m.Chunk.user_id == self._engine.user_id))}
+            m.Chunk.id.in_(chunk_ids)))}
         # A chunk set is shared by identical copies: a hit names the copy in the searched
         # collections (the first collection, then the first path) that passes the filter.
         backend = self._engine._require_db().backend
@@ -234,14 +237,14 @@ class Retriever:
         ids, id_params = placeholders("h", sorted({c.chunk_set_id for c in chunks.values()}))
         cids, cid_params = placeholders("hc", scope)
         rows = (await s.execute(text(
-            "SELECT d.chunk_set_id, d.id, d.source_path, co.name FROM documents d "
+            "SELECT d.chunk_set_id, d.id, d.source_path, co.id, co.name FROM documents d "
             "JOIN collections co ON co.id = d.collection_id "
             f"WHERE d.chunk_set_id IN ({ids}) AND d.collection_id IN ({cids})"
             + (f" AND {cond}" if cond else "") + " ORDER BY co.id, d.source_path"),
             {**params, **id_params, **cid_params})).all() if chunks else []
-        holder: dict[int, tuple[int, str, str]] = {}
-        for set_id, doc_id, path, name in rows:
-            holder.setdefault(set_id, (doc_id, path, name))
+        holder: dict[int, tuple[int, str, int, str]] = {}
+        for set_id, doc_id, path, collection_id, name in rows:
+            holder.setdefault(set_id, (doc_id, path, collection_id, name))
         kw_rank = {cid: i for i, cid in enumerate(keyword or (), start=1)}
         vec_rank = {cid: i for i, cid in enumerate(vector or (), start=1)}
         hits = []
@@ -249,11 +252,12 @@ class Retriever:
             chunk = chunks.get(chunk_id)
             if chunk is None or chunk.chunk_set_id not in holder:
                 continue  # deleted between ranking and reading: never a dangling hit
-            doc_id, path, name = holder[chunk.chunk_set_id]
+            doc_id, path, collection_id, name = holder[chunk.chunk_set_id]
             hits.append(SearchHit(
                 rank=len(hits) + 1, score=score, path=path, document_id=doc_id,
                 chunk_id=chunk.id, page=chunk.page, line_start=chunk.line_start,
                 line_end=chunk.line_end, heading=chunk.heading_path, text=chunk.text,
                 keyword_rank=kw_rank.get(chunk_id), vector_rank=vec_rank.get(chunk_id),
-                collection=name))
+                collection=self._owners.get(collection_id, (None, name))[1],
+                owner=self._owners.get(collection_id, (None, name))[0]))
         return hits

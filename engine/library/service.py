@@ -20,12 +20,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.db import models as m
-from engine.db.search_backend import for_backend
+from engine.db.reconnect import retry_read
 from engine.errors import EmbedderMismatch, NotFound, ParleyError, UsageError
 from engine.ingest import store
 from engine.ingest.pipeline import IngestJob, IngestOptions
 from engine.ingest.reembed import Reembed
 from engine.ingest.streamed import Streamed
+from engine.teams import rls, shares
 from engine.types import (
     CollectionInfo,
     DocumentInfo,
@@ -79,20 +80,22 @@ class Library:
         return row
 
     # -- collections --------------------------------------------------------------------------
+    @retry_read
     async def collections(self) -> list[CollectionInfo]:
-        """Every collection, by name, with its document and chunk counts."""
-        docs = (select(func.count()).where(m.Document.collection_id == m.Collection.id)
-                .correlate(m.Collection).scalar_subquery())
-        chunks = (select(func.coalesce(func.sum(m.Document.chunk_count), 0))
-                  .where(m.Document.collection_id == m.Collection.id)
-                  .correlate(m.Collection).scalar_subquery())
+        """Every collection of the user's, by name, then those shared with them (PostgreSQL
+        teams) by owner and name, with their document and chunk counts."""
+        docs = (select(m.Document.collection_id, func.count(),
+                       func.coalesce(func.sum(m.Document.chunk_count), 0))
+                .group_by(m.Document.collection_id))
         async with self.db.read() as s:
-            rows = await s.execute(select(m.Collection, docs, chunks)
-                                   .where(m.Collection.user_id == self.user_id)
-                                   .order_by(m.Collection.name))
-            return [CollectionInfo(c.id, c.name, c.embedder, c.dimension, int(d), int(n))
-                    for c, d, n in rows]
+            found = await shares.visible(s, self.user_id)
+            counts = {cid: (int(d), int(n)) for cid, d, n in await s.execute(
+                docs.where(m.Document.collection_id.in_([v.row.id for v in found])))}
+        return [CollectionInfo(v.row.id, v.label, v.row.embedder, v.row.dimension,
+                               *counts.get(v.row.id, (0, 0)), owner=v.owner, access=v.access)
+                for v in found]
 
+    @retry_read
     async def collection(self, name: str | None = None) -> CollectionInfo:
         """One collection (the default one when ``name`` is None). Raises ``NotFound``."""
         wanted = self._name(name)
@@ -119,7 +122,7 @@ class Library:
                                dimension=dimension, vector_generation=1)
             s.add(row)
             await s.flush()
-            await for_backend(self.db.backend).create_vector_index(s, row.id, 1, dimension)
+            await rls.vector_index(s, self.db.backend, row.id, 1, dimension)
             return row
 
     async def rename_collection(self, name: str, new_name: str) -> CollectionInfo:
@@ -138,12 +141,11 @@ class Library:
     async def delete_collection(self, name: str) -> CollectionInfo:
         """Delete a collection with every document, chunk, vector and keyword row of it."""
         info = await self.collection(name)
-        search = for_backend(self.db.backend)
         async with self.db.write() as s:
             row = await self._row(s, info.name)
             # Dropping the vector indexes first spares a trigger call per deleted vector.
             for generation in range(1, row.vector_generation + 2):
-                await search.drop_vector_index(s, row.id, generation)
+                await rls.vector_index(s, self.db.backend, row.id, generation, None)
             doc_ids = list((await s.execute(select(m.Document.id).where(
                 m.Document.collection_id == row.id, m.Document.user_id == self.user_id)))
                 .scalars())
@@ -166,10 +168,35 @@ class Library:
         return info
 
     # -- documents ----------------------------------------------------------------------------
+    @retry_read
     async def documents(self, collection: str | None = None, *,
                         status: str | None = None) -> list[DocumentInfo]:
-        """Documents (of one collection, or all), by collection and path."""
+        """Documents (of one collection, or all of yours), by collection and path. A
+        collection shared with you is listed by its name too (``owner/name``)."""
+        if collection is not None:
+            shared = await self._shared_documents(_check_name(collection), status)
+            if shared is not None:
+                return shared
         return await self._documents(collection, status)
+
+    async def _shared_documents(self, name: str, status: str | None
+                                ) -> list[DocumentInfo] | None:
+        async with self.db.read() as s:
+            if await s.scalar(select(m.Collection.id).where(
+                    m.Collection.user_id == self.user_id, m.Collection.name == name)):
+                return None  # your own collection of that name comes first
+            found = [v for v in await shares.visible(s, self.user_id) if v.owner is not None]
+            try:
+                item = shares.pick(found, name)
+            except NotFound:
+                return None
+            stmt = (select(m.Document).where(m.Document.collection_id == item.row.id)
+                    .order_by(m.Document.source_path))
+            if status is not None:
+                stmt = stmt.where(m.Document.status == status)
+            rows = list((await s.scalars(stmt)).all())
+            tags = await self._tags(s, [d.id for d in rows])
+        return [_doc_info(d, item.label, tags.get(d.id, ())) for d in rows]
 
     async def _documents(self, collection: str | None, status: str | None,
                          condition: ColumnElement[bool] | None = None) -> list[DocumentInfo]:
@@ -191,6 +218,7 @@ class Library:
             copies = await self._copies(s, [d.chunk_set_id for d, _ in rows])
         return [_doc_info(d, name, tags.get(d.id, ()), copies) for d, name in rows]
 
+    @retry_read
     async def document(self, doc_id: int) -> DocumentInfo:
         """One document by id. Raises ``NotFound``."""
         async with self.db.read() as s:
@@ -272,17 +300,29 @@ class Library:
         async with self.db.read() as s:
             row = await s.scalar(select(m.Collection).where(
                 m.Collection.user_id == self.user_id, m.Collection.name == name))
+            if row is None:
+                shared = await shares.ingest_target(s, self.user_id, name)
+                if shared is not None:
+                    return self._checked_target(shared.row, shared.label, embedder,
+                                                dimension, tags, owner_id=shared.row.user_id)
         if row is None:
             with contextlib.suppress(IntegrityError):  # created meanwhile by another run
                 row = await self._create(name, embedder.name, dimension)
             if row is None:
                 async with self.db.read() as s:
                     row = await self._row(s, name)
+        return self._checked_target(row, name, embedder, dimension, tags)
+
+    def _checked_target(self, row: m.Collection, name: str, embedder: Embedder,
+                        dimension: int, tags: Sequence[str],
+                        owner_id: int | None = None) -> store.Target:
         if (row.embedder, row.dimension) != (embedder.name, dimension):
             raise mismatch_error(name, (row.embedder, row.dimension), (embedder.name, dimension))
         clean_tags = tuple(dict.fromkeys(_check_name(t, "tag")[:100] for t in tags))
-        return store.Target(self.user_id, row.id, name, row.vector_generation, row.embedder,
-                            clean_tags)
+        # Documents in a shared collection belong to its owner; the run and the embedding
+        # usage are the ingesting user's.
+        return store.Target(owner_id or self.user_id, row.id, name, row.vector_generation,
+                            row.embedder, clean_tags, actor_id=self.user_id)
 
     def ingest(self, paths: Sequence[str | os.PathLike[str]], *,
                collection: str | None = None, tags: Sequence[str] = (),
@@ -320,6 +360,7 @@ class Library:
         """``await ingest(...)``: run to the end and return only the result."""
         return await self.ingest(paths, **options)
 
+    @retry_read
     async def runs(self, collection: str | None = None, *, limit: int = 20) -> list[IngestRunInfo]:
         """Recent ingestion runs, newest first, with their per-file errors."""
         stmt = (select(m.IngestionRun, m.Collection.name)

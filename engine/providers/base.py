@@ -5,6 +5,8 @@ A provider turns a list of messages into a stream of events:
 * zero or more ``TextDelta`` (pieces of the answer, in order),
 * at most one ``StreamUsage`` (the token counts *as the server reported them*; a provider
   that cannot report usage sends none, and the caller estimates and marks it estimated),
+* at most one ``ToolCalls`` (the calls the model asked for, assembled; only when ``tools``
+  were offered), just before the usage,
 * exactly one ``StreamEnd``, always the last event of a stream that completed.
 
 A stream that fails raises a ``engine.errors.ProviderError`` subclass instead of sending
@@ -29,11 +31,34 @@ from urllib.parse import urlsplit
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A tool call as the model sent it: ``arguments`` is the JSON text it wrote (it may be
+    invalid: the tool loop answers that with an error result)."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A tool offered to the model: its wire name, description and JSON Schema."""
+
+    name: str
+    description: str
+    parameters: dict[str, object]
+
+
+@dataclass(frozen=True, slots=True)
 class ChatMessage:
-    """One prompt message: ``role`` is ``"system"``, ``"user"`` or ``"assistant"``."""
+    """One prompt message: ``role`` is ``"system"``, ``"user"``, ``"assistant"`` or
+    ``"tool"``. An assistant message may carry ``tool_calls``; a tool message answers the
+    call ``tool_call_id``."""
 
     role: str
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +93,14 @@ class StreamEnd:
     finish_reason: str | None
 
 
-ProviderEvent = TextDelta | StreamUsage | StreamEnd
+@dataclass(frozen=True, slots=True)
+class ToolCalls:
+    """The model asked for these calls (in order) instead of, or after, some text."""
+
+    calls: tuple[ToolCall, ...]
+
+
+ProviderEvent = TextDelta | StreamUsage | ToolCalls | StreamEnd
 
 
 @runtime_checkable
@@ -90,8 +122,10 @@ class ChatProvider(Protocol):
         temperature: float | None = None,
         max_tokens: int | None = None,
         sources: Sequence[SourceText] = (),
+        tools: Sequence[ToolSpec] = (),
     ) -> AsyncIterator[ProviderEvent]:
         """Stream the answer to ``messages`` (see the module docstring for the events).
+        ``tools`` are offered to the model; a provider without tool calling ignores them.
 
         ``temperature`` and ``max_tokens`` left as None use the server's defaults.
         Raises ``ProviderError`` subclasses; never retries once text has been yielded.

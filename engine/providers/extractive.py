@@ -75,8 +75,10 @@ class ExtractiveProvider:
 
     async def stream(self, messages: Sequence[ChatMessage], *, model: str = "extractive",
                      temperature: float | None = None, max_tokens: int | None = None,
-                     sources: Sequence[SourceText] = ()) -> AsyncIterator[ProviderEvent]:
-        """Answer the last user message from ``sources``; ``model`` and sampling are ignored."""
+                     sources: Sequence[SourceText] = (),
+                     tools: Sequence[object] = ()) -> AsyncIterator[ProviderEvent]:
+        """Answer the last user message from ``sources``; ``model``, sampling and ``tools``
+        are ignored (it calls no tools)."""
         question = next((m.content for m in reversed(messages) if m.role == "user"), "")
         picked = extract(question, sources)
         if not picked:

@@ -17,6 +17,11 @@ nothing is ever retried once text has been yielded.
 
 A stream that ends without ``[DONE]`` raises ``StreamInterrupted``, unless a
 ``finish_reason`` already arrived: then the answer is complete and only the usage is lost.
+
+Tools offered to the model go in the request's ``tools``; streamed calls are assembled by
+``engine.providers.tool_calls`` and sent as one ``ToolCalls`` event before the usage. A
+server that refuses to stream with tools ("Cannot use tools with stream", older llama.cpp)
+gets the same request unstreamed, and its answer is sent as the same events.
 """
 
 from __future__ import annotations
@@ -48,13 +53,17 @@ from engine.providers.base import (
     StreamEnd,
     StreamUsage,
     TextDelta,
+    ToolCalls,
+    ToolSpec,
     is_local_url,
 )
+from engine.providers.tool_calls import ToolCallAccumulator, wire_message, wire_tools
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 _MAX_RETRY_AFTER = 10.0
 _KEPT = "try again; if it keeps happening, check the server's logs"
+_NO_STREAM_TOOLS = "cannot use tools with stream"
 _CONTEXT_WORDS = ("context length", "context_length", "context window", "maximum context",
                   "too many tokens", "exceeds the context", "prompt is too long")
 
@@ -122,14 +131,18 @@ class OpenAIChatProvider:
 
     async def stream(self, messages: Sequence[ChatMessage], *, model: str,
                      temperature: float | None = None, max_tokens: int | None = None,
-                     sources: Sequence[SourceText] = ()) -> AsyncIterator[ProviderEvent]:
+                     sources: Sequence[SourceText] = (),
+                     tools: Sequence[ToolSpec] = ()) -> AsyncIterator[ProviderEvent]:
         """Stream a chat completion. ``sources`` is ignored: they are in the prompt."""
         body: dict[str, Any] = {
             "model": model,
-            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "messages": [wire_message(m) for m in messages],
             "stream": True,
             "stream_options": {"include_usage": True},
         }
+        if tools:
+            # No tool_choice: Ollama rejects it, and "auto" is every server's default.
+            body["tools"] = wire_tools(tools)
         if temperature is not None:
             body["temperature"] = temperature
         if max_tokens is not None:
@@ -143,7 +156,15 @@ class OpenAIChatProvider:
                     async for event in events:
                         yield event
                 return
-            except _Retry as retry:  # raised only before the first event
+            except (_Retry, ProviderError) as failed:  # raised only before the first event
+                error = failed.error if isinstance(failed, _Retry) else failed
+                if tools and _NO_STREAM_TOOLS in error.message.lower():
+                    async for event in self._unstreamed(body, model):
+                        yield event
+                    return
+                if not isinstance(failed, _Retry):
+                    raise
+                retry = failed
                 if attempt >= self._settings.max_retries:
                     raise retry.error from None
                 await asyncio.sleep(retry.delay if retry.delay is not None
@@ -156,6 +177,7 @@ class OpenAIChatProvider:
         received = 0
         finish: str | None = None
         usage: StreamUsage | None = None
+        calls = ToolCallAccumulator()
         try:
             async with self._client.stream("POST", url, json=body, headers=self._headers()) as resp:
                 answered = True
@@ -181,10 +203,13 @@ class OpenAIChatProvider:
                     for choice in chunk.get("choices") or ():
                         if choice.get("index", 0) != 0:
                             continue
-                        text = (choice.get("delta") or {}).get("content")
+                        delta = choice.get("delta") or {}
+                        text = delta.get("content")
                         if text:
                             received += len(text)
                             yield TextDelta(text)
+                        if delta.get("tool_calls"):
+                            calls.add(delta["tool_calls"])
                         finish = choice.get("finish_reason") or finish
                 else:
                     if finish is None:
@@ -194,9 +219,39 @@ class OpenAIChatProvider:
         except httpx.TransportError as exc:
             if finish is None:
                 raise self._transport_error(exc, url, answered, received) from None
+        assembled = calls.calls()
+        if assembled:  # whatever finish_reason said ("stop" with calls happens)
+            yield ToolCalls(assembled)
         if usage is not None:
             yield usage
         yield StreamEnd(finish)
+
+    async def _unstreamed(self, body: dict[str, Any], model: str) -> AsyncIterator[ProviderEvent]:
+        """The request without streaming; the answer as the events a stream would send."""
+        url = f"{self.base_url}/chat/completions"
+        plain = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
+        try:
+            response = await self._client.post(url, json=plain, headers=self._headers())
+        except httpx.TransportError as exc:
+            raise _final(self._transport_error(exc, url, answered=False)) from None
+        if response.status_code >= 400:
+            raise _final(await self._http_error(_Failure.of(response), url, model))
+        try:
+            data = response.json()
+            choice = data["choices"][0]
+            message = choice.get("message") or {}
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise StreamInterrupted(f"{url} sent a malformed answer", _KEPT) from None
+        if message.get("content"):
+            yield TextDelta(str(message["content"]))
+        calls = ToolCallAccumulator()
+        calls.add(message.get("tool_calls"))
+        if calls.calls():
+            yield ToolCalls(calls.calls())
+        usage = _usage(data.get("usage")) if data.get("usage") else None
+        if usage is not None:
+            yield usage
+        yield StreamEnd(choice.get("finish_reason"))
 
     def _parse_chunk(self, data: str, url: str, received: int) -> dict[str, Any]:
         try:

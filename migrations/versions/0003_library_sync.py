@@ -16,7 +16,7 @@ SQLite migrations with foreign keys off (a rebuild drops the old table, and with
 that would cascade into the rows that reference it) and checks them before committing.
 
 Revision ID: 0003_library_sync
-Revises: 0002
+Revises: 0005_tool_runs
 Create Date: 2026-11-30 11:40:00
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ from alembic import op
 from engine.db import sqlite_ddl, sqlite_search
 
 revision: str = '0003_library_sync'
-down_revision: str | None = '0002'
+down_revision: str | None = '0005_tool_runs'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -88,7 +88,8 @@ def test_ask_new_json_works_as_the_issue_shows(ask: Any, server: OpenAITestServe
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert set(data) == {"session_id", "message_id", "status", "model", "answer", "citations",
-                         "usage"}
+                         "tool_runs", "usage"}
+    assert data["tool_runs"] == []  # tools are off by default
     assert (data["status"], data["model"]) == ("complete", "fake-chat")
     assert "1.21 gigawatts" in data["answer"]
     (citation,) = data["citations"]

@@ -114,7 +114,8 @@ async def test_passphrase_is_run_through_scrypt_with_a_salt(settings: Settings,
         await opened.sessions.create("behind a passphrase")
         assert opened.db is not None
         async with opened.db.read() as s:
-            salt = await s.scalar(select(m.Meta.value).where(m.Meta.key == crypto.META_KDF_SALT))
+            salt = await s.scalar(select(m.UserKey.kdf_salt)
+                                  .where(m.UserKey.user_id == opened.user_id))
     assert salt is not None and len(bytes.fromhex(salt)) == 16
     assert not settings.key_file_path().exists()  # the passphrase is the key: no file
     async with Engine(settings) as again:
@@ -135,8 +136,8 @@ async def test_a_passphrase_for_a_key_database_writes_no_salt(engine: Engine, se
     async with Engine(settings) as reopened:
         assert reopened.db is not None
         async with reopened.db.read() as s:
-            keys = set(await s.scalars(select(m.Meta.key)))
-    assert crypto.META_KDF_SALT not in keys
+            salts = set(await s.scalars(select(m.UserKey.kdf_salt)))
+    assert salts == {None}
 
 
 async def test_one_corrupted_token_spoils_only_its_value(engine: Engine) -> None:

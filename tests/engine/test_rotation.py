@@ -52,6 +52,18 @@ async def _seed(engine: Engine, sessions: int = 6, per_session: int = 10) -> dic
             s.add(cite)
             await s.flush()
             expected[f"citations.snippet:{cite.id}"] = cite.snippet
+            run = m.ToolRun(user_id=engine.user_id, session_id=row.id, message_id=msgs[-1].id,
+                            call_id=f"call_{i}", server="files", tool="read",
+                            arguments=f'{{"path": "secret-{i}.txt"}}', result=f"contents {i}",
+                            error=f"warning {i}" if i % 2 else None, status="ok",
+                            decision="auto", round=1, call_index=0, result_chars=10,
+                            truncated=False)
+            s.add(run)
+            await s.flush()
+            expected[f"tool_runs.arguments:{run.id}"] = run.arguments
+            expected[f"tool_runs.result:{run.id}"] = run.result
+            if run.error:
+                expected[f"tool_runs.error:{run.id}"] = run.error
     return expected
 
 
@@ -91,9 +103,11 @@ def _readable_by(key: bytes, tokens: dict[str, str]) -> int:
 
 
 async def _meta(engine: Engine, key: str) -> str | None:
-    assert engine.db is not None
+    """The user's key fact named as it was in parley_meta (now in user_keys)."""
+    assert engine.db is not None and key == META_ROTATION
     async with engine.db.read() as s:
-        return await s.scalar(select(m.Meta.value).where(m.Meta.key == key))
+        return await s.scalar(select(m.UserKey.rotation)
+                              .where(m.UserKey.user_id == engine.user_id))
 
 
 async def test_rotation_re_encrypts_everything_and_retires_the_old_key(
@@ -211,7 +225,9 @@ async def test_a_prepared_rotation_whose_key_never_reached_the_file_starts_over(
     lost = Rotation(new_check=Fernet(Fernet.generate_key()).encrypt(b"x").decode(),
                     phase="prepare", total=3, started_at="2025-01-01T00:00:00+00:00")
     async with engine.db.write() as s:  # type: ignore[union-attr]
-        s.add(m.Meta(key=META_ROTATION, value=lost.dump()))
+        row = await s.get(m.UserKey, engine.user_id)
+        assert row is not None
+        row.rotation = lost.dump()
     await engine.close()
     async with Engine(settings) as reopened:  # the old key still opens it
         assert await _decrypted(reopened) == expected
@@ -259,14 +275,14 @@ class _Lock:
     async def state(self) -> dict | None:
         if self.backend == "sqlite":
             conn = self.sqlite or sqlean.connect(make_url(self.url).database, timeout=30)
-            row = conn.execute("SELECT value FROM parley_meta WHERE key = ?",
-                               (META_ROTATION,)).fetchone()
+            row = conn.execute("SELECT rotation FROM user_keys WHERE rotation IS NOT NULL"
+                               ).fetchone()
             if self.sqlite is None:
                 conn.close()
         else:
             assert self.pg is not None
-            row = await self.pg.fetchrow("SELECT value FROM parley_meta WHERE key = $1",
-                                         META_ROTATION)
+            row = await self.pg.fetchrow(
+                "SELECT rotation FROM user_keys WHERE rotation IS NOT NULL")
         return json.loads(row[0]) if row else None
 
     async def open(self) -> None:
@@ -291,8 +307,7 @@ class _Lock:
         else:
             assert self.pg is not None
             await self.pg.execute("BEGIN")
-            await self.pg.execute("SELECT value FROM parley_meta WHERE key = $1 FOR UPDATE",
-                                  META_ROTATION)
+            await self.pg.execute("SELECT rotation FROM user_keys FOR UPDATE")
 
     async def release(self) -> None:
         if self.sqlite is not None:

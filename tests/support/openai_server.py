@@ -31,6 +31,20 @@ Behaviours: ``reply`` (a string, or a callable given the request JSON), ``usage`
 500 by default, then it recovers), ``hangup_after`` (close the socket after N content chunks,
 without ``[DONE]``), ``never_answer`` (read the request, send nothing).
 
+Tool calls: ``tool_calls`` (a list of calls, or a callable given the request JSON that
+returns one; empty or None: answer with text as usual) makes a streamed response carry
+those calls instead of the reply. A call is ``{"name", "arguments", "id"?}`` (arguments a
+dict, or a string sent verbatim, e.g. invalid JSON). ``tool_style`` says how they stream:
+``openai`` (id and name once, arguments in fragments, ``finish_reason: tool_calls``),
+``ollama`` (each call whole in one chunk, index 0 for all, a separate finish chunk),
+``llamacpp`` (fragments, two calls interleaved by index) or ``quirks`` (a text preamble,
+the full name re-sent on every fragment, no ids, ``finish_reason: stop``).
+``tool_preamble`` is text streamed before the calls. ``no_stream_tools`` answers a streamed
+request with tools HTTP 500 "Cannot use tools with stream" (llama.cpp's server before it
+streamed tool calls); unstreamed requests get the calls in ``message.tool_calls``.
+``calls_script(rounds)`` builds a callable that answers round N of a turn (counted by the
+assistant messages after the last user message) with ``rounds[N]``.
+
 Every request is recorded (``RecordedRequest``: method, path, lower-cased headers, JSON,
 status, and ``disconnected`` when the client left before the response was complete);
 ``wait_for(predicate)`` waits for the server thread to catch up.
@@ -110,6 +124,8 @@ class OpenAITestServer:
                  api_key: str | None = None, context_limit: int | None = None,
                  fail_next: int = 0, fail_status: int = 500, hangup_after: int | None = None,
                  never_answer: bool = False, embedding_dim: int = 32,
+                 tool_calls: Any = None, tool_style: str = "openai",
+                 tool_preamble: str = "", no_stream_tools: bool = False,
                  host: str = "127.0.0.1", port: int = 0) -> None:
         self.reply = reply
         self.models = list(models)
@@ -125,6 +141,10 @@ class OpenAITestServer:
         self.hangup_after = hangup_after
         self.never_answer = never_answer
         self.embedding_dim = embedding_dim
+        self.tool_calls = tool_calls
+        self.tool_style = tool_style
+        self.tool_preamble = tool_preamble
+        self.no_stream_tools = no_stream_tools
         self.host, self.port = host, port
         self.requests: list[RecordedRequest] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -287,21 +307,38 @@ class OpenAITestServer:
                 f"This model's maximum context length is {self.context_limit} tokens. "
                 f"However, your messages resulted in {prompt} tokens.",
                 "invalid_request_error", "context_length_exceeded"))
-        text = self.reply(request) if callable(self.reply) else self.reply
-        usage = self.usage or (prompt, len(text.split()))
+        if self.no_stream_tools and request.get("tools") and request.get("stream"):
+            return await self._send(writer, record, 500, _error(
+                "Cannot use tools with stream", "server_error", None))
+        calls = self.tool_calls(request) if callable(self.tool_calls) else self.tool_calls
+        if calls:
+            text = self.tool_preamble
+        else:
+            calls = None
+            text = self.reply(request) if callable(self.reply) else self.reply
+        usage = self.usage or (prompt, len(text.split()) + 10 * len(calls or ()))
         usage_json = {"prompt_tokens": usage[0], "completion_tokens": usage[1],
                       "total_tokens": usage[0] + usage[1]}
         if not request.get("stream"):
+            message: dict[str, Any] = {"role": "assistant", "content": text}
+            if calls:
+                message["content"] = text or None
+                message["tool_calls"] = [
+                    {"id": str(c.get("id") or f"call_{i}"), "type": "function",
+                     "function": {"name": c["name"], "arguments": _arguments(c)}}
+                    for i, c in enumerate(calls)]
             return await self._send(writer, record, 200, {
                 "id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                             "finish_reason": self.finish_reason}], "usage": usage_json})
-        await self._stream(request, text, usage_json, record, reader, writer)
+                "choices": [{"index": 0, "message": message,
+                             "finish_reason": "tool_calls" if calls else self.finish_reason}],
+                "usage": usage_json})
+        await self._stream(request, text, usage_json, record, reader, writer, calls)
         return False
 
     async def _stream(self, request: dict[str, Any], text: str, usage: dict[str, int],
                       record: RecordedRequest, reader: asyncio.StreamReader,
-                      writer: asyncio.StreamWriter) -> None:
+                      writer: asyncio.StreamWriter, calls: list[dict[str, Any]] | None = None,
+                      ) -> None:
         # A streamed response closes its connection afterwards, so a pending read on the
         # socket can only mean one thing: the client went away.
         watcher = asyncio.ensure_future(reader.read(1))
@@ -322,7 +359,11 @@ class OpenAITestServer:
         events = [chunk({"role": "assistant", "content": ""})]
         events += [chunk({"content": piece}) for piece in pieces]
         last_usage = {"usage": usage} if include_usage and self.usage_in_last_chunk else {}
-        events.append(chunk({}, self.finish_reason, **last_usage))
+        finish = self.finish_reason
+        if calls:
+            deltas, finish = tool_call_deltas(calls, self.tool_style)
+            events += [chunk(delta) for delta in deltas]
+        events.append(chunk({}, finish, **last_usage))
         if include_usage and not self.usage_in_last_chunk:
             events.append(f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n"
                           .encode())
@@ -365,6 +406,67 @@ class OpenAITestServer:
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
 
+def _arguments(call: dict[str, Any]) -> str:
+    arguments = call.get("arguments", {})
+    return arguments if isinstance(arguments, str) else json.dumps(arguments)
+
+
+def _fragments(text: str, size: int = 5) -> list[str]:
+    return [text[i:i + size] for i in range(0, len(text), size)] or [""]
+
+
+def tool_call_deltas(calls: list[dict[str, Any]], style: str) -> tuple[list[dict[str, Any]], str]:
+    """The deltas that stream ``calls`` in ``style`` (see the module docstring), and the
+    finish reason that style ends with."""
+    ids = [str(call.get("id") or f"call_{i}") for i, call in enumerate(calls)]
+    if style == "ollama":
+        return [{"tool_calls": [{"index": 0, "id": ids[i], "type": "function", "function": {
+            "name": call["name"], "arguments": _arguments(call)}}]}
+            for i, call in enumerate(calls)], "tool_calls"
+    if style == "quirks":
+        deltas = []
+        for i, call in enumerate(calls):
+            for n, piece in enumerate(_fragments(_arguments(call))):
+                entry: dict[str, Any] = {"index": i, "function": {"name": call["name"],
+                                                                  "arguments": piece}}
+                if n == 0:
+                    entry["id"] = ""  # an empty id: the client must make one up
+                deltas.append({"tool_calls": [entry]})
+        return deltas, "stop"
+    firsts = [{"tool_calls": [{"index": i, "id": ids[i], "type": "function",
+                               "function": {"name": call["name"], "arguments": ""}}]}
+              for i, call in enumerate(calls)]
+    pieces = [[{"tool_calls": [{"index": i, "function": {"arguments": piece}}]}
+               for piece in _fragments(_arguments(call))] for i, call in enumerate(calls)]
+    if style == "llamacpp":  # every call opened, then their fragments interleaved
+        deltas = list(firsts)
+        longest = max(len(p) for p in pieces)
+        for n in range(longest):
+            deltas += [p[n] for p in pieces if n < len(p)]
+        return deltas, "tool_calls"
+    deltas = []
+    for first, rest in zip(firsts, pieces, strict=True):
+        deltas += [first, *rest]
+    return deltas, "tool_calls"
+
+
+def tool_round(request: dict[str, Any]) -> int:
+    """Which round of a turn a request is: 0, plus one per ``tool`` message after the last
+    user message."""
+    messages = request.get("messages") or []
+    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+    return sum(1 for m in messages[last_user + 1:] if m.get("role") == "assistant")
+
+
+def calls_script(rounds: list[list[dict[str, Any]]]) -> Callable[[dict[str, Any]], Any]:
+    """A ``tool_calls`` callable answering round N of a turn with ``rounds[N]`` (text once
+    the rounds run out)."""
+    def script(request: dict[str, Any]) -> Any:
+        n = tool_round(request)
+        return rounds[n] if n < len(rounds) else None
+    return script
+
+
 @pytest.fixture
 def openai_server() -> Iterator[OpenAITestServer]:
     """A running ``OpenAITestServer`` with default behaviour; change its attributes freely."""
@@ -383,13 +485,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--api-key")
     parser.add_argument("--chunk-size", type=int, default=4)
     parser.add_argument("--chunk-delay", type=float, default=0.0)
+    parser.add_argument("--tool-rounds", metavar="JSON",
+                        help="tool calls per round of a turn: a JSON list of lists of calls")
+    parser.add_argument("--tool-style", default="openai")
     args = parser.parse_args(argv)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     server = OpenAITestServer(reply=args.reply, models=args.model or DEFAULT_MODELS,
                               api_key=args.api_key, chunk_size=args.chunk_size,
-                              chunk_delay=args.chunk_delay, host=args.host, port=args.port)
+                              chunk_delay=args.chunk_delay, host=args.host, port=args.port,
+                              tool_calls=calls_script(json.loads(args.tool_rounds))
+                              if args.tool_rounds else None, tool_style=args.tool_style)
     with server:
         if args.port_file:
             args.port_file.write_text(str(server.port))

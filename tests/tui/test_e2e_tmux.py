@@ -33,13 +33,17 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str,
     raise AssertionError(f"timed out waiting for {what}; the screen was:\n{screen()}")
 
 
+TOOL_ROUNDS = '[[{"name": "parley__search", "arguments": {"query": "capital of France"}}]]'
+
+
 @pytest.fixture
-def model_server(tmp_path: Path) -> Iterator[int]:
+def model_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[int]:
     """``tests.support.openai_server`` as a separate process; yields its port."""
     port_file = tmp_path / "port"
+    extra = list(getattr(request, "param", ()))
     process = subprocess.Popen(
         [sys.executable, "-m", "tests.support.openai_server", "--port", "0", "--port-file",
-         str(port_file), "--reply", REPLY, "--chunk-delay", "0.01"],
+         str(port_file), "--reply", REPLY, "--chunk-delay", "0.01", *extra],
         cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: port_file.exists() and port_file.read_text().strip() != "", 20,
@@ -48,6 +52,64 @@ def model_server(tmp_path: Path) -> Iterator[int]:
     finally:
         process.terminate()
         process.wait(10)
+
+
+def _config(tmp_path: Path, parley_home: Path, port: int, extra: str = "") -> Path:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"database:\n  url: sqlite:///{parley_home / 'parley.db'}\n"
+        f"providers:\n  test:\n    base_url: http://127.0.0.1:{port}/v1\n"
+        "chat:\n  provider: test\n  model: test-model\n"
+        "embedding:\n  provider: test\n  model: test-embedding\n" + extra)
+    return config
+
+
+@pytest.mark.parametrize("model_server", [("--tool-rounds", TOOL_ROUNDS)], indirect=True)
+def test_approve_a_tool_call_in_the_real_terminal_app(tmp_path: Path, parley_home: Path,
+                                                      model_server: int) -> None:
+    tmux = shutil.which("tmux")
+    assert tmux, "tmux is needed for the end-to-end test"
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "paris.md").write_text(PARIS)
+    config = _config(tmp_path, parley_home, model_server,
+                     "tools:\n  enabled: true\n  allow: []\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
+    env.update(PARLEY_HOME=str(parley_home), PARLEY_CONFIG=str(config), TERM="xterm-256color",
+               COLUMNS="120", LINES="40")
+    ingest = subprocess.run([str(PARLEY), "ingest", str(docs)], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert ingest.returncode == 0, ingest.stderr
+    socket = f"parley-e2e-{uuid.uuid4().hex[:8]}"
+    status = tmp_path / "exit-status"
+    base = [tmux, "-L", socket]
+
+    def screen() -> str:
+        return subprocess.run([*base, "capture-pane", "-p", "-t", "e2e"], capture_output=True,
+                              text=True).stdout
+
+    try:
+        subprocess.run([*base, "new-session", "-d", "-x", "120", "-y", "40", "-s", "e2e", "sh",
+                        "-c", f"{shlex.quote(str(PARLEY))}; echo $? > "
+                        f"{shlex.quote(str(status))}"], env=env, check=True)
+        subprocess.run([*base, "resize-window", "-t", "e2e", "-x", "120", "-y", "40"],
+                       capture_output=True)
+        wait_for(lambda: "Ask a question" in screen() and "tools: on" in screen(), 60,
+                 "the app to open its database", screen)
+        subprocess.run([*base, "send-keys", "-t", "e2e", "What is the capital of France?",
+                        "Enter"], check=True)
+        wait_for(lambda: "Run parley.search?" in screen(), 30, "the approval card", screen)
+        assert "capital of France" in screen()  # the arguments, in full
+        subprocess.run([*base, "send-keys", "-t", "e2e", "y"], check=True)
+        wait_for(lambda: "✓ parley.search" in screen() and "1 source" in screen(), 30,
+                 "the tool line and the answer", screen)
+        assert "Paris is the capital of France [1]." in screen()
+        assert "tools: 1" in screen()
+        subprocess.run([*base, "send-keys", "-t", "e2e", "C-q"], check=True)
+        wait_for(status.exists, 20, "the app to quit", screen)
+        assert status.read_text().strip() == "0"
+    finally:
+        subprocess.run([*base, "kill-server"], capture_output=True)
 
 
 def test_ask_a_question_in_the_real_terminal_app(tmp_path: Path, parley_home: Path,

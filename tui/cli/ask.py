@@ -2,8 +2,10 @@
 
 Plain output streams the answer to stdout as it arrives, then the cited sources, one line
 each (``[1] notes/a.pdf p.3 L10-20``). ``--json`` prints one document at the end;
-``--stream-json`` prints one JSON event per line as it happens (``delta``, ``sources``,
-``usage``, ``done``). Warnings (a budget about to be passed, a marker that names no
+``--stream-json`` prints one JSON event per line as it happens (``delta``, ``tool_call``,
+``tool_result``, ``sources``, ``usage``, ``done``). With tools on, each tool call gets one
+line on stderr (``tool parley.search {...} → ok, 1.2 kB in 140 ms``) and ``--json`` lists
+them under ``tool_runs``. Warnings (a budget about to be passed, a marker that names no
 source) go to stderr. A failed call prints what arrived, then the error and its hint, and
 exits 1; the question and the partial answer are stored either way.
 """
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from tui.cli import tools as tools_cli
 from tui.cli.common import info, json_option, open_engine, print_json, run
 
 if TYPE_CHECKING:
@@ -33,11 +36,13 @@ def citation_json(citation: Citation) -> dict[str, Any]:
     return {name: getattr(citation, name) for name in CITATION_FIELDS}
 
 
-def answer_json(answer: str, sources: Sources | None, done: Done) -> dict[str, Any]:
+def answer_json(answer: str, sources: Sources | None, done: Done,
+                tool_runs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The one ``--json`` document of a turn."""
     return {"session_id": done.session_id, "message_id": done.message_id,
             "status": done.status, "model": done.model, "answer": answer,
             "citations": [citation_json(c) for c in (sources.citations if sources else ())],
+            "tool_runs": tool_runs or [],
             "usage": {name: getattr(done.usage, name) for name in USAGE_FIELDS}}
 
 
@@ -68,12 +73,36 @@ class _Output:
         self.parts: list[str] = []
         self.sources: Sources | None = None
         self.done: Done | None = None
+        self.tool_runs: list[dict[str, Any]] = []
 
     def event(self, event: object) -> None:
-        from engine.types import BudgetWarning, Delta, Done, Sources
+        from engine.types import (
+            BudgetWarning,
+            Delta,
+            Done,
+            Sources,
+            ToolCallFinished,
+            ToolCallStarted,
+            ToolNotice,
+        )
 
         if isinstance(event, BudgetWarning):
             info(f"parley: warning: {event.message}")
+        elif isinstance(event, ToolNotice):
+            info(f"parley: warning: {event.message}")
+        elif isinstance(event, ToolCallStarted):
+            if self.mode == "stream-json":
+                _line(tools_cli.started_json(event))
+        elif isinstance(event, ToolCallFinished):
+            self.tool_runs.append(tools_cli.finished_json(event))
+            if self.mode == "stream-json":
+                _line({"type": "tool_result", **tools_cli.finished_json(event)})
+            else:
+                self.end_line()
+                info(tools_cli.finished_line(event))
+            if event.decision == "no_terminal":
+                info(f"parley: warning: {event.server}.{event.tool} needs approval and there "
+                     "is no terminal to ask on; allow it with tools.allow or --approve auto")
         elif isinstance(event, Delta):
             self.parts.append(event.text)
             if self.mode == "stream-json":
@@ -106,7 +135,8 @@ class _Output:
         from engine.chat.citations import location
 
         if self.mode == "json" and self.done is not None:
-            print_json(answer_json("".join(self.parts), self.sources, self.done))
+            print_json(answer_json("".join(self.parts), self.sources, self.done,
+                                   self.tool_runs))
         elif self.mode == "plain":
             self.end_line()
             if self.sources is not None and self.sources.citations:
@@ -138,14 +168,21 @@ class _Output:
                    "another branch.")
 @click.option("--edit", is_flag=True,
               help="QUESTION replaces the session's last question, as a new branch.")
+@click.option("--tools/--no-tools", "use_tools", default=None,
+              help="Let the model call tools for this question (default: tools.enabled).")
+@click.option("--approve", type=click.Choice(["ask", "auto", "never"]),
+              help="Tools not in tools.allow: ask on the terminal, run (auto) or refuse "
+                   "(never). Default: tools.approval.")
 @click.option("--stream-json", is_flag=True,
-              help="Print one JSON event per line: delta, sources, usage, done.")
+              help="Print one JSON event per line: delta, tool_call, tool_result, sources, "
+                   "usage, done.")
 @json_option
 @run
 async def ask(question: tuple[str, ...], new: bool, session_id: int | None,
               collections: tuple[str, ...], no_rag: bool, model: str | None,
               provider: str | None, system_prompt: str | None, regenerate: bool, edit: bool,
-              stream_json: bool, as_json: bool) -> None:
+              use_tools: bool | None, approve: str | None, stream_json: bool,
+              as_json: bool) -> None:
     """Ask QUESTION (or read it from stdin) and stream a cited answer.
 
     --regenerate and --edit work on the last question of --session ID (default: the
@@ -163,15 +200,18 @@ async def ask(question: tuple[str, ...], new: bool, session_id: int | None,
     failure: ParleyError | None = None
     async with open_engine() as engine:
         rag = False if no_rag else None
+        tooling = {"tools": use_tools, "approval": approve,
+                   "approver": tools_cli.terminal_approver()}
         if regenerate or edit:
-            turn = (engine.chat.regenerate(session_id, model=model, provider=provider, rag=rag)
+            turn = (engine.chat.regenerate(session_id, model=model, provider=provider, rag=rag,
+                                           **tooling)
                     if regenerate else
                     engine.chat.edit_last(session_id, text, model=model, provider=provider,
-                                          rag=rag))
+                                          rag=rag, **tooling))
         else:
             turn = engine.chat.ask(text, session_id=session_id, new=new,
                                    collections=collections or None, rag=rag, model=model,
-                                   provider=provider, system_prompt=system_prompt)
+                                   provider=provider, system_prompt=system_prompt, **tooling)
         try:
             # aclosing: a closed pipe on stdout still stores what arrived, at once
             async with contextlib.aclosing(turn) as events:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from tui.cli.common import info, json_option, open_engine, print_json, run
+from tui.cli.common import info, json_option, open_engine, print_json, run, to_jsonable
 
 
 @click.group("db")
@@ -19,12 +19,14 @@ async def current(as_json: bool) -> None:
     """Show the applied and expected schema revision."""
     async with open_engine(migrate=False) as engine:
         state = await engine.schema_status()
+        keyword = await engine.keyword_search()
     if as_json:
-        print_json(state)
+        print_json({**to_jsonable(state), "keyword_search": keyword})
         return
     click.echo(f"backend:  {state.backend}\nurl:      {state.url}\n"
                f"current:  {state.current or '(empty)'}\nhead:     {state.head}\n"
-               f"status:   {'up to date' if state.up_to_date else 'needs: parley db upgrade'}")
+               f"status:   {'up to date' if state.up_to_date else 'needs: parley db upgrade'}\n"
+               f"keyword:  {keyword.detail}")
 
 
 @db_group.command("upgrade")
@@ -36,10 +38,13 @@ async def upgrade(revision: str, as_json: bool) -> None:
     async with open_engine(migrate=False) as engine:
         before = await engine.schema_status()
         state = await engine.upgrade(revision)
+        keyword = await engine.keyword_search()
     if as_json:
-        print_json({"from": before.current, "to": state.current, "backend": state.backend})
+        print_json({"from": before.current, "to": state.current, "backend": state.backend,
+                    "keyword_search": keyword})
     else:
         info(f"schema {before.current or '(empty)'} -> {state.current} on {state.url}")
+        info(f"keyword search: {keyword.detail}")
 
 
 @db_group.command("downgrade")

@@ -105,10 +105,17 @@ async def ingest(paths: tuple[str, ...], collection: str | None, tags: tuple[str
             events = engine.library.ingest(list(paths), collection=collection, tags=tags,
                                            include=include, exclude=exclude, prune=prune,
                                            hidden=hidden, force=force)
+            waiting = False
             async for event in events:
                 if isinstance(event, IngestResult):
                     result = event
+                elif event.outcome == "reconnecting":
+                    info(f"parley: {event.error}")
+                    waiting = True
                 else:
+                    if waiting:
+                        info("parley: the database is back; going on")
+                        waiting = False
                     bar.update(event.done, event.total, event.path)
     finally:
         bar.close()
@@ -251,8 +258,9 @@ async def collections_list(as_json: bool) -> None:
     if not items:
         info("no collections yet (parley ingest PATH creates one)")
     for c in items:
+        shared = "" if c.owner is None else f"\tshared by {c.owner} ({c.access})"
         click.echo(f"{c.name}\t{c.document_count} documents\t{c.chunk_count} chunks\t"
-                   f"{c.embedder} ({c.dimension})")
+                   f"{c.embedder} ({c.dimension}){shared}")
 
 
 @collections_group.command("create")

@@ -17,7 +17,20 @@ from tui.cli.common import AppContext
 VERSION = "0.1.0"
 
 
-@click.group(invoke_without_command=True,
+class _Commands(click.Group):
+    """A group whose subcommands are imported on first use: plain ``parley`` (the terminal
+    UI) never pays for the modules of the other commands before its first paint."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        _register()
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        _register()
+        return super().list_commands(ctx)
+
+
+@click.group(cls=_Commands, invoke_without_command=True,
              context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar=None,
               help="Config file (default: $PARLEY_CONFIG, then the user config dir).")
@@ -45,15 +58,20 @@ def cli(ctx: click.Context, config_path: str | None, db_url: str | None,
         start_tui(ctx.obj)
 
 
-def _register() -> None:
-    from tui.cli import ask, config, db, ingest, key, search, sessions, usage, watch
+_registered = False
 
-    for module in (db, config, search, sessions, key, ingest, ask, usage, watch):
+
+def _register() -> None:
+    global _registered
+    if _registered:
+        return
+    _registered = True
+    from tui.cli import (ask, config, db, ingest, key, search, sessions, team, tools, usage,
+                         watch)
+
+    for module in (db, config, search, sessions, key, ingest, ask, usage, team, tools, watch):
         for command in module.COMMANDS:
             cli.add_command(command)
-
-
-_register()
 
 
 def main() -> None:

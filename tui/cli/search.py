@@ -29,7 +29,10 @@ EXPLAIN_FIELDS = ("keyword_rank", "vector_rank", "collection")
 def hit_json(hit: SearchHit, explain: bool) -> dict[str, Any]:
     """A hit as the JSON output documents it (explain adds the two ranks and the collection)."""
     fields = HIT_FIELDS + (EXPLAIN_FIELDS if explain else ())
-    return {name: getattr(hit, name) for name in fields}
+    out = {name: getattr(hit, name) for name in fields}
+    if hit.owner is not None:  # a collection shared with you: whose document this is
+        out["owner"] = hit.owner
+    return out
 
 
 def _dumps(value: Any) -> str:
@@ -42,7 +45,7 @@ def _snippet(text: str, width: int = 160) -> str:
 
 
 def _location(hit: SearchHit) -> str:
-    where = hit.path
+    where = hit.path if hit.owner is None else f"{hit.owner}:{hit.path}"
     if hit.line_start is not None:
         where += f":{hit.line_start}"
         if hit.line_end is not None and hit.line_end != hit.line_start:

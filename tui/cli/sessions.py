@@ -98,13 +98,16 @@ def _unreadable(detail: SessionDetail) -> list[str]:
 @json_option
 @run
 async def show(session_id: int, all_branches: bool, as_json: bool) -> None:
-    """Show a session: every message with its role, status, time and citations.
+    """Show a session: every message with its role, status, time and citations (and an
+    answer's tool calls; 'parley tools runs --session ID' has their results).
 
     A value that cannot be decrypted is shown as unreadable, the rest of the session
     still prints, and the command exits with 1.
     """
     async with open_engine() as engine:
         detail = await engine.sessions.get(session_id, all_branches=all_branches)
+        answers = [m.id for m in detail.messages if m.role == "assistant"]
+        runs = await engine.tools.runs_of(answers) if answers and not as_json else {}
     if as_json:
         print_json(detail)
     else:
@@ -115,6 +118,9 @@ async def show(session_id: int, all_branches: bool, as_json: bool) -> None:
             click.echo(f"system prompt: {s.system_prompt}\n")
         for msg in detail.messages:
             _print_message(msg)
+            for run in runs.get(msg.id, ()):  # the tool calls of an answer
+                click.echo(f"    tool {run.server}.{run.tool} {run.arguments[:60]} → "
+                           f"{run.status} ({run.decision})")
     bad = _unreadable(detail)
     if bad:
         fail(f"{', '.join(bad)} of session {session_id} cannot be decrypted (corrupted, or "

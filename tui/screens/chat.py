@@ -34,15 +34,16 @@ class ChatScreen(ChatTurns):
     AUTO_FOCUS = "#prompt"
 
     BINDINGS = [
-        Binding("ctrl+n", "new_session", "New chat"),
-        Binding("escape", "escape", "Stop / back", show=False),
-        Binding("ctrl+r", "regenerate", "Regenerate"),
-        Binding("ctrl+l", "edit_last", "Edit last"),
-        Binding("ctrl+o", "open_source", "Open source", show=False),
-        Binding("ctrl+s", "toggle_sources", "Sources"),
-        Binding("ctrl+b", "toggle_sidebar", "Sidebar"),
-        Binding("ctrl+f", "find_session", "Find session", show=False),
-        Binding("ctrl+t", "focus_transcript", "Messages", show=False),
+        Binding("ctrl+n", "new_session", "New chat", id="chat.new_session"),
+        Binding("escape", "escape", "Stop / back", show=False, id="chat.stop"),
+        Binding("ctrl+r", "regenerate", "Regenerate", id="chat.regenerate"),
+        Binding("ctrl+l", "edit_last", "Edit last", id="chat.edit_last"),
+        Binding("ctrl+o", "open_source", "Open source", show=False, id="chat.open_source"),
+        Binding("ctrl+s", "toggle_sources", "Sources", id="chat.toggle_sources"),
+        Binding("ctrl+b", "toggle_sidebar", "Sidebar", id="chat.toggle_sidebar"),
+        Binding("ctrl+f", "find_session", "Find session", show=False, id="chat.find_session"),
+        Binding("ctrl+t", "focus_transcript", "Messages", show=False,
+                id="chat.focus_transcript"),
     ]
 
     def __init__(self) -> None:

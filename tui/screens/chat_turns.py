@@ -1,7 +1,8 @@
 """Turns on the chat screen: ask, regenerate, edit the last question, stop, show sources.
 
 One worker (group ``turn``) streams an answer into the transcript. Escape cancels it; the
-engine keeps what arrived (status ``interrupted``). A failed call shows its error and puts
+engine keeps what arrived (status ``interrupted``; a running tool call ``cancelled``); tool
+calls show as lines and the approval card (``chat_tools``). A failed call shows its error and puts
 the question back in the prompt, so nothing typed is lost.
 """
 
@@ -9,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from textual import on
 from textual.reactive import reactive
 from textual.widgets import Static
 
-from engine.types import BudgetWarning, Citation, Delta, Done, Sources
+from tui.keys import key_hint
 from tui.screens.base import ParleyScreen, engine_task
 from tui.widgets.message import Answer, MessageView
 from tui.widgets.prompt import PromptInput
@@ -25,9 +25,11 @@ from tui.widgets.transcript import Transcript
 
 if TYPE_CHECKING:
     from engine import Engine
+    from engine.types import Citation, Done
     from tui.widgets.sessions import Sidebar
+    from tui.widgets.tool_line import ToolLine
 
-EDIT_NOTE = "Editing your last question: Enter asks it again as a new branch, Esc cancels."
+EDIT_NOTE = "Editing your last question: {send} asks it again as a new branch, {stop} cancels."
 
 
 class ChatTurns(ParleyScreen):
@@ -49,7 +51,8 @@ class ChatTurns(ParleyScreen):
     @on(PromptInput.Submitted)
     def _submitted(self, event: PromptInput.Submitted) -> None:
         if self.streaming:
-            self.notify("Still answering: press Esc to stop first", severity="warning")
+            self.notify(f"Still answering: press {key_hint(self.app, 'chat.stop', 'escape')} to "
+                        "stop first", severity="warning")
             return
         self.prompt.remember(event.text)
         self.prompt.clear()
@@ -74,7 +77,8 @@ class ChatTurns(ParleyScreen):
         self.prompt.restore(last.content)
         self.prompt.add_class("-editing")
         note = self.query_one("#prompt-note", Static)
-        note.update(EDIT_NOTE)
+        note.update(EDIT_NOTE.format(send=key_hint(self.app, "prompt.submit", "enter"),
+                                     stop=key_hint(self.app, "chat.stop", "escape")))
         note.display = True
         self.prompt.focus()
 
@@ -99,18 +103,6 @@ class ChatTurns(ParleyScreen):
         self.refresh_bindings()
         self.parley.set_note("answering…" if streaming else "")
 
-    def _events(self, engine: Engine, kind: str, text: str) -> AsyncIterator[Any]:
-        chat = engine.chat
-        if kind == "regenerate":
-            assert self.session_id is not None
-            return chat.regenerate(self.session_id)
-        if kind == "edit":
-            assert self.session_id is not None
-            return chat.edit_last(self.session_id, text)
-        if self.session_id is None:
-            return chat.ask(text, new=True)
-        return chat.ask(text, session_id=self.session_id)
-
     async def _prepare(self, kind: str, text: str) -> MessageView:
         transcript = self.transcript
         if kind in ("regenerate", "edit"):
@@ -130,17 +122,23 @@ class ChatTurns(ParleyScreen):
     @engine_task("turn")
     async def run_turn(self, kind: str, text: str) -> None:
         """Stream one answer (``kind``: ask, regenerate or edit)."""
+        # here, not at the top: the engine's types are not needed for the first paint
+        from engine.types import BudgetWarning, Delta, Done, Sources
+
         self.streaming = True
         shown = self.shown
         view: MessageView | None = None
         answer = Answer(model=self.parley.status.model or None)
         done: Done | None = None
+        lines: dict[str, ToolLine] = {}
         try:
             view = await self._prepare(kind, text)
             engine = await self.engine()
             stream = view.stream()
             try:
-                async with contextlib.aclosing(self._events(engine, kind, text)) as events:
+                from tui.screens.chat_tools import turn_events
+
+                async with contextlib.aclosing(turn_events(self, engine, kind, text)) as events:
                     async for event in events:
                         if isinstance(event, Delta):
                             await stream.write(event.text)
@@ -152,8 +150,13 @@ class ChatTurns(ParleyScreen):
                         elif isinstance(event, BudgetWarning):
                             self.notify(event.message, title="Budget", severity="warning",
                                         timeout=10)
+                        else:  # tool calls and notices
+                            from tui.screens.chat_tools import tool_event
+                            await tool_event(self, event, stream, lines)
             finally:
                 await stream.stop()
+                from tui.screens.chat_tools import end_tool_lines
+                end_tool_lines(self, lines)
         except asyncio.CancelledError:
             answer.status = "interrupted"
             raise
@@ -254,7 +257,8 @@ class ChatTurns(ParleyScreen):
     @on(Transcript.BranchRequested)
     def _branch_requested(self, event: Transcript.BranchRequested) -> None:
         if self.streaming:
-            self.notify("Still answering: press Esc to stop first", severity="warning")
+            self.notify(f"Still answering: press {key_hint(self.app, 'chat.stop', 'escape')} to "
+                        "stop first", severity="warning")
             return
         if self.session_id is not None:
             self.switch_branch(self.session_id, event.message_id)
@@ -274,7 +278,8 @@ class ChatTurns(ParleyScreen):
         self.session_id = session_id
         self.end_edit()
         messages = detail.messages
-        await self.transcript.show(messages)
+        await self.transcript.show(messages, await engine.tools.runs_of(
+            [m.id for m in messages if m.role == "assistant"]))
         self.prompt.set_history(m.content for m in messages if m.role == "user")
         last = next((m for m in reversed(messages) if m.role == "assistant"), None)
         self.show_sources(Answer(citations=last.citations) if last else None)

@@ -22,8 +22,8 @@ class ErrorDialog(ModalScreen[None]):
     """
 
     BINDINGS = [
-        Binding("escape,enter", "dismiss", "Close"),
-        Binding("c", "copy", "Copy details"),
+        Binding("escape,enter", "dismiss", "Close", id="error.close"),
+        Binding("c", "copy", "Copy details", id="error.copy"),
     ]
 
     def __init__(self, title: str, message: str, details: str = "") -> None:
@@ -65,8 +65,8 @@ class ConfirmDialog(ModalScreen[bool]):
     """Ask before doing something that cannot be undone. Dismissed with True or False."""
 
     BINDINGS = [
-        Binding("escape,n", "answer(False)", "Cancel"),
-        Binding("y", "answer(True)", "Confirm"),
+        Binding("escape,n", "answer(False)", "Cancel", id="confirm.cancel"),
+        Binding("y", "answer(True)", "Confirm", id="confirm.confirm"),
     ]
 
     def __init__(self, title: str, message: str, *, confirm: str = "Delete") -> None:
@@ -97,7 +97,7 @@ class ConfirmDialog(ModalScreen[bool]):
 class TextDialog(ModalScreen[str | None]):
     """Ask for one line of text (a session title, a path). Dismissed with it, or None."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="text.cancel")]
 
     def __init__(self, title: str, value: str = "", *, placeholder: str = "",
                  action: str = "Save") -> None:

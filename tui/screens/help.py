@@ -1,12 +1,15 @@
 """The help screen: every key binding, generated from the bindings themselves.
 
-Nothing here is written by hand: each section lists the ``BINDINGS`` of a class, so a key
-added anywhere shows up here and a removed one disappears.
+Nothing here is written by hand: each section lists the ``BINDINGS`` of a class with the
+keys the keymap gives them (``ui.keys``, ``ui.enter_sends``), so a key added anywhere shows
+up here, a removed one disappears and a rebound one shows its new key.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
+from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -15,29 +18,13 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
-_KEY_NAMES = {"escape": "Esc", "delete": "Del", "up": "↑", "down": "↓", "left": "←",
-              "right": "→", "pageup": "PgUp", "pagedown": "PgDn", "enter": "Enter",
-              "home": "Home", "end": "End", "space": "Space", "tab": "Tab"}
+from tui.keys import effective_bindings, key_hint, key_label
 
-
-def key_label(key: str) -> str:
-    """``ctrl+n`` -> ``Ctrl+N``, ``escape`` -> ``Esc``, ``f1`` -> ``F1``."""
-    parts = key.split("+")
-    out = [p.capitalize() for p in parts[:-1]]
-    last = parts[-1]
-    if last in _KEY_NAMES:
-        out.append(_KEY_NAMES[last])
-    elif len(last) == 1:
-        out.append(last.upper() if out else last)
-    else:
-        out.append(last.upper() if last[0] == "f" and last[1:].isdigit() else last.capitalize())
-    return "+".join(out)
-
-
-def binding_rows(bindings: Iterable[BindingType]) -> list[tuple[str, str]]:
-    """(keys, description) per described binding; keys of one action are joined."""
+def binding_rows(bindings: Iterable[BindingType], app: Any = None) -> list[tuple[str, str]]:
+    """(keys, description) per described binding, with the keys ``app``'s keymap gives
+    them; keys of one action are joined."""
     rows: dict[str, list[str]] = {}
-    for binding in Binding.make_bindings(bindings):
+    for binding in effective_bindings(bindings, app):
         if not binding.description or binding.system:
             continue
         rows.setdefault(binding.description, []).append(key_label(binding.key))
@@ -51,8 +38,9 @@ def binding_rows(bindings: Iterable[BindingType]) -> list[tuple[str, str]]:
     return out
 
 
-def help_sections(app_class: type) -> list[tuple[str, list[tuple[str, str]]]]:
-    """(section title, rows) for the app and every screen and widget with keys."""
+def help_sections(app_class: type, app: Any = None) -> list[tuple[str, list[tuple[str, str]]]]:
+    """(section title, rows) for the app and every screen and widget with keys (with
+    ``app``'s effective keys when given)."""
     from tui.screens.chat import ChatScreen
     from tui.screens.dialogs import ConfirmDialog, ErrorDialog
     from tui.screens.library import LibraryScreen
@@ -64,34 +52,40 @@ def help_sections(app_class: type) -> list[tuple[str, list[tuple[str, str]]]]:
     from tui.widgets.transcript import Transcript
 
     sections: list[tuple[str, list[BindingType]]] = [
-        ("Everywhere", [*app_class.BINDINGS, Binding("ctrl+p", "", "Command palette")]),
+        ("Everywhere", [replace(b, description="Command palette")
+                        if isinstance(b, Binding) and b.id == "app.command_palette" else b
+                        for b in app_class.BINDINGS]),
         ("Chat", ChatScreen.BINDINGS),
         ("Prompt", PromptInput.BINDINGS),
-        ("Messages (Ctrl+T or Shift+Tab from the prompt)", Transcript.BINDINGS),
+        (f"Messages ({key_hint(app, 'chat.focus_transcript', 'ctrl+t')} or Shift+Tab from "
+         "the prompt)", Transcript.BINDINGS),
         ("Sessions sidebar", [*SessionList.BINDINGS, *Sidebar.BINDINGS]),
-        ("Sources panel (Ctrl+S)", [*SourceList.BINDINGS,
-                                    Binding("enter", "", "Open source")]),
+        (f"Sources panel ({key_hint(app, 'chat.toggle_sources', 'ctrl+s')})",
+         [*SourceList.BINDINGS, Binding("enter", "", "Open source")]),
         ("Search", [*SearchScreen.BINDINGS, *SearchResults.BINDINGS]),
         ("Library", LibraryScreen.BINDINGS),
         ("Usage", UsageScreen.BINDINGS),
         ("Dialogs", [*ConfirmDialog.BINDINGS, *ErrorDialog.BINDINGS]),
     ]
-    return [(title, rows) for title, bindings in sections if (rows := binding_rows(bindings))]
+    return [(title, rows) for title, bindings in sections
+            if (rows := binding_rows(bindings, app))]
 
 
 class HelpScreen(ModalScreen[None]):
     """Every key, by where it works."""
 
-    BINDINGS = [Binding("escape,f1,q", "dismiss", "Close help")]
+    BINDINGS = [Binding("escape,f1,q", "dismiss", "Close help", id="help.close")]
 
     def compose(self) -> ComposeResult:
         with Vertical(id="help-box"):
             yield Label("Keys", classes="dialog-title")
             with VerticalScroll(id="help-scroll"):
-                for title, rows in help_sections(type(self.app)):
+                for title, rows in help_sections(type(self.app), self.app):
                     yield Label(title, classes="help-section")
                     width = max(len(keys) for keys, _ in rows) + 3
                     lines = [Content.assemble((keys.ljust(width), "bold $text-accent"), text)
                              for keys, text in rows]
                     yield Static(Content("\n").join(lines), classes="help-rows")
-            yield Static("Esc closes. Ctrl+P opens the command palette.", classes="dialog-hint")
+            palette = key_hint(self.app, "app.command_palette", "ctrl+p")
+            yield Static(f"Esc closes. {palette} opens the command palette. Change keys with "
+                         "ui.keys.", classes="dialog-hint")

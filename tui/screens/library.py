@@ -62,12 +62,12 @@ class LibraryScreen(ParleyScreen):
     MODE = "library"
     AUTO_FOCUS = "#documents"
     BINDINGS = [
-        Binding("i", "focus_ingest", "Ingest a path"),
-        Binding("r", "reindex_document", "Re-index document"),
-        Binding("e", "reembed_collection", "Re-embed collection"),
-        Binding("d,delete", "remove_document", "Remove document"),
-        Binding("g", "refresh", "Refresh"),
-        Binding("escape", "stop_ingest", "Stop ingest", show=False),
+        Binding("i", "focus_ingest", "Ingest a path", id="library.ingest"),
+        Binding("r", "reindex_document", "Re-index document", id="library.reindex"),
+        Binding("e", "reembed_collection", "Re-embed collection", id="library.reembed"),
+        Binding("d,delete", "remove_document", "Remove document", id="library.remove"),
+        Binding("g", "refresh", "Refresh", id="library.refresh"),
+        Binding("escape", "stop_ingest", "Stop ingest", show=False, id="library.stop_ingest"),
     ]
 
     def __init__(self) -> None:
@@ -218,7 +218,10 @@ class LibraryScreen(ParleyScreen):
             events = engine.library.ingest(paths, collection=collection, force=force)
             async with contextlib.aclosing(events) as stream:
                 async for event in stream:
-                    if isinstance(event, IngestProgress):
+                    if isinstance(event, IngestProgress) and event.outcome == "reconnecting":
+                        self.notify(event.error or "waiting for the database", title="Database",
+                                    severity="warning", timeout=10)
+                    elif isinstance(event, IngestProgress):
                         if event.outcome == "error":
                             self.errors.append((event.path, event.error or "failed"))
                         panel.progress(event, self.errors)

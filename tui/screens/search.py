@@ -65,10 +65,10 @@ class SearchResults(OptionList):
     """The hits of the last search."""
 
     BINDINGS = [
-        Binding("space", "screen.toggle_mark", "Mark / unmark"),
-        Binding("a", "screen.ask_with_marked", "Ask about marked"),
-        Binding("o", "screen.open_hit", "Open source"),
-        Binding("y", "screen.copy_hit", "Copy passage"),
+        Binding("space", "screen.toggle_mark", "Mark / unmark", id="results.toggle_mark"),
+        Binding("a", "screen.ask_with_marked", "Ask about marked", id="results.ask"),
+        Binding("o", "screen.open_hit", "Open source", id="results.open"),
+        Binding("y", "screen.copy_hit", "Copy passage", id="results.copy"),
     ]
 
 
@@ -78,9 +78,9 @@ class SearchScreen(ParleyScreen):
     MODE = "search"
     AUTO_FOCUS = "#query"
     BINDINGS = [
-        Binding("ctrl+f", "focus_query", "Query"),
-        Binding("ctrl+g", "ask_with_marked", "Ask about marked"),
-        Binding("ctrl+r", "toggle_explain", "Explain ranks"),
+        Binding("ctrl+f", "focus_query", "Query", id="search.focus_query"),
+        Binding("ctrl+g", "ask_with_marked", "Ask about marked", id="search.ask"),
+        Binding("ctrl+r", "toggle_explain", "Explain ranks", id="search.toggle_explain"),
     ]
 
     def __init__(self) -> None:

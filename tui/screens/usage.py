@@ -65,9 +65,9 @@ class UsageScreen(ParleyScreen):
     MODE = "usage"
     AUTO_FOCUS = "#by-day"
     BINDINGS = [
-        Binding("p", "next_period", "Period"),
-        Binding("t", "toggle_metric", "Tokens / cost"),
-        Binding("g", "refresh", "Refresh"),
+        Binding("p", "next_period", "Period", id="usage.period"),
+        Binding("t", "toggle_metric", "Tokens / cost", id="usage.metric"),
+        Binding("g", "refresh", "Refresh", id="usage.refresh"),
     ]
 
     def __init__(self) -> None:

@@ -3,23 +3,30 @@
 Answers stream into the body through ``AnswerStream``: batched, and split into segments, so
 a long answer does not get slower as it grows. When the answer is complete its citation
 markers become links: ``[2]`` is clickable and selects source 2 in the sources panel.
+
+Textual's Markdown widget and markdown-it (with pygments for code) are imported when the
+first message is shown, not with this module: the empty chat screen paints without them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from markdown_it import MarkdownIt
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.content import Content
-from textual.widgets import Markdown
-from textual.widgets.markdown import MarkdownStream
 
-from engine.chat.citations import find_markers
-from engine.types import Citation
+if TYPE_CHECKING:
+    from textual.widget import Widget
+    from textual.widgets import Markdown
+    from textual.widgets.markdown import MarkdownStream
+
+    from engine.types import Citation
+    from tui.widgets.tool_line import ToolLine
 
 _NUMBER = re.compile(r"\d+")
 _FENCE_OPEN = re.compile(r"^(`{3,}|~{3,})")
@@ -32,6 +39,8 @@ def link_markers(text: str) -> str:
     ``[1, 3]`` becomes ``\\[[1](cite:1), [3](cite:3)\\]``: it reads the same, and each
     number can be clicked. Markers inside code are left alone (``items[0]``).
     """
+    from engine.chat.citations import find_markers
+
     starts = sorted({start for _, start in find_markers(text)})
     out: list[str] = []
     last = 0
@@ -46,8 +55,17 @@ def link_markers(text: str) -> str:
     return "".join(out)
 
 
+def has_markers(text: str) -> bool:
+    """``text`` has citation markers (the engine's rules; imported with the first answer)."""
+    from engine.chat.citations import find_markers
+
+    return bool(find_markers(text))
+
+
 def code_blocks(text: str) -> list[str]:
     """The fenced and indented code blocks of a Markdown text, in order."""
+    from markdown_it import MarkdownIt
+
     tokens = MarkdownIt("commonmark").parse(text)
     return [t.content for t in tokens if t.type in ("fence", "code_block")]
 
@@ -72,7 +90,8 @@ class MessageView(Vertical):
 
     def __init__(self, role: str, content: str = "", *, message_id: int | None = None,
                  answer: Answer | None = None, streaming: bool = False,
-                 alternatives: tuple[int, ...] = ()) -> None:
+                 alternatives: tuple[int, ...] = (),
+                 tool_lines: Sequence[ToolLine] = ()) -> None:
         super().__init__(classes=f"message -{role}")
         self.role = role
         self.content = content
@@ -81,15 +100,21 @@ class MessageView(Vertical):
         self.answer = answer or Answer()
         self.streaming = streaming
         self._code_index = 0
+        self._tool_lines = list(tool_lines)  # a stored answer's tool calls, shown first
         self.border_title = self._header()
 
     def compose(self) -> ComposeResult:
+        from textual.widgets import Markdown
+
+        yield from self._tool_lines
         body = link_markers(self.content) if self.role == "assistant" else self.content
         yield Markdown(body, classes="message-body", open_links=False)
 
     @property
     def bodies(self) -> list[Markdown]:
         """The Markdown widgets of the body (a long streamed answer has several)."""
+        from textual.widgets import Markdown
+
         return list(self.query_children(Markdown))
 
     @property
@@ -139,7 +164,7 @@ class MessageView(Vertical):
         if self.role != "assistant":
             return
         for body in self.bodies:  # segments closed while streaming are linked already
-            if find_markers(body.source):
+            if has_markers(body.source):
                 await body.update(link_markers(body.source))
 
     def next_code_block(self) -> tuple[str, int, int] | None:
@@ -166,6 +191,8 @@ class AnswerStream:
     SEGMENT_CHARS = 2000
 
     def __init__(self, view: MessageView) -> None:
+        from textual.widgets import Markdown
+
         self.view = view
         self._pending: list[str] = []
         self._segment = ""  # text written to the current segment
@@ -210,13 +237,30 @@ class AnswerStream:
                 await self._stream.write(text[:cut])
                 await self._stream.stop()
                 closed = self.view.bodies[-1]
-                if find_markers(closed.source):  # link its markers now, not all at the end
+                if has_markers(closed.source):  # link its markers now, not all at the end
                     await closed.update(link_markers(closed.source))
+                from textual.widgets import Markdown
+
                 segment = Markdown(classes="message-body", open_links=False)
                 await self.view.mount(segment)
                 self._stream = Markdown.get_stream(segment)
                 self._segment = ""
                 text = text[cut:]
+
+    async def insert(self, widget: Widget) -> None:
+        """Put ``widget`` (a tool line) after the text so far; later text goes below it."""
+        from textual.widgets import Markdown
+
+        await self.flush()
+        async with self._lock:
+            if self._closed or not self.view.is_attached:
+                return
+            await self._stream.stop()
+            await self.view.mount(widget)
+            segment = Markdown(classes="message-body", open_links=False)
+            await self.view.mount(segment)
+            self._stream = Markdown.get_stream(segment)
+            self._segment = ""
 
     async def stop(self) -> None:
         """Show the rest and end the stream."""

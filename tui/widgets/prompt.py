@@ -1,7 +1,9 @@
 """The question box: a multi-line editor where Enter sends.
 
 Enter sends the question; Ctrl+J (or Shift+Enter, Alt+Enter where the terminal reports
-them) starts a new line. Up on the first line and Down on the last walk through earlier
+them) starts a new line. With ``ui.enter_sends: false`` it is the other way round (Enter
+adds a line, Ctrl+J or Alt+Enter sends), and ``ui.keys`` can move either; the placeholder
+names the effective keys. Up on the first line and Down on the last walk through earlier
 questions, like a shell; what was being typed comes back after the newest one.
 """
 
@@ -14,7 +16,9 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import TextArea
 
-PLACEHOLDER = "Ask a question…  (Enter sends, Ctrl+J new line, ↑ earlier questions)"
+from tui.keys import key_label, keys_for
+
+PLACEHOLDER = "Ask a question…  ({send} sends, {newline} new line, ↑ earlier questions)"
 
 
 class PromptInput(TextArea):
@@ -24,10 +28,13 @@ class PromptInput(TextArea):
         # Not a priority binding: those run before keys still queued for the widget, so a
         # fast typist (or a paste ending in Enter) would send half a question. ``_on_key``
         # lets Enter bubble up to this binding instead of inserting a line break.
-        Binding("enter", "submit", "Send"),
-        Binding("ctrl+j,shift+enter,alt+enter", "newline", "New line", show=False),
-        Binding("up", "cursor_up", "Earlier question (on the first line)", show=False),
-        Binding("down", "cursor_down", "Later question (on the last line)", show=False),
+        Binding("enter", "submit", "Send", id="prompt.submit"),
+        Binding("ctrl+j,shift+enter,alt+enter", "newline", "New line", show=False,
+                id="prompt.newline"),
+        Binding("up", "cursor_up", "Earlier question (on the first line)", show=False,
+                id="prompt.earlier"),
+        Binding("down", "cursor_down", "Later question (on the last line)", show=False,
+                id="prompt.later"),
     ]
 
     class Submitted(Message):
@@ -44,10 +51,18 @@ class PromptInput(TextArea):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, soft_wrap=True, show_line_numbers=False, tab_behavior="focus",
-                         placeholder=PLACEHOLDER, highlight_cursor_line=False)
+                         highlight_cursor_line=False)
         self.questions: list[str] = []
         self._history_index: int | None = None  # None: editing the draft, not history
         self._draft = ""
+        self._own_keys: set[str] = set()  # keys that send or add a line: bindings, not text
+
+    def on_mount(self) -> None:
+        send = keys_for(self.app, "prompt.submit", "enter")
+        newline = keys_for(self.app, "prompt.newline", "ctrl+j,shift+enter,alt+enter")
+        self._own_keys = {*send, *newline}
+        self.placeholder = PLACEHOLDER.format(send=key_label(send[0]),
+                                              newline=key_label(newline[0]))
 
     # -- history ----------------------------------------------------------------------------
     def set_history(self, questions: Iterable[str]) -> None:
@@ -101,8 +116,8 @@ class PromptInput(TextArea):
         self._replace_via_keyboard("\n", start, end)
 
     async def _on_key(self, event: events.Key) -> None:
-        if event.key == "enter":
-            event.prevent_default()  # no line break; the event bubbles on to the binding
+        if event.key in self._own_keys:
+            event.prevent_default()  # not typed: the event bubbles on to the binding
             return
         await super()._on_key(event)
 

@@ -8,6 +8,7 @@ Typing in the filter searches titles and message text (decrypted in memory by th
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from textual import on
 from textual.app import ComposeResult
@@ -18,11 +19,14 @@ from textual.message import Message
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
-from engine.types import HistoryHit, SessionSummary
+from tui.keys import key_hint
 from tui.widgets.format import one_line, when
 
+if TYPE_CHECKING:
+    from engine.types import HistoryHit, SessionSummary
+
 EMPTY_TEXT = "No sessions yet.\nAsk a question to start one."
-NO_MATCH_TEXT = "Nothing matches.\nEsc clears the filter."
+NO_MATCH_TEXT = "Nothing matches.\n{clear} clears the filter."
 
 
 def session_prompt(summary: SessionSummary) -> Content:
@@ -46,9 +50,9 @@ class SessionList(OptionList):
     """The session options. Asks for more when its end comes near."""
 
     BINDINGS = [
-        Binding("r", "screen.rename_session", "Rename"),
-        Binding("d,delete", "screen.delete_session", "Delete"),
-        Binding("n", "screen.new_session", "New chat", show=False),
+        Binding("r", "screen.rename_session", "Rename", id="sessions.rename"),
+        Binding("d,delete", "screen.delete_session", "Delete", id="sessions.delete"),
+        Binding("n", "screen.new_session", "New chat", show=False, id="sessions.new_session"),
     ]
     NEAR_END = 20
 
@@ -79,7 +83,8 @@ class SessionList(OptionList):
 class Sidebar(Vertical):
     """The filter input and the session list."""
 
-    BINDINGS = [Binding("escape", "clear_filter", "Clear filter", show=False)]
+    BINDINGS = [Binding("escape", "clear_filter", "Clear filter", show=False,
+                         id="sidebar.clear_filter")]
 
     class FilterChanged(Message):
         """The filter text changed (already stripped)."""
@@ -109,6 +114,9 @@ class Sidebar(Vertical):
     @property
     def session_list(self) -> SessionList:
         return self.query_one(SessionList)
+
+    def _no_match(self) -> str:
+        return NO_MATCH_TEXT.format(clear=key_hint(self.app, "sidebar.clear_filter", "escape"))
 
     def _show_empty(self, text: str | None) -> None:
         empty = self.query_one("#sessions-empty", Static)
@@ -149,7 +157,7 @@ class Sidebar(Vertical):
         self.session_list.set_options(options)
         if options:
             self.session_list.highlighted = 0
-        self._show_empty(NO_MATCH_TEXT if not options else None)
+        self._show_empty(self._no_match() if not options else None)
 
     def upsert_top(self, summary: SessionSummary) -> None:
         """Show ``summary`` first (a session just created or answered)."""
@@ -173,7 +181,7 @@ class Sidebar(Vertical):
             self.session_list.remove_option(key)
             self.loaded = max(0, self.loaded - 1)
         if not self.session_list.option_count:
-            self._show_empty(NO_MATCH_TEXT if self.filtering else EMPTY_TEXT)
+            self._show_empty(self._no_match() if self.filtering else EMPTY_TEXT)
 
     def highlight(self, session_id: int) -> None:
         """Move the cursor to ``session_id`` if it is listed."""

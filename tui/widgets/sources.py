@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from textual import on
 from textual.app import ComposeResult
@@ -19,8 +20,10 @@ from textual.message import Message
 from textual.widgets import Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from engine.types import Citation
 from tui.widgets.format import location, one_line, short_path
+
+if TYPE_CHECKING:
+    from engine.types import Citation
 
 EMPTY_TEXT = ("No sources for this answer.\n\nAnswers cite the passages they use, like [1]. "
               "Ingest documents in the Library (F4) to give Parley something to cite.")
@@ -63,8 +66,8 @@ class SourceList(OptionList):
     """The cited sources; Enter or ``o`` opens the highlighted one."""
 
     BINDINGS = [
-        Binding("o", "open_source", "Open source"),
-        Binding("y", "copy_source", "Copy passage"),
+        Binding("o", "open_source", "Open source", id="sources.open"),
+        Binding("y", "copy_source", "Copy passage", id="sources.copy"),
     ]
 
     def action_open_source(self) -> None:

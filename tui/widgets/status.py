@@ -40,6 +40,7 @@ class StatusInfo:
     context_window: int = 0
     context_estimated: bool = False
     note: str = ""  # a short word on what is happening ("answering", "indexing 3/10")
+    tools: str = ""  # "tools: 4" once a turn offered tools, "tools: on" before; "" when off
 
 
 def model_status(info: StatusInfo, settings: Settings, provider: str | None,
@@ -52,8 +53,9 @@ def model_status(info: StatusInfo, settings: Settings, provider: str | None,
     model = model or (chat.model if provider == chat.provider else None)
     config = settings.providers.get(provider) if provider else None
     window = config.models.get(model or "", ModelSettings()).context_window if config else 0
+    tools = (info.tools or "tools: on") if settings.tools.enabled else ""
     return replace(info, provider=provider or "", model=model or "", context_window=window,
-                   context_used=used, context_estimated=estimated)
+                   context_used=used, context_estimated=estimated, tools=tools)
 
 
 def status_content(info: StatusInfo) -> Content:
@@ -61,6 +63,8 @@ def status_content(info: StatusInfo) -> Content:
     dot = {"ready": "$success", "error": "$error", "busy": "$warning"}.get(info.state,
                                                                          "$text-muted")
     parts: list[tuple[str, str] | str] = [("● ", dot)]
+    # With tools shown the line is longer: narrower separators keep it within 120 columns.
+    sep = " │ " if info.tools else "  │  "
     if info.state == "opening":
         parts.append(("opening database…", "$text-muted"))
     elif info.state == "error":
@@ -70,13 +74,15 @@ def status_content(info: StatusInfo) -> Content:
         if info.provider:
             parts.append((f" via {info.provider}", "$text-muted"))
         if info.backend:
-            parts.extend(["  │  ", (info.backend, "")])
+            parts.extend([sep, (info.backend, "")])
         if info.context_window:
             approx = "~" if info.context_estimated else ""
-            parts.extend(["  │  ", ("ctx ", "$text-muted"),
+            parts.extend([sep, ("ctx ", "$text-muted"),
                           f"{approx}{count(info.context_used)} / {count(info.context_window)}"])
+        if info.tools:
+            parts.extend([sep, (info.tools, "")])
     if info.note:
-        parts.extend(["  │  ", (info.note, "$text-warning")])
+        parts.extend([sep, (info.note, "$text-warning")])
     return Content.assemble(*parts)
 
 

@@ -8,28 +8,40 @@ keys, copy one (``c``) or its code blocks (``b``), and pick a cited source by nu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from textual import on
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message as TextualMessage
 from textual.reactive import reactive
-from textual.widgets import Markdown, Static
+from textual.widgets import Static
 
-from engine.types import Message
+from tui.keys import key_hint
 from tui.widgets.message import Answer, MessageView
 
+if TYPE_CHECKING:
+    from textual.widgets import Markdown
+
+    from engine.types import Message, ToolRunInfo
+
 EMPTY_TEXT = ("Ask anything below. Answers cite your documents with markers like [1]: "
-              "add documents in the Library (F4), press F1 for every key.")
+              "add documents in the Library ({library}), press {help} for every key.")
 
 
-def view_for(message: Message) -> MessageView:
-    """The view of a stored message."""
+def view_for(message: Message, runs: Sequence[ToolRunInfo] = ()) -> MessageView:
+    """The view of a stored message (an answer with the lines of its tool calls)."""
     answer = Answer(status=message.status, model=message.model, error=message.error,
                     citations=message.citations)
+    from tui.widgets.tool_line import ToolLine  # only answers that used tools need it
+
+    lines = [ToolLine(r.call_id, r.server, r.tool, r.arguments, status=r.status,
+                      decision=r.decision, result=(r.result if r.status == "ok" else r.error)
+                      or "", chars=r.result_chars, duration_ms=r.duration_ms,
+                      truncated=r.truncated) for r in runs]
     return MessageView(message.role, message.content, message_id=message.id, answer=answer,
-                       alternatives=message.alternatives)
+                       alternatives=message.alternatives, tool_lines=lines)
 
 
 class Transcript(VerticalScroll):
@@ -39,15 +51,18 @@ class Transcript(VerticalScroll):
     can_focus = True
 
     BINDINGS = [
-        Binding("up,k", "select(-1)", "Previous message", show=False),
-        Binding("down,j", "select(1)", "Next message", show=False),
-        Binding("home", "select_first", "First message", show=False),
-        Binding("end", "select_last", "Last message", show=False),
-        Binding("left,h", "alternative(-1)", "Previous version", show=False),
-        Binding("right,l", "alternative(1)", "Next version", show=False),
-        Binding("c", "copy_message", "Copy message"),
-        Binding("b", "copy_code", "Copy code block"),
-        *[Binding(str(n), f"cite({n})", "Select source N", show=False) for n in range(1, 10)],
+        Binding("up,k", "select(-1)", "Previous message", show=False, id="transcript.previous"),
+        Binding("down,j", "select(1)", "Next message", show=False, id="transcript.next"),
+        Binding("home", "select_first", "First message", show=False, id="transcript.first"),
+        Binding("end", "select_last", "Last message", show=False, id="transcript.last"),
+        Binding("left,h", "alternative(-1)", "Previous version", show=False,
+                id="transcript.previous_version"),
+        Binding("right,l", "alternative(1)", "Next version", show=False,
+                id="transcript.next_version"),
+        Binding("c", "copy_message", "Copy message", id="transcript.copy_message"),
+        Binding("b", "copy_code", "Copy code block", id="transcript.copy_code"),
+        *[Binding(str(n), f"cite({n})", "Select source N", show=False, id=f"transcript.source_{n}")
+          for n in range(1, 10)],
     ]
 
     selected: reactive[int | None] = reactive(None, init=False)
@@ -78,6 +93,7 @@ class Transcript(VerticalScroll):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self._messages: list[Message] = []
+        self._runs: Mapping[int, Sequence[ToolRunInfo]] = {}
         self._first_mounted = 0  # index in _messages of the first mounted message
 
     # -- content ------------------------------------------------------------------------------
@@ -86,19 +102,25 @@ class Transcript(VerticalScroll):
         """The mounted message views, oldest first."""
         return list(self.query_children(MessageView))
 
-    async def show(self, messages: Sequence[Message]) -> None:
-        """Replace the content with ``messages`` (the last window of them is mounted)."""
+    async def show(self, messages: Sequence[Message],
+                   runs: Mapping[int, Sequence[ToolRunInfo]] | None = None) -> None:
+        """Replace the content with ``messages`` (the last window of them is mounted);
+        ``runs``: the tool runs of answers, by message id."""
         self._messages = [m for m in messages if m.role != "system"]
+        self._runs = runs or {}
         self._first_mounted = max(0, len(self._messages) - self.WINDOW)
         self.selected = None
         with self.app.batch_update():
             await self.remove_children()
             if not self._messages:
-                await self.mount(Static(EMPTY_TEXT, id="transcript-empty"))
+                await self.mount(Static(EMPTY_TEXT.format(
+                    library=key_hint(self.app, "app.library", "f4"),
+                    help=key_hint(self.app, "app.help", "f1")), id="transcript-empty"))
                 return
             if self._first_mounted:
                 await self.mount(Static(self._earlier_text(), id="transcript-earlier"))
-            await self.mount_all([view_for(m) for m in self._messages[self._first_mounted:]])
+            await self.mount_all([view_for(m, self._runs.get(m.id, ()))
+                                  for m in self._messages[self._first_mounted:]])
         self.scroll_end(animate=False, immediate=True)
         self.anchor()
 
@@ -111,7 +133,8 @@ class Transcript(VerticalScroll):
         if not self._first_mounted:
             return False
         start = max(0, self._first_mounted - self.WINDOW)
-        batch = [view_for(m) for m in self._messages[start:self._first_mounted]]
+        batch = [view_for(m, self._runs.get(m.id, ()))
+                 for m in self._messages[start:self._first_mounted]]
         anchor_view = self.views[0] if self.views else None
         self._first_mounted = start
         earlier = self.query_one("#transcript-earlier", Static)
@@ -213,8 +236,10 @@ class Transcript(VerticalScroll):
     def action_alternative(self, step: int) -> None:
         view = self.selected_view()
         if view is None or view.message_id not in view.alternatives:
-            self.notify("This message has no other version: regenerate (ctrl+r) or edit "
-                        "(ctrl+l) the last turn to make one", severity="warning", timeout=3)
+            regenerate = key_hint(self.app, "chat.regenerate", "ctrl+r")
+            edit = key_hint(self.app, "chat.edit_last", "ctrl+l")
+            self.notify(f"This message has no other version: regenerate ({regenerate}) or edit "
+                        f"({edit}) the last turn to make one", severity="warning", timeout=3)
             return
         versions = view.alternatives
         target = versions[(versions.index(view.message_id) + step) % len(versions)]
@@ -243,8 +268,9 @@ class Transcript(VerticalScroll):
         if view is not None:
             self.post_message(self.CitationPicked(view, number))
 
-    @on(Markdown.LinkClicked)
-    def _link(self, event: Markdown.LinkClicked) -> None:
+    # Named rather than ``@on(Markdown.LinkClicked)``: the Markdown widget is imported only
+    # when the first message is shown (see ``tui.widgets.message``).
+    def on_markdown_link_clicked(self, event: Markdown.LinkClicked) -> None:
         event.stop()
         if not event.href.startswith("cite:"):
             self.app.open_url(event.href)

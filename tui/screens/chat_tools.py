@@ -1,0 +1,90 @@
+"""Tool calls on the chat screen: a line per call in the answer, the approval card, and
+``tools: N`` in the status bar once a turn offered tools. Imported when a turn runs, not
+for the first paint."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from tui.widgets.tool_line import ToolLine
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from engine import Engine
+    from engine.types import ApprovalRequest
+    from tui.screens.chat_turns import ChatTurns
+
+DENIED = ("deny_list", "never", "no_terminal", "limit", "repeat")
+
+
+def turn_events(self: ChatTurns, engine: Engine, kind: str, text: str) -> AsyncIterator[Any]:
+    """The engine's events of one turn (``kind``: ask, regenerate or edit), with the
+    approval card as the approver of tool calls."""
+    chat = engine.chat
+
+    async def approver(request: ApprovalRequest) -> str:
+        return await approve_tool(self, request)
+
+    if kind == "regenerate":
+        assert self.session_id is not None
+        return chat.regenerate(self.session_id, approver=approver)
+    if kind == "edit":
+        assert self.session_id is not None
+        return chat.edit_last(self.session_id, text, approver=approver)
+    if self.session_id is None:
+        return chat.ask(text, new=True, approver=approver)
+    return chat.ask(text, session_id=self.session_id, approver=approver)
+
+
+async def approve_tool(self: ChatTurns, request: ApprovalRequest) -> str:
+    """Ask on the approval card; a stopped answer takes the card away (denied)."""
+    from tui.screens.tool_approval import ToolApproval  # needed only when one asks
+
+    answered: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    card = ToolApproval(request)
+
+    def done(answer: str | None) -> None:
+        if not answered.done():
+            answered.set_result(answer or "deny")
+
+    self.app.push_screen(card, done)
+    try:
+        return await answered
+    except asyncio.CancelledError:
+        if card.is_attached:
+            card.dismiss("deny")
+        raise
+
+async def tool_event(self: ChatTurns, event: Any, stream: Any,
+                 lines: dict[str, ToolLine]) -> None:
+    # here, not at the top: the engine's types are not needed for the first paint
+    from engine.types import ToolCallFinished, ToolCallStarted, ToolNotice
+
+    if isinstance(event, ToolCallStarted):
+        line = ToolLine(event.call_id, event.server, event.tool, event.arguments,
+                        status="denied" if event.decision in DENIED else "running",
+                        decision=event.decision)
+        lines[event.call_id] = line
+        await stream.insert(line)
+    elif isinstance(event, ToolCallFinished):
+        line = lines.get(event.call_id)
+        if line is not None:
+            line.finish(event.status, event.decision, event.result, event.chars,
+                        event.duration_ms, event.truncated)
+    elif isinstance(event, ToolNotice):
+        self.notify(event.message, title="Tools", severity="warning", timeout=10)
+
+def end_tool_lines(self: ChatTurns, lines: dict[str, ToolLine]) -> None:
+    """The answer ended: a call still running was cancelled; show the tools offered."""
+    for line in lines.values():
+        if line.status == "running":
+            line.finish("cancelled", line.decision, "stopped by you", 0, None, False)
+    engine = self.parley.engine
+    if engine is None or not engine.settings.tools.enabled:
+        return
+    offered = engine.tools.last_offered
+    if offered is not None:
+        self.parley.status = replace(self.parley.status, tools=f"tools: {offered}")
