@@ -98,7 +98,7 @@ async def main(args: argparse.Namespace) -> None:
                 member_id = member.user_id
                 big = await build(member, args.messages, 2000)
             async with admin.db.write() as s:
-                for table in ("collections", "documents", "chunks"):
+                for table in ("collections", "documents", "chunk_sets", "chunks"):
                     await s.execute(text(f"UPDATE {table} SET user_id = :u"), {"u": member_id})
                 await s.execute(text("ANALYZE"))
             print(f"PostgreSQL: {args.messages:,} messages, {args.chunks:,} chunks owned by a "

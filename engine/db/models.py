@@ -370,6 +370,8 @@ class ChunkSet(Base):
     chunk_count: Mapped[int] = mapped_column(Integer, default=0)
     token_count: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Who wrote it: the owner, or a member writing into a collection shared for writing.
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
 
 
 class WatchedFolder(Base):

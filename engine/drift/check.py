@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.db import models as m
@@ -81,14 +81,22 @@ async def check_citations(s: AsyncSession, user_id: int,
     return out
 
 
+def _readable(s: AsyncSession, user_id: int) -> ColumnElement[bool]:
+    """Documents a citation may name: on PostgreSQL every row the user can see (their own
+    and those of collections shared with them: row-level security decides); on SQLite,
+    which has no sharing, the user's own."""
+    if s.get_bind().dialect.name == "postgresql":
+        return true()
+    return m.Document.user_id == user_id
+
+
 async def _documents_by_id(s: AsyncSession, user_id: int, ids: set[int]) -> dict[int, _Doc]:
     out: dict[int, _Doc] = {}
     wanted = sorted(ids)
     for first in range(0, len(wanted), 500):
         for i, path, set_id in await s.execute(
                 select(m.Document.id, m.Document.source_path, m.Document.chunk_set_id)
-                .where(m.Document.id.in_(wanted[first:first + 500]),
-                       m.Document.user_id == user_id)):
+                .where(m.Document.id.in_(wanted[first:first + 500]), _readable(s, user_id))):
             out[i] = _Doc(i, path, set_id)
     return out
 

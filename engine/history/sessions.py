@@ -20,12 +20,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from engine.db import models as m
 from engine.db.coltypes import UnreadableText, utcnow
 from engine.db.connect import Database
-from engine.drift import check_citations
 from engine.db.reconnect import retry_read
+from engine.drift import check_citations
 from engine.errors import NotFound, UsageError
 from engine.types import (
-    CitationDrift,
     Citation,
+    CitationDrift,
     HistorySearchResult,
     Message,
     SessionDeleted,

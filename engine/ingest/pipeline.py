@@ -42,6 +42,7 @@ from engine.db.search_backend import for_backend
 from engine.errors import ConnectionLost, ParleyError, ProviderError
 from engine.ingest import runs as run_rows
 from engine.ingest import store
+from engine.ingest.copies import EMBED_CALL, CopyLinks
 from engine.ingest.prepare import Known, Prepared, PrepareOptions, prepare_file
 from engine.ingest.walker import Discovery, discover, is_gone
 from engine.types import IngestProgress, IngestResult
@@ -51,7 +52,6 @@ if TYPE_CHECKING:
     from engine.providers.embedders import Embedder
 
 T = TypeVar("T")
-EMBED_CALL = 64  # texts per embedding call: sorted by length inside, so little padding
 PARSE_WORKERS = 2  # parsing holds the GIL: more threads would not parse faster
 QUEUE_FILES = 32
 SAVE_EVERY_S = 2.0
@@ -84,7 +84,7 @@ class _Failure:
         self.exc = exc
 
 
-class IngestJob:
+class IngestJob(CopyLinks):
     """One run over ``paths`` into the collection ``target`` names."""
 
     def __init__(self, engine: Engine, embedder: Embedder, target: store.Target,
@@ -187,6 +187,9 @@ class IngestJob:
             await asyncio.gather(*children)
             if self.options.prune:
                 await self._prune(found)
+            if self.target.actor == self.target.user_id:
+                async with self.db.write() as s:
+                    await store.collect_orphans(s, self.target.user_id)
             await self._flush_usage()
             if self.totals.chunks >= REFRESH_STATISTICS_AFTER:
                 async with self.db.write() as s:
@@ -210,16 +213,6 @@ class IngestJob:
                             t.pruned, t.chunks, tuple(t.errors), t.linked)
 
     # -- stage 1: prepare ---------------------------------------------------------------------
-    def _claim(self, path: str, content_hash: str) -> int | str | None:
-        """What already holds this content: a chunk set, a file of this run, or None (then
-        ``path`` claims it). Called from the prepare threads."""
-        key = (content_hash, store.suffix_of(path))
-        with self._claim_lock:
-            holder = self._claims.get(key) or self.shareable.get(key)
-            if holder is None:
-                self._claims[key] = path
-            return holder
-
     async def _prepare(self, paths: Iterator[Path], out: asyncio.Queue[Prepared | None]) -> None:
         for path in paths:  # shared by the workers: each path is taken once
             item = await asyncio.to_thread(prepare_file, path, self.known.get(str(path)),
@@ -270,59 +263,15 @@ class IngestJob:
     async def _write(self, inbox: asyncio.Queue[Any]) -> None:
         while (message := await inbox.get()) is not None:
             _, item, vectors = message
-            if item.outcome == "link" and isinstance(item.link, str):
-                key = (item.content_hash, store.suffix_of(item.path))
-                if key not in self._written:  # the copy that claimed it is not written yet
-                    self._waiting.setdefault(key, []).append(item)
-                    continue
-                item.link = self._written[key]
+            if self._parked(item):
+                continue
             await self._written_file(item, vectors)
             if time.monotonic() - self._saved_at > SAVE_EVERY_S:
                 await self._durable(self._flush_usage, item.path)
                 await self._durable(
                     lambda: run_rows.save_run(self.db, self.run_id, self.totals), item.path)
                 self._saved_at = time.monotonic()
-        for waiting in list(self._waiting.values()):  # their content never got written
-            for item in waiting:
-                item.link = None
-                await self._written_file(item, None)
-
-    async def _written_file(self, item: Prepared, vectors: np.ndarray | None) -> None:
-        outcome = await self._durable(lambda: self._write_file(item, vectors), item.path)
-        self._done += 1
-        self._out.put_nowait(IngestProgress(
-            self.run_id, item.path, self._done, self.total, outcome, item.error,
-            len(item.chunks) if outcome == "indexed" else 0))
-        if item.outcome != "link" and item.content_hash is not None:
-            key = (item.content_hash, store.suffix_of(item.path))
-            if self._claims.get(key) == item.path:
-                self._written[key] = self._last_set if outcome == "indexed" else None
-                for waiting in self._waiting.pop(key, []):
-                    waiting.link = self._written[key]
-                    await self._written_file(waiting, None)
-
-    async def _link(self, item: Prepared) -> str:
-        """Point the file's document at the chunk set holding its content; when that is
-        not possible (removed meanwhile, other embedder), chunk and embed it after all."""
-        t = self.target
-        if isinstance(item.link, int):
-            async with self.db.write() as s:
-                await store.check_target(s, t)
-                linked = await store.write_linked(s, t, item, item.link) is not None
-            if linked:
-                self.totals.indexed += 1
-                self.totals.linked += 1
-                return "linked"
-        fresh = await asyncio.to_thread(prepare_file, Path(item.path), None,
-                                        dataclasses.replace(self.prep, claim=None))
-        vectors = None
-        if fresh.outcome == "index":
-            texts = [c.text for c in fresh.chunks]
-            vectors = np.concatenate([await self._embed_texts(texts[i:i + EMBED_CALL])
-                                      for i in range(0, len(texts), EMBED_CALL)])
-        for f in dataclasses.fields(fresh):
-            setattr(item, f.name, getattr(fresh, f.name))
-        return await self._write_file(item, vectors)
+        await self._release_waiting()
 
     async def _durable(self, step: Callable[[], Awaitable[T]], path: str) -> T:
         """Run a database step; when the server went away under it (its transaction rolled
@@ -389,7 +338,8 @@ class IngestJob:
         gone = await asyncio.to_thread(lambda: [c for c in candidates if is_gone(c[0])])
         for path, doc_id in gone:
             async with self.db.write() as s:
-                await store.delete_documents(s, self.target.user_id, [doc_id])
+                await store.delete_documents(s, self.target.user_id, [doc_id],
+                                             self.target.actor)
             self.totals.pruned += 1
             self._out.put_nowait(IngestProgress(self.run_id, path, self._done, self.total,
                                                 "pruned"))

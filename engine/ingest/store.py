@@ -1,11 +1,12 @@
 """The ingestion pipeline's database writes, each meant to run in one short transaction.
 
-Chunks belong to chunk sets: identical content (same bytes, same file type) of one user is
-chunked and embedded once, and every document holding it points at the same set. A
-document's new chunk set, its vectors, its content hash and the release of its previous
-set are written in one transaction: a crash before the commit leaves the previous state, so
-a rerun simply redoes the file; a crash after it leaves a document the rerun skips. Nothing here commits:
-callers wrap these in ``db.write()``.
+Chunks belong to chunk sets: identical content (same bytes, same file type) of one owner
+is chunked and embedded once, and every document holding it points at the same set; sets
+never cross owners (two users' copies of a file are two sets). A document's new chunk set,
+its vectors, its content hash and the release of its previous set are written in one
+transaction: a crash before the commit leaves the previous state, so a rerun simply redoes
+the file; a crash after it leaves a document the rerun skips. Nothing here commits: callers
+wrap these in ``db.write()``.
 
 Vectors and keyword rows follow the chunk rows: deleting ``chunk_embeddings`` rows updates
 the SQLite vec0 tables through their triggers (and the PostgreSQL HNSW indexes directly),
@@ -107,25 +108,38 @@ async def _document_row(s: AsyncSession, t: Target, item: Prepared) -> m.Documen
     return doc
 
 
-async def _release(s: AsyncSession, pairs: Sequence[tuple[int, int | None]]) -> int:
+async def _drop_set(s: AsyncSession, set_id: int) -> int:
+    """Delete a chunk set with its chunks, vectors and keyword rows; returns the chunks."""
+    removed = await s.scalar(select(func.count()).select_from(m.Chunk)
+                             .where(m.Chunk.chunk_set_id == set_id)) or 0
+    chunk_ids = select(m.Chunk.id).where(m.Chunk.chunk_set_id == set_id)
+    await s.execute(delete(m.ChunkEmbedding).where(
+        m.ChunkEmbedding.chunk_id.in_(chunk_ids.scalar_subquery())))
+    await s.execute(delete(m.Chunk).where(m.Chunk.chunk_set_id == set_id))
+    await s.execute(delete(m.ChunkSet).where(m.ChunkSet.id == set_id))
+    return removed
+
+
+async def _release(s: AsyncSession, pairs: Sequence[tuple[int, int | None]],
+                   actor: int) -> int:
     """After documents stopped pointing at chunk sets: drop the vectors of a (collection,
     chunk set) no document of that collection holds any more, and the chunk sets no
     document holds at all (their chunks and keyword rows with them). Returns the number
-    of chunks deleted."""
+    of chunks deleted.
+
+    Only a set's owner sees every document holding it (on PostgreSQL a member writing into
+    a shared collection cannot see the owner's other collections): when ``actor`` is not
+    the owner, the set and its chunks stay, and ``collect_orphans`` run by the owner
+    removes them once no document holds them."""
     removed = 0
     for collection_id, set_id in dict.fromkeys(pairs):
         if set_id is None:
             continue
         holders = (await s.execute(select(m.Document.collection_id).where(
             m.Document.chunk_set_id == set_id))).scalars().all()
-        if not holders:
-            removed += await s.scalar(select(func.count()).select_from(m.Chunk)
-                                      .where(m.Chunk.chunk_set_id == set_id)) or 0
-            chunk_ids = select(m.Chunk.id).where(m.Chunk.chunk_set_id == set_id)
-            await s.execute(delete(m.ChunkEmbedding).where(
-                m.ChunkEmbedding.chunk_id.in_(chunk_ids.scalar_subquery())))
-            await s.execute(delete(m.Chunk).where(m.Chunk.chunk_set_id == set_id))
-            await s.execute(delete(m.ChunkSet).where(m.ChunkSet.id == set_id))
+        owner = await s.scalar(select(m.ChunkSet.user_id).where(m.ChunkSet.id == set_id))
+        if not holders and owner == actor:
+            removed += await _drop_set(s, set_id)
         elif collection_id not in holders:
             chunk_ids = select(m.Chunk.id).where(m.Chunk.chunk_set_id == set_id)
             await s.execute(delete(m.ChunkEmbedding).where(
@@ -147,7 +161,8 @@ async def write_indexed(s: AsyncSession, t: Target, item: Prepared,
     previous chunk set is released); returns the chunk set id."""
     assert item.doc is not None and len(item.chunks) == len(vectors)
     doc = await _document_row(s, t, item)
-    chunk_set = m.ChunkSet(user_id=t.user_id, content_hash=item.content_hash or "",
+    chunk_set = m.ChunkSet(user_id=t.user_id, created_by=t.actor,
+                           content_hash=item.content_hash or "",
                            suffix=suffix_of(item.path), chunk_count=len(item.chunks),
                            token_count=sum(c.token_count for c in item.chunks))
     s.add(chunk_set)
@@ -170,7 +185,7 @@ async def write_indexed(s: AsyncSession, t: Target, item: Prepared,
     doc.chunk_count, doc.token_count = chunk_set.chunk_count, chunk_set.token_count
     _describe(doc, item)
     await s.flush()
-    await _release(s, [(t.collection_id, previous)])
+    await _release(s, [(t.collection_id, previous)], t.actor)
     await add_tags(s, doc.id, t.tags)
     return chunk_set.id
 
@@ -235,7 +250,7 @@ async def write_linked(s: AsyncSession, t: Target, item: Prepared, set_id: int) 
     _describe(doc, item)
     await s.flush()
     if previous != set_id:
-        await _release(s, [(t.collection_id, previous)])
+        await _release(s, [(t.collection_id, previous)], t.actor)
     await add_tags(s, doc.id, t.tags)
     return doc.id
 
@@ -266,9 +281,11 @@ async def add_tags(s: AsyncSession, doc_id: int, tags: Sequence[str]) -> None:
                         [{"document_id": doc_id, "tag": tag} for tag in missing])
 
 
-async def delete_documents(s: AsyncSession, user_id: int, doc_ids: Sequence[int]) -> int:
-    """Delete documents; their chunks, vectors (every generation) and keyword rows go too,
-    unless an identical copy still holds them (then only what no copy needs goes).
+async def delete_documents(s: AsyncSession, user_id: int, doc_ids: Sequence[int],
+                           actor: int | None = None) -> int:
+    """Delete documents of ``user_id``; their chunks, vectors (every generation) and
+    keyword rows go too, unless an identical copy still holds them (then only what no copy
+    needs goes). ``actor``: who deletes, when not the owner (``_release``).
 
     Returns the number of chunks removed.
     """
@@ -283,7 +300,22 @@ async def delete_documents(s: AsyncSession, user_id: int, doc_ids: Sequence[int]
         ids = [row[0] for row in owned]
         await s.execute(delete(m.DocumentTag).where(m.DocumentTag.document_id.in_(ids)))
         await s.execute(delete(m.Document).where(m.Document.id.in_(ids)))
-        removed += await _release(s, [(row[1], row[2]) for row in owned])
+        removed += await _release(s, [(row[1], row[2]) for row in owned],
+                                  user_id if actor is None else actor)
+    return removed
+
+
+async def collect_orphans(s: AsyncSession, user_id: int) -> int:
+    """Delete the user's chunk sets no document holds any more: those a member writing into
+    the user's shared collection released without seeing the user's other copies. Returns
+    the number of chunks removed."""
+    held = select(m.Document.id).where(m.Document.chunk_set_id == m.ChunkSet.id).exists()
+    orphans = (await s.execute(select(m.ChunkSet.id).where(
+        m.ChunkSet.user_id == user_id, m.ChunkSet.created_by.is_distinct_from(user_id),
+        ~held))).scalars().all()
+    removed = 0
+    for set_id in orphans:
+        removed += await _drop_set(s, set_id)
     return removed
 
 

@@ -33,7 +33,7 @@ from engine.db import models as m
 from engine.db.reconnect import retry_read
 from engine.db.search_backend import for_backend
 from engine.db.search_filter import DocFilter, doc_conditions, placeholders
-from engine.errors import EmbedderMismatch, NotFound
+from engine.errors import EmbedderMismatch
 from engine.ingest.store import reembed_hint
 from engine.teams import shares
 from engine.types import SearchHit

@@ -130,7 +130,8 @@ class FolderSync:
             if not mine:
                 continue
             present = await asyncio.to_thread(
-                lambda: sorted({f for p in mine if os.path.exists(p) for f in _files(folder, p)}))
+                lambda mine=mine, folder=folder: sorted(  # type: ignore[misc]
+                    {f for p in mine if os.path.exists(p) for f in _files(folder, p)}))
             gone = [p for p in mine if not os.path.exists(p)]
             if present or gone:
                 await self._ingest(folder, present, gone=gone)

@@ -9,6 +9,11 @@
   citations whose chunk still exists take that chunk's hash (chunks are never edited in
   place, so a live chunk holds the text that was cited).
 - ``watched_folders``: folders ``parley watch`` keeps in sync.
+- PostgreSQL: row-level security for chunk sets (``engine/teams/rls_chunks.py``): chunks
+  are admitted through the documents pointing at their set instead of by collection, and
+  chunk sets never cross owners. The revision rewrites every user's rows, so FORCE is
+  lifted for its transaction (the owner running it is held to the policies otherwise).
+  Nothing of it on SQLite.
 
 SQLite rebuilds ``chunks`` and ``chunk_embeddings`` (batch mode), which drops their
 triggers: the FTS5 triggers and every collection's vec0 triggers are recreated. Parley runs
@@ -28,6 +33,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from engine.db import sqlite_ddl, sqlite_search
+from engine.teams import rls_chunks
 
 revision: str = '0003_library_sync'
 down_revision: str | None = '0005_tool_runs'
@@ -64,6 +70,9 @@ def _check_foreign_keys() -> None:
 
 def upgrade() -> None:
     bind = op.get_bind()
+    if _is_postgres():
+        rls_chunks.set_force(op.execute, False)
+        rls_chunks.drop_chunk_policies(op.execute)  # they name chunks.collection_id
     op.create_table('chunk_sets',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('user_id', sa.Integer(), nullable=False),
@@ -72,6 +81,8 @@ def upgrade() -> None:
     sa.Column('chunk_count', sa.Integer(), nullable=False),
     sa.Column('token_count', sa.Integer(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('created_by', sa.Integer(), nullable=True),
+    sa.ForeignKeyConstraint(['created_by'], ['users.id'], name=op.f('fk_chunk_sets_created_by_users'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_chunk_sets_user_id_users'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_chunk_sets'))
     )
@@ -99,8 +110,8 @@ def upgrade() -> None:
     # Each document with chunks becomes its own chunk set, with the document's id.
     op.execute(
         "INSERT INTO chunk_sets (id, user_id, content_hash, suffix, chunk_count, token_count, "
-        "created_at) SELECT d.id, d.user_id, coalesce(d.content_hash, ''), '', d.chunk_count, "
-        "d.token_count, d.created_at FROM documents d "
+        "created_at, created_by) SELECT d.id, d.user_id, coalesce(d.content_hash, ''), '', "
+        "d.chunk_count, d.token_count, d.created_at, d.user_id FROM documents d "
         "WHERE EXISTS (SELECT 1 FROM chunks c WHERE c.document_id = d.id)")
     rows = bind.execute(sa.text(
         "SELECT d.id, d.source_path FROM documents d JOIN chunk_sets s ON s.id = d.id")).all()
@@ -154,12 +165,18 @@ def upgrade() -> None:
                "WHERE d.id = citations.document_id AND c.id = citations.chunk_id) "
                "WHERE chunk_id IS NOT NULL AND document_id IS NOT NULL")
 
-    if not _is_postgres():
+    if _is_postgres():
+        rls_chunks.install(op.execute)
+        rls_chunks.set_force(op.execute, True)
+    else:
         _recreate_sqlite_triggers()
     _check_foreign_keys()
 
 
 def downgrade() -> None:
+    if _is_postgres():
+        rls_chunks.set_force(op.execute, False)
+        rls_chunks.uninstall(op.execute)
     op.drop_column('citations', 'document_hash')
     op.drop_column('citations', 'chunk_hash')
 
@@ -207,6 +224,9 @@ def downgrade() -> None:
     op.drop_table('watched_folders')
     op.drop_index('ix_chunk_sets_user_id_content_hash', table_name='chunk_sets')
     op.drop_table('chunk_sets')
-    if not _is_postgres():
+    if _is_postgres():
+        rls_chunks.restore_chunk_policies(op.execute)
+        rls_chunks.set_force(op.execute, True)
+    else:
         _recreate_sqlite_triggers()
     _check_foreign_keys()

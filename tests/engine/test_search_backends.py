@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import func, select, text
 
 from engine import Engine
 from engine.db import models as m
-from engine.ingest import store
 from engine.db.search_backend import for_backend
+from engine.ingest import store
 
 # also on PostgreSQL with the pg_textsearch BM25 index: [postgres-bm25]
 pytestmark = pytest.mark.keyword_index

@@ -10,9 +10,9 @@ from sqlalchemy.engine import make_url
 
 from engine import Engine, Settings
 from engine.db import models as m
-from engine.ingest import store
 from engine.db.search_backend import for_backend
 from engine.history.sessions import purge_wal
+from engine.ingest import store
 
 PLAIN_CANARY = "plaincanary-91c2e"
 

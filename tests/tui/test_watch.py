@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 
 from textual.widgets import Static
 
 from engine import Engine, Settings
-import asyncio
-import time
 from tui.app import ParleyApp
 
 DEADLINE = 90.0
