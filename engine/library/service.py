@@ -196,7 +196,8 @@ class Library:
                 stmt = stmt.where(m.Document.status == status)
             rows = list((await s.scalars(stmt)).all())
             tags = await self._tags(s, [d.id for d in rows])
-        return [_doc_info(d, item.label, tags.get(d.id, ())) for d in rows]
+        # Copies are the owner's business: their other paths are not listed here.
+        return [_doc_info(d, item.label, tags.get(d.id, ()), {}) for d in rows]
 
     async def _documents(self, collection: str | None, status: str | None,
                          condition: ColumnElement[bool] | None = None) -> list[DocumentInfo]:

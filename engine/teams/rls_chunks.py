@@ -18,7 +18,8 @@ with write access creates sets in the owner's name and is recorded as ``created_
   identical private copy of the owner's may still need; ``store`` leaves such sets to the
   owner, whose next ingest removes them once no document holds them).
 - ``documents`` (insert and update, on top of ``0006_teams``): a document may only point
-  at a chunk set of its own owner that the user can already read. Without this, anyone
+  at a chunk set of its own owner that the user can already read (``parley_chunk_set_of``,
+  run as the user: the ``chunk_sets`` policy applies inside). Without this, anyone
   could point a document of their own at another user's chunk set id and read its chunks
   through it.
 - ``chunk_embeddings`` keep ``0006_teams``' policies (by collection): a collection holds
@@ -35,8 +36,14 @@ from engine.teams import rls
 _UID = "(SELECT parley_uid())"
 _WRITABLE = "((SELECT parley_writable_collections())::integer[])"
 _OWNER_OF = "(SELECT c.user_id FROM collections c WHERE c.id = collection_id)"
-_OWN_SET = ("(chunk_set_id IS NULL OR chunk_set_id IN "
-            "(SELECT s.id FROM chunk_sets s WHERE s.user_id = documents.user_id))")
+# Through a function: a subquery on chunk_sets here would expand chunk_sets' read policy,
+# which reads documents, inside documents' own policy (PostgreSQL refuses the recursion).
+_OWN_SET = "(chunk_set_id IS NULL OR parley_chunk_set_of(chunk_set_id, user_id))"
+_FUNCTION = """CREATE FUNCTION parley_chunk_set_of(set_id integer, owner integer)
+RETURNS boolean LANGUAGE sql STABLE SET search_path = {schema}, pg_temp AS $$
+  SELECT EXISTS (SELECT 1 FROM chunk_sets WHERE id = set_id AND user_id = owner)
+$$"""
+_FUNCTION_NAME = "parley_chunk_set_of(integer, integer)"
 
 _CHUNK_SET_POLICIES = (
     f"CREATE POLICY parley_read ON chunk_sets FOR SELECT USING (user_id = {_UID} "
@@ -82,8 +89,9 @@ def drop_chunk_policies(execute: Callable[[str], object]) -> None:
     _drop(execute, "chunks", _ALL)
 
 
-def install(execute: Callable[[str], object]) -> None:
+def install(execute: Callable[[str], object], schema: str) -> None:
     """The chunk-set policies, after ``chunks`` points at chunk sets (PostgreSQL only)."""
+    execute(_FUNCTION.format(schema='"' + schema.replace('"', '""') + '"'))
     execute("ALTER TABLE chunk_sets ENABLE ROW LEVEL SECURITY")
     execute("ALTER TABLE chunk_sets FORCE ROW LEVEL SECURITY")
     _drop(execute, "chunks", _ALL)
@@ -105,6 +113,7 @@ def uninstall(execute: Callable[[str], object]) -> None:
     for statement in rls.library_policies("documents"):
         if "parley_insert" in statement or "parley_update" in statement:
             execute(statement)
+    execute(f"DROP FUNCTION IF EXISTS {_FUNCTION_NAME}")
 
 
 def restore_chunk_policies(execute: Callable[[str], object]) -> None:

@@ -166,7 +166,8 @@ def upgrade() -> None:
                "WHERE chunk_id IS NOT NULL AND document_id IS NOT NULL")
 
     if _is_postgres():
-        rls_chunks.install(op.execute)
+        rls_chunks.install(op.execute,
+                           bind.execute(sa.text("SELECT current_schema()")).scalar())
         rls_chunks.set_force(op.execute, True)
     else:
         _recreate_sqlite_triggers()
