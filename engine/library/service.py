@@ -26,6 +26,7 @@ from engine.ingest import store
 from engine.ingest.pipeline import IngestJob, IngestOptions
 from engine.ingest.reembed import Reembed
 from engine.ingest.streamed import Streamed
+from engine.library.copies import copies_of
 from engine.teams import rls, shares
 from engine.types import (
     CollectionInfo,
@@ -216,7 +217,7 @@ class Library:
                 await self._row(s, _check_name(collection))
             rows = (await s.execute(stmt)).all()
             tags = await self._tags(s, [d.id for d, _ in rows])
-            copies = await self._copies(s, [d.chunk_set_id for d, _ in rows])
+            copies = await copies_of(s, self.user_id, [d.chunk_set_id for d, _ in rows])
         return [_doc_info(d, name, tags.get(d.id, ()), copies) for d, name in rows]
 
     @retry_read
@@ -230,7 +231,7 @@ class Library:
             if row is None:
                 raise NotFound(f"no document with id {doc_id}", "see 'parley docs list'")
             tags = await self._tags(s, [doc_id])
-            copies = await self._copies(s, [row[0].chunk_set_id])
+            copies = await copies_of(s, self.user_id, [row[0].chunk_set_id])
         return _doc_info(row[0], row[1], tags.get(doc_id, ()), copies)
 
     async def _tags(self, s: AsyncSession, doc_ids: Sequence[int]) -> dict[int, tuple[str, ...]]:
@@ -242,26 +243,6 @@ class Library:
             for doc_id, tag in rows:
                 out.setdefault(doc_id, []).append(tag)
         return {k: tuple(v) for k, v in out.items()}
-
-    async def _copies(self, s: AsyncSession, set_ids: Sequence[int | None]
-                      ) -> dict[int, list[tuple[int, str, str]]]:
-        """chunk set -> (document id, collection, path) of every document holding it, for
-        the sets held by more than one document."""
-        wanted = sorted({i for i in set_ids if i is not None})
-        out: dict[int, list[tuple[int, str, str]]] = {}
-        for first in range(0, len(wanted), 500):
-            shared = (select(m.Document.chunk_set_id)
-                      .where(m.Document.chunk_set_id.in_(wanted[first:first + 500]))
-                      .group_by(m.Document.chunk_set_id).having(func.count() > 1))
-            rows = await s.execute(
-                select(m.Document.chunk_set_id, m.Document.id, m.Collection.name,
-                       m.Document.source_path)
-                .join(m.Collection, m.Collection.id == m.Document.collection_id)
-                .where(m.Document.chunk_set_id.in_(shared), m.Document.user_id == self.user_id)
-                .order_by(m.Collection.name, m.Document.source_path))
-            for set_id, doc_id, name, path in rows:
-                out.setdefault(set_id, []).append((doc_id, name, path))
-        return out
 
     async def find_documents(self, target: int | str | os.PathLike[str], *,
                              collection: str | None = None) -> list[DocumentInfo]:
