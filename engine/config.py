@@ -116,7 +116,8 @@ class RetrievalSettings(_Section):
     max_file_mb: float = Field(50.0, gt=0)
     """Files larger than this are skipped with a reason."""
     default_collection: str = "default"
-    """Collection used when none is named."""
+    """Collection ``ingest`` (and commands on one collection) use when none is named. Chats
+    search every collection unless scoped."""
     ef_search: int = Field(200, ge=1, le=1000)
     """PostgreSQL HNSW search breadth (higher: better recall, slower). 200 finds 97-99% of
     the exact 100 nearest chunks at 10k-100k chunks (100: 93-96%)."""
@@ -226,6 +227,38 @@ class UISettings(_Section):
         return out
 
 
+class ChatParams(_Section):
+    """Per-session (or per-persona) parameters; empty ones keep the configured value."""
+
+    temperature: float | None = Field(None, ge=0, le=2)
+    """Sampling temperature."""
+    max_tokens: int | None = Field(None, ge=1)
+    """Longest answer in tokens."""
+    top_k: int | None = Field(None, ge=1, le=200)
+    """Sources given to the model per question."""
+
+
+class PersonaSettings(_Section):
+    """A named chat preset (``parley ask --persona NAME``, Ctrl+N in the app)."""
+
+    description: str | None = None
+    """One line shown when choosing a persona."""
+    provider: str | None = None
+    """Name of an entry under ``providers``. Empty: ``chat.provider``."""
+    model: str | None = None
+    """Model id on that provider. Empty: the provider's configured model."""
+    system_prompt: str | None = None
+    """System prompt of its chats."""
+    collections: list[str] = []
+    """Collections its chats search. Empty: all of them."""
+    rag: bool | None = None
+    """Search documents before answering. Empty: ``chat.rag``."""
+    params: ChatParams = ChatParams()
+    first_message: str | None = None
+    """A first question put in the prompt box (and asked by ``ask --persona`` with no
+    question)."""
+
+
 class ToolsSettings(_Section):
     """Tools the model may call: MCP servers and Parley's own search."""
 
@@ -323,6 +356,7 @@ class Settings(BaseModel):
     chat: ChatSettings = ChatSettings()
     providers: dict[str, ProviderSettings] = {}
     ui: UISettings = UISettings()
+    personas: dict[str, PersonaSettings] = {}
     tools: ToolsSettings = ToolsSettings()
     mcp_servers: dict[str, MCPServerSettings] = {}
     watch: WatchSettings = WatchSettings()
@@ -529,6 +563,12 @@ def _check_references(settings: Settings) -> None:
         raise ConfigError(
             f"chat.provider '{settings.chat.provider}' is not defined under 'providers'",
             "add it under providers: or leave chat.provider empty for offline answers")
+    for name, persona in settings.personas.items():
+        if persona.provider and persona.provider != "extractive" \
+                and persona.provider not in settings.providers:
+            raise ConfigError(
+                f"persona '{name}' names provider '{persona.provider}', which is not defined "
+                "under 'providers'", f"fix personas.{name}.provider or add the provider")
     for server in settings.mcp_servers:
         if not server or not all(ch.isalnum() or ch in "-_" for ch in server) or \
                 server == "parley" or "__" in server:

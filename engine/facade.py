@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from engine.providers.embedders import Embedder
     from engine.library.retrieval import Retriever
     from engine.types import CitationCheck
+    from engine.session_setup.personas import Personas
     from engine.teams.admin import Team
     from engine.tools.toolbox import Toolbox
     from engine.usage import UsageLedger
@@ -190,6 +191,13 @@ class Engine:
         from engine.usage import UsageLedger
 
         return self._service("usage", UsageLedger)
+
+    @property
+    def personas(self) -> Personas:
+        """Named chat presets: from the config file, or saved from a session."""
+        from engine.session_setup.personas import Personas
+
+        return self._service("personas", Personas)
 
     @property
     def team(self) -> Team:

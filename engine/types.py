@@ -77,6 +77,7 @@ class Message:
     # On an active branch, the ids of this message and its siblings (the answers of one
     # question, the versions of an edited question), oldest first; empty when it has none.
     alternatives: tuple[int, ...] = ()
+    attachments: tuple[AttachmentInfo, ...] = ()  # files sent with a question
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +94,8 @@ class SessionSummary:
     archived: bool = False
     collections: tuple[str, ...] = ()
     system_prompt: str | None = None
+    rag: bool | None = None  # None: chat.rag
+    params: dict[str, float | int] = field(default_factory=dict)  # temperature, top_k, ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,7 +396,83 @@ class ReindexResult:
     status: str = "complete"  # "complete" | "unchanged"
 
 
+# --- chat setup: scope, session settings, personas, attachments, context windows ------------
+
+
 @dataclass(frozen=True, slots=True)
+class AttachmentInfo:
+    """A file (or pasted text) sent with a question."""
+
+    path: str  # the file's path as given, "stdin" or "pasted text"
+    kind: str  # the document kind: text, markdown, pdf, ...
+    lines: int
+    tokens: int  # estimated
+
+
+@dataclass(frozen=True, slots=True)
+class ChatScope:
+    """Which documents a chat searches."""
+
+    collections: tuple[str, ...]  # searched, in order
+    all: bool  # not scoped: every collection of the user
+    documents: int  # indexed documents in them
+    rag: bool = True
+    keyword_only: tuple[str, ...] = ()  # indexed with another embedder: keywords only
+
+    def describe(self) -> str:
+        """``searching: work, papers``, ``searching: all (3)``, or why nothing is searched."""
+        if not self.rag:
+            return "not searching documents (RAG off)"
+        if not self.collections or not self.documents:
+            return "searching: nothing indexed yet"
+        if self.all:
+            return f"searching: all ({len(self.collections)})"
+        return "searching: " + ", ".join(self.collections)
+
+
+@dataclass(frozen=True, slots=True)
+class Searched:
+    """Sent first in a turn: which documents it searches (``first``: the session's first
+    question, when front ends say so)."""
+
+    scope: ChatScope
+    first: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NothingFound:
+    """The search found no source for the question (sent before the answer streams)."""
+
+    scope: ChatScope
+
+
+@dataclass(frozen=True, slots=True)
+class ContextWindow:
+    """A model's context window and where the figure comes from."""
+
+    tokens: int
+    source: str  # "server (llama.cpp /props)", "config", "default", ...
+
+
+@dataclass(frozen=True, slots=True)
+class PersonaInfo:
+    """A named chat preset: from the config file (``origin`` "config") or saved ("saved")."""
+
+    name: str
+    origin: str
+    provider: str | None = None
+    model: str | None = None
+    system_prompt: str | None = None
+    collections: tuple[str, ...] = ()
+    rag: bool | None = None
+    params: dict[str, float | int] = field(default_factory=dict)
+    first_message: str | None = None
+    description: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+
+
 class TeamMember:
     """A user of a PostgreSQL team database (``parley team list``)."""
 

@@ -27,6 +27,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from engine import Engine, Settings, load_settings
+from tests.support.pg_restart import RestartableServer
 
 BACKENDS = ["sqlite", "postgres", "postgres-bm25"]
 BM25_BACKEND = "postgres-bm25"
@@ -192,3 +193,13 @@ async def engine(settings: Settings) -> AsyncIterator[Engine]:
     await migrate(settings)
     async with Engine(settings) as opened:
         yield opened
+
+
+@pytest.fixture
+def own_server() -> Iterator[RestartableServer]:
+    """A PostgreSQL server of the test's own, which the test may stop and start again."""
+    server = RestartableServer()
+    try:
+        yield server
+    finally:
+        server.close()

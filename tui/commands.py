@@ -45,6 +45,14 @@ PALETTE: tuple[PaletteCommand, ...] = (
                    "goto('chat', 'delete_session')"),
     PaletteCommand("Open source", "Open the selected source at its line or page",
                    "goto('chat', 'open_source')"),
+    PaletteCommand("Chat settings", "Model, system prompt, collections, RAG and parameters "
+                   "of this chat", "goto('chat', 'session_settings')"),
+    PaletteCommand("Change model", "Pick another model for this chat",
+                   "goto('chat', 'session_settings')"),
+    PaletteCommand("Attach a file", "Send a file with the next question as a citable source",
+                   "goto('chat', 'attach_file')"),
+    PaletteCommand("New chat from a persona", "Start a chat set up by a persona",
+                   "goto('chat', 'new_session')"),
     PaletteCommand("Switch theme", "Choose another color theme", "change_theme"),
     PaletteCommand("Keys and help", "Every key binding of every screen", "help"),
 )

@@ -47,6 +47,10 @@ SCOPES: dict[str, tuple[str, str, str]] = {
     "error": ("tui.screens.dialogs", "ErrorDialog", "the error dialog"),
     "confirm": ("tui.screens.dialogs", "ConfirmDialog", "confirmation dialogs"),
     "text": ("tui.screens.dialogs", "TextDialog", "text dialogs (rename)"),
+    "settings": ("tui.screens.session_settings", "SessionSettingsDialog",
+                 "the chat settings dialog"),
+    "personas": ("tui.screens.chat_pickers", "PersonaPicker", "the persona picker"),
+    "attach": ("tui.screens.chat_pickers", "AttachDialog", "the attach dialog"),
     "tool": ("tui.widgets.tool_line", "ToolLine", "a tool call's line in an answer"),
     "approval": ("tui.screens.tool_approval", "ToolApproval", "the tool approval card"),
 }
@@ -72,6 +76,10 @@ CHAINS: tuple[tuple[str, ...], ...] = (
     ("error", "app"),
     ("confirm", "app"),
     ("=input", "text", "app"),
+    ("=input", "settings", "app"),
+    ("=list", "settings", "app"),
+    ("=list", "personas", "app"),
+    ("=input", "attach", "app"),
     ("tool", "transcript", "chat", "app"),
     ("approval", "app"),
 )

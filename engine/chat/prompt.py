@@ -104,6 +104,13 @@ def _history_messages(history: Sequence[Message],
     return out
 
 
+def fixed_tokens(system_prompt: str, question: str, pinned: Sequence[SearchHit] = ()) -> int:
+    """Tokens a turn needs whatever else fits: system prompt, question, attached sources."""
+    blocks = [source_block(n, hit) for n, hit in enumerate(pinned, start=1)]
+    return (estimate_tokens(system_prompt) + estimate_tokens(question_message(question, ["x"]))
+            + sum(estimate_tokens(b) + 1 for b in blocks) + 2 * MESSAGE_OVERHEAD)
+
+
 def _cost(message: ChatMessage) -> int:
     return (estimate_tokens(message.content) + MESSAGE_OVERHEAD
             + sum(estimate_tokens(c.name + c.arguments) for c in message.tool_calls))
@@ -111,17 +118,18 @@ def _cost(message: ChatMessage) -> int:
 
 def build_prompt(*, system_prompt: str, question: str, history: Sequence[Message] = (),
                  hits: Sequence[SearchHit] = (), context_window: int = 8192,
-                 max_tokens: int | None = None,
+                 max_tokens: int | None = None, pinned: Sequence[SearchHit] = (),
                  tool_rounds: Mapping[int, Sequence[ChatMessage]] | None = None) -> Prompt:
     """The messages for one turn (see the module docstring for what is kept and dropped).
     ``tool_rounds``: by answer id, the tool calls and results replayed before its text.
 
-    Raises ``ContextTooLong`` when the system prompt and the question alone do not fit.
+    ``pinned`` sources (attachments) are numbered first and always included. Raises
+    ``ContextTooLong`` when the system prompt, the question and the pinned sources alone do
+    not fit.
     """
     reserve = answer_reserve(context_window, max_tokens)
     room = context_window - reserve
-    fixed = (estimate_tokens(system_prompt) + estimate_tokens(question_message(question, ["x"]))
-             + 2 * MESSAGE_OVERHEAD)
+    fixed = fixed_tokens(system_prompt, question, pinned)
     if fixed > room:
         raise ContextTooLong(
             f"the question and system prompt need about {fixed} tokens, but the model's context "
@@ -133,8 +141,8 @@ def build_prompt(*, system_prompt: str, question: str, history: Sequence[Message
     left = room - fixed
     history_claim = min(sum(past_tokens), left // HISTORY_SHARE)
 
-    blocks: list[str] = []
-    numbered: list[NumberedSource] = []
+    blocks = [source_block(n, hit) for n, hit in enumerate(pinned, start=1)]
+    numbered = [NumberedSource(n, hit) for n, hit in enumerate(pinned, start=1)]
     source_room = left - history_claim
     for hit in hits:
         block = source_block(len(numbered) + 1, hit)
@@ -143,7 +151,7 @@ def build_prompt(*, system_prompt: str, question: str, history: Sequence[Message
             source_room -= cost
             blocks.append(block)
             numbered.append(NumberedSource(len(numbered) + 1, hit))
-    left -= sum(estimate_tokens(b) + 1 for b in blocks)
+    left -= sum(estimate_tokens(b) + 1 for b in blocks[len(pinned):])
 
     kept: list[ChatMessage] = []
     groups = 0
@@ -159,4 +167,5 @@ def build_prompt(*, system_prompt: str, question: str, history: Sequence[Message
     messages = (ChatMessage("system", system_prompt), *kept, ChatMessage("user", final))
     tokens = sum(_cost(m) for m in messages)
     return Prompt(messages=messages, sources=tuple(numbered), tokens=tokens,
-                  dropped_sources=len(hits) - len(numbered), dropped_history=dropped)
+                  dropped_sources=len(hits) + len(pinned) - len(numbered),
+                  dropped_history=dropped)

@@ -40,7 +40,9 @@ from engine.types import (
     Delta,
     Done,
     Message,
+    NothingFound,
     SearchHit,
+    Searched,
     Sources,
     ToolCallFinished,
     ToolCallStarted,
@@ -51,10 +53,11 @@ from engine.types import (
 if TYPE_CHECKING:
     from engine.chat.service import Chat
     from engine.facade import Engine
+    from engine.session_setup.settings import TurnOptions
     from engine.tools.loop import ToolTurn
 
-ChatEvent = (Delta | Sources | Done | BudgetWarning | ToolCallStarted | ToolCallFinished
-             | ToolNotice)
+ChatEvent = (Delta | Sources | Done | BudgetWarning | Searched | NothingFound
+             | ToolCallStarted | ToolCallFinished | ToolNotice)
 T = TypeVar("T")
 EXTRACTIVE = "extractive"
 
@@ -72,6 +75,7 @@ class Turn:
     model: str
     system_prompt: str
     rag: bool
+    options: TurnOptions | None = None  # from the session (None: the configuration's)
     tools: bool | None = None  # None: tools.enabled
     approval: str | None = None  # None: tools.approval
     approver: Any = None  # asks the user about a tool call; None: nobody to ask
@@ -126,9 +130,12 @@ async def retrieve(engine: Engine, turn: Turn) -> list[SearchHit]:
     """The turn's sources: hybrid search over its collections (none without RAG)."""
     if not turn.rag or not turn.collections:
         return []
+    opts = turn.options
     # explain: a hit with a vector rank tells that the question was embedded
-    return list(await engine.retrieval.search(turn.question, k=engine.settings.retrieval.top_k,
-                                              collections=list(turn.collections), explain=True))
+    return list(await engine.retrieval.search(
+        turn.question, k=opts.top_k if opts else engine.settings.retrieval.top_k,
+        collections=list(turn.collections), explain=True,
+        keyword_only=opts.scope.keyword_only if opts and opts.scope else ()))
 
 
 def query_embedding(engine: Engine, question: str) -> tuple[int, bool]:
@@ -147,7 +154,12 @@ async def run_turn(chat: Chat, turn: Turn) -> AsyncIterator[ChatEvent]:
     hits = await retrieve(engine, turn)
     embedded = (query_embedding(engine, turn.question)
                 if any(hit.vector_rank is not None for hit in hits) else (0, False))
-    price = engine.usage.prices(turn.provider_name, turn.model)
+    opts = turn.options
+    window = opts.context_window if opts else engine.usage.prices(turn.provider_name,
+                                                                  turn.model).context_window
+    max_tokens = opts.max_tokens if opts else settings.chat.max_tokens
+    temperature = opts.temperature if opts else settings.chat.temperature
+    pinned = opts.attachments if opts else ()
     provider = chat.provider(turn.provider_name)
     tools: ToolTurn | None = None
     rounds: dict[int, list[ChatMessage]] = {}
@@ -164,33 +176,37 @@ async def run_turn(chat: Chat, turn: Turn) -> AsyncIterator[ChatEvent]:
         yield ToolNotice("tools need a model server (chat.provider): the offline extractive "
                          "answerer calls none")
     prompt = build_prompt(system_prompt=turn.system_prompt, question=turn.question,
-                          history=turn.history, hits=hits,
-                          context_window=price.context_window,
-                          max_tokens=settings.chat.max_tokens, tool_rounds=rounds)
+                          history=turn.history, hits=hits, context_window=window,
+                          max_tokens=max_tokens, pinned=pinned, tool_rounds=rounds)
     if tools is not None:
         tools.book.sources[:] = prompt.sources
     estimate = engine.usage.cost(turn.provider_name, turn.model, prompt_tokens=prompt.tokens,
-                                 completion_tokens=settings.chat.max_tokens or 0)
+                                 completion_tokens=max_tokens or 0)
     warning = await engine.usage.check_budget(estimate)
     if warning is not None:
         yield warning
+    searched = opts.scope if opts else None
+    if turn.rag and not hits and searched is not None:
+        yield NothingFound(searched)
     call = _Call()
     failure: ProviderError | None = None
     messages = prompt.messages
+    extra = {}
     if provider.kind == EXTRACTIVE:  # it matches the question's words, not the sources'
         messages = (*messages[:-1], ChatMessage("user", turn.question))
+        if searched is not None and turn.rag:
+            from engine.session_setup.scope import searched_where
+
+            extra["searched"] = searched_where(searched)
     if tools is not None:
         from engine.tools.loop import run_rounds
 
         stream: AsyncIterator[Any] = run_rounds(
             engine, tools, provider, messages, provider_name=turn.provider_name,
-            model=turn.model, temperature=settings.chat.temperature,
-            max_tokens=settings.chat.max_tokens)
+            model=turn.model, temperature=temperature, max_tokens=max_tokens)
     else:
-        stream = provider.stream(messages, model=turn.model,
-                                 temperature=settings.chat.temperature,
-                                 max_tokens=settings.chat.max_tokens,
-                                 sources=prompt.source_texts())
+        stream = provider.stream(messages, model=turn.model, temperature=temperature,
+                                 max_tokens=max_tokens, sources=prompt.source_texts(), **extra)
     try:
         async with contextlib.aclosing(stream) as events:
             async for event in events:

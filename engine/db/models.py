@@ -96,6 +96,9 @@ class Session(Base):
     archived: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Session settings (engine.chat.setup); None: the configured value.
+    rag: Mapped[bool | None] = mapped_column(Boolean)
+    params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     collections: Mapped[list[Collection]] = relationship(secondary="session_collections",
                                                          lazy="raise")
 
@@ -280,6 +283,51 @@ class AuditLog(Base):
     target: Mapped[str | None] = mapped_column(Text)
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Persona(Base):
+    """A named chat preset saved from a session (the config file can define more)."""
+
+    __tablename__ = "personas"
+    __table_args__ = (UniqueConstraint("user_id", "name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    provider: Mapped[str | None] = mapped_column(String(200))
+    model: Mapped[str | None] = mapped_column(String(200))
+    system_prompt: Mapped[str | None] = mapped_column(EncryptedText())
+    collections: Mapped[list[Any]] = mapped_column(default=list)
+    rag: Mapped[bool | None] = mapped_column(Boolean)
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    first_message: Mapped[str | None] = mapped_column(EncryptedText())
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Attachment(Base):
+    """A file (or pasted text) sent with a question; its text is encrypted like the question."""
+
+    __tablename__ = "attachments"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"),
+                                            index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(32))
+    text: Mapped[str] = mapped_column(EncryptedText())
+    pages: Mapped[list[Any]] = mapped_column(default=list)  # [[page, char_start, char_end]]
+
+
+class ModelInfo(Base):
+    """What a model server said about one of its models (a cache, refreshed when stale)."""
+
+    __tablename__ = "model_info"
+    provider: Mapped[str] = mapped_column(String(200), primary_key=True)
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    base_url: Mapped[str] = mapped_column(Text)
+    context_window: Mapped[int | None] = mapped_column(Integer)
+    source: Mapped[str | None] = mapped_column(String(64))
+    checked_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class UserKey(Base):

@@ -24,6 +24,7 @@ from engine.db.reconnect import retry_read
 from engine.drift import check_citations
 from engine.errors import NotFound, UsageError
 from engine.types import (
+    AttachmentInfo,
     Citation,
     CitationDrift,
     HistorySearchResult,
@@ -56,6 +57,22 @@ async def purge_wal(db: Database) -> None:
             await raw.execute(f"PRAGMA busy_timeout = {int(previous[0])}")
 
 
+async def _attachment_infos(s: AsyncSession,
+                            session_id: int) -> dict[int, list[AttachmentInfo]]:
+    """The attachments of a session's questions, by message id."""
+    from engine.chat.prompt import estimate_tokens
+
+    out: dict[int, list[AttachmentInfo]] = {}
+    for row in await s.scalars(
+            select(m.Attachment).join(m.Message, m.Message.id == m.Attachment.message_id)
+            .where(m.Message.session_id == session_id)
+            .order_by(m.Attachment.message_id, m.Attachment.position)):
+        out.setdefault(row.message_id, []).append(AttachmentInfo(
+            path=row.path, kind=row.kind, lines=len(row.text.splitlines()),
+            tokens=estimate_tokens(row.text)))
+    return out
+
+
 def _citation(row: m.Citation, drift: Mapping[int, CitationDrift]) -> Citation:
     return Citation(marker=row.marker, document_id=row.document_id, chunk_id=row.chunk_id,
                     path=row.path, page=row.page, line_start=row.line_start,
@@ -65,6 +82,7 @@ def _citation(row: m.Citation, drift: Mapping[int, CitationDrift]) -> Citation:
 
 def to_message(row: m.Message, citations: Iterable[m.Citation] = (),
                alternatives: Sequence[int] = (),
+               attachments: Sequence[AttachmentInfo] = (),
                drift: Mapping[int, CitationDrift] | None = None) -> Message:
     unreadable = isinstance(row.content, UnreadableText)
     return Message(id=row.id, session_id=row.session_id, parent_id=row.parent_id,
@@ -72,7 +90,8 @@ def to_message(row: m.Message, citations: Iterable[m.Citation] = (),
                    created_at=row.created_at,
                    error="content cannot be decrypted" if unreadable else row.error,
                    citations=tuple(_citation(c, drift or {}) for c in citations),
-                   alternatives=tuple(alternatives) if len(alternatives) > 1 else ())
+                   alternatives=tuple(alternatives) if len(alternatives) > 1 else (),
+                   attachments=tuple(attachments))
 
 
 def to_summary(row: m.Session, message_count: int,
@@ -80,7 +99,8 @@ def to_summary(row: m.Session, message_count: int,
     return SessionSummary(id=row.id, title=row.title, model=row.model, provider=row.provider,
                           message_count=message_count, created_at=row.created_at,
                           updated_at=row.updated_at, archived=row.archived,
-                          collections=tuple(collections), system_prompt=row.system_prompt)
+                          collections=tuple(collections), system_prompt=row.system_prompt,
+                          rag=row.rag, params=dict(row.params or {}))
 
 
 class SessionStore:
@@ -171,6 +191,7 @@ class SessionStore:
             drift = await check_citations(s, self.user_id, [
                 c for mid, group in cites.items() if mid in shown for c in group])
             names = await self._collection_names(s, [row.id])
+            attached = await _attachment_infos(s, row.id)
             siblings: dict[int | None, list[int]] = {}
             if not all_branches:  # rows are in id order, so each list is oldest first
                 for r in rows:
@@ -178,7 +199,8 @@ class SessionStore:
             return SessionDetail(
                 session=to_summary(row, len(messages), names.get(row.id, ())),
                 messages=tuple(to_message(msg, cites.get(msg.id, ()),
-                                          siblings.get(msg.parent_id, ()), drift)
+                                          siblings.get(msg.parent_id, ()),
+                                          attached.get(msg.id, ()), drift)
                                for msg in messages))
 
     @staticmethod

@@ -55,6 +55,13 @@ class CitationDoc(_Strict):
     drift: dict[str, Any] | None = None
 
 
+class AttachmentDoc(_Strict):
+    path: str
+    kind: str = "text"
+    text: str
+    pages: list[list[int]] = []
+
+
 class ToolRunDoc(_Strict):
     round: int = 1
     call_index: int = 0
@@ -83,6 +90,7 @@ class MessageDoc(_Strict):
     error: str | None = None
     created_at: datetime
     citations: list[CitationDoc] = []
+    attachments: list[AttachmentDoc] = []
     tool_runs: list[ToolRunDoc] = []
 
 
@@ -96,6 +104,8 @@ class SessionDoc(_Strict):
     created_at: datetime
     updated_at: datetime
     current: int | None = None
+    rag: bool | None = None
+    params: dict[str, float | int] = {}
 
 
 class ExportDoc(_Strict):
@@ -142,6 +152,18 @@ async def _load(store: SessionStore, session_id: int) -> tuple[
         return row, messages, cites, sorted(names), drift
 
 
+async def _attachments(store: SessionStore, session_id: int) -> dict[int, list[m.Attachment]]:
+    """The attachments of a session's questions, by message id, in order."""
+    out: dict[int, list[m.Attachment]] = {}
+    async with store.db.read() as s:
+        for row in await s.scalars(
+                select(m.Attachment).join(m.Message, m.Message.id == m.Attachment.message_id)
+                .where(m.Message.session_id == session_id)
+                .order_by(m.Attachment.message_id, m.Attachment.position)):
+            out.setdefault(row.message_id, []).append(row)
+    return out
+
+
 async def export_session(store: SessionStore, session_id: int, fmt: str) -> str:
     """The session as ``json`` or ``md`` text."""
     if fmt not in ("json", "md"):
@@ -150,6 +172,7 @@ async def export_session(store: SessionStore, session_id: int, fmt: str) -> str:
     if fmt == "md":
         return render_markdown(row, messages, cites, names, drift)
     _refuse_unreadable(row, messages, cites)
+    attached = await _attachments(store, row.id)
     runs = await _runs(store, row.id)
     number = {msg.id: i for i, msg in enumerate(messages, start=1)}
     doc = {
@@ -159,6 +182,7 @@ async def export_session(store: SessionStore, session_id: int, fmt: str) -> str:
             "system_prompt": row.system_prompt, "archived": row.archived,
             "collections": names, "created_at": _utc(row.created_at),
             "updated_at": _utc(row.updated_at), "current": number.get(row.current_message_id),
+            "rag": row.rag, "params": dict(row.params or {}),
         },
         "messages": [{
             "id": number[msg.id], "parent": number.get(msg.parent_id), "role": msg.role,
@@ -169,6 +193,9 @@ async def export_session(store: SessionStore, session_id: int, fmt: str) -> str:
                 "line_start": c.line_start, "line_end": c.line_end, "score": c.score,
                 "snippet": c.snippet, "drift": _drift_doc(drift.get(c.id))}
                 for c in cites.get(msg.id, ())],
+            "attachments": [{"path": a.path, "kind": a.kind, "text": a.text,
+                             "pages": [list(p) for p in a.pages or ()]}
+                            for a in attached.get(msg.id, ())],
             **({"tool_runs": [{**{f: getattr(r, f) for f in _RUN_FIELDS},
                                "started_at": _utc(r.started_at) if r.started_at else None}
                               for r in runs[msg.id]]} if msg.id in runs else {}),
@@ -303,7 +330,8 @@ async def import_session(store: SessionStore, data: str | bytes, *,
         row = m.Session(user_id=store.user_id, title=info.title, model=info.model,
                         provider=info.provider, system_prompt=info.system_prompt,
                         archived=info.archived, created_at=info.created_at,
-                        updated_at=info.updated_at)
+                        updated_at=info.updated_at, rag=info.rag,
+                        params=dict(info.params) or None)
         s.add(row)
         await s.flush()
         found = (await s.scalars(select(m.Collection).where(
@@ -322,6 +350,9 @@ async def import_session(store: SessionStore, data: str | bytes, *,
             ).returning(m.Message.id))).scalar_one()
             citations += [{**c.model_dump(exclude={"drift"}), "user_id": store.user_id,
                            "message_id": ids[msg.id]} for c in msg.citations]
+            s.add_all(m.Attachment(user_id=store.user_id, message_id=ids[msg.id], position=n,
+                                   path=a.path, kind=a.kind, text=a.text, pages=a.pages)
+                      for n, a in enumerate(msg.attachments))
             runs += [m.ToolRun(**r.model_dump(), user_id=store.user_id, session_id=row.id,
                                message_id=ids[msg.id]) for r in msg.tool_runs]
         if citations:

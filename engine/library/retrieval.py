@@ -122,7 +122,8 @@ class Retriever:
                      tags: Sequence[str] | None = None,
                      path_glob: str | Sequence[str] | None = None,
                      kinds: Sequence[str] | None = None,
-                     explain: bool = False) -> list[SearchHit]:
+                     explain: bool = False,
+                     keyword_only: Sequence[str] = ()) -> list[SearchHit]:
         """The best ``k`` chunks for ``query`` (default ``retrieval.top_k``), best first.
 
         ``collections`` are names (default: all of the user's); ``tags``, ``path_glob``
@@ -130,9 +131,12 @@ class Retriever:
         (document kinds such as ``markdown`` or ``pdf``) keep only documents that match one
         of the given values. ``explain`` fills each hit's keyword and vector rank (None
         where that ranking did not return the chunk). Raises ``NotFound`` for an unknown
-        collection and ``EmbedderMismatch`` for vectors made by another embedder."""
+        collection and ``EmbedderMismatch`` for vectors made by another embedder, except in
+        the ``keyword_only`` collections, which are searched by keywords alone (chats do
+        that rather than fail)."""
         found = await self.search_many([query], k=k, collections=collections, tags=tags,
-                                       path_glob=path_glob, kinds=kinds, explain=explain)
+                                       path_glob=path_glob, kinds=kinds, explain=explain,
+                                       keyword_only=keyword_only)
         return found[0]
 
     @retry_read
@@ -141,20 +145,22 @@ class Retriever:
                           tags: Sequence[str] | None = None,
                           path_glob: str | Sequence[str] | None = None,
                           kinds: Sequence[str] | None = None,
-                          explain: bool = False) -> list[list[SearchHit]]:
+                          explain: bool = False,
+                          keyword_only: Sequence[str] = ()) -> list[list[SearchHit]]:
         """``search`` for each query, in order, resolving collections and checking the
         embedder once (batch mode of ``parley search --queries``)."""
         settings = self._engine.settings.retrieval
         k = int(k or settings.top_k)
         flt = DocFilter(_tuple(tags), _tuple(path_glob), _tuple(kinds))
-        scope = await self._scope(_tuple(collections))
+        scope = await self._scope(_tuple(collections), frozenset(keyword_only))
         results: list[list[SearchHit]] = []
         for query in queries:
             results.append(await self._search_one(query, k, scope, flt, explain))
         return results
 
     # -- internals ------------------------------------------------------------------------------
-    async def _scope(self, names: tuple[str, ...]) -> _Scope:
+    async def _scope(self, names: tuple[str, ...],
+                     keyword_only: frozenset[str] = frozenset()) -> _Scope:
         db = self._engine._require_db()
         uid = self._engine.user_id
         async with db.read() as s:
@@ -167,8 +173,8 @@ class Retriever:
                 has_vectors = await s.scalar(select(m.ChunkEmbedding.chunk_id).where(
                     m.ChunkEmbedding.collection_id == coll.id,
                     m.ChunkEmbedding.generation == coll.vector_generation).limit(1))
-                if has_vectors is None:
-                    continue  # nothing embedded yet: keywords only
+                if has_vectors is None or coll.name in keyword_only:
+                    continue  # nothing embedded yet (or another embedder's): keywords only
                 self._check_embedder(coll)
                 # the documents' chunk counts: a cheap size estimate (counting vectors is not)
                 size = await s.scalar(select(func.coalesce(func.sum(m.Document.chunk_count), 0))

@@ -76,13 +76,16 @@ class ExtractiveProvider:
     async def stream(self, messages: Sequence[ChatMessage], *, model: str = "extractive",
                      temperature: float | None = None, max_tokens: int | None = None,
                      sources: Sequence[SourceText] = (),
+                     searched: str | None = None,
                      tools: Sequence[object] = ()) -> AsyncIterator[ProviderEvent]:
         """Answer the last user message from ``sources``; ``model``, sampling and ``tools``
-        are ignored (it calls no tools)."""
+        are ignored (it calls no tools). ``searched`` says what was searched, for the
+        answer that found nothing."""
         question = next((m.content for m in reversed(messages) if m.role == "user"), "")
         picked = extract(question, sources)
         if not picked:
-            yield TextDelta(NOTHING_FOUND)
+            yield TextDelta(NOTHING_FOUND if searched is None else NOTHING_FOUND.replace(
+                "in your documents for this question", f"for this question in {searched}"))
             yield StreamEnd("stop")
             return
         yield TextDelta(HEADER + "\n\n")

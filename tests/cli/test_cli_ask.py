@@ -112,7 +112,8 @@ def test_plain_output_streams_the_answer_then_the_sources(ask: Any) -> None:
     assert answer.startswith("The capacitor needs 1.21 gigawatts [")
     marker = answer.split("[")[1].split("]")[0]
     assert sources.startswith(f"[{marker}] ") and sources.endswith("flux-manual.pdf p.2 L1-3\n")
-    assert result.stderr == ""
+    # the first question of a session says, once, what it searches; nothing else
+    assert result.stderr == "parley: searching all your collections (1): default\n"
 
 
 def test_stream_json_prints_one_event_per_line(ask: Any) -> None:
@@ -147,7 +148,9 @@ async def test_a_refused_key_exits_1_with_a_hint_and_keeps_the_question(
     server.api_key = "sk-needed"
     result = ask("--new", "Will this work?")
     assert result.returncode == 1
-    assert result.stderr.startswith("parley: error: ") and "401" in result.stderr
+    note, error = result.stderr.splitlines()  # what the new session searches, then the error
+    assert note == "parley: searching all your collections (1): default"
+    assert error.startswith("parley: error: ") and "401" in error
     assert "api_key" in result.stderr  # the hint says what to set
     assert await stored(settings) == [("user", "complete", "Will this work?"),
                                       ("assistant", "error", "")]

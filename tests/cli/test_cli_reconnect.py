@@ -8,7 +8,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,15 +20,6 @@ from tests.conftest import migrate
 from tests.support.pg_restart import RestartableServer
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def own_server() -> Iterator[RestartableServer]:
-    server = RestartableServer()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 class _Lines:

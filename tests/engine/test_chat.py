@@ -29,7 +29,7 @@ from engine.errors import (
     UsageError,
 )
 from engine.chat.turn import ChatEvent
-from engine.types import BudgetWarning, Delta, Done, Sources
+from engine.types import BudgetWarning, Delta, Done, Searched, Sources
 from tests.conftest import migrate
 from tests.engine.chat_support import MARKDOWN_FACT_LINE, citing, sources_of, write_corpus
 from tests.support.openai_server import OpenAITestServer
@@ -364,7 +364,8 @@ async def test_budget_warning_comes_before_the_answer(chat_engine: Engine,
                                                       server: OpenAITestServer) -> None:
     chat_engine.settings.chat.budget.monthly = 0.0000001
     events = await collect(chat_engine.chat.ask("Pricey?"))
-    assert isinstance(events[0], BudgetWarning) and events[0].period == "month"
+    assert isinstance(events[0], Searched)  # what the chat searches comes first
+    assert isinstance(events[1], BudgetWarning) and events[1].period == "month"
     assert one(events, Done).status == "complete"
 
 

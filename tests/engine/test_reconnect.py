@@ -4,7 +4,7 @@ operations, on a server of the test's own (``tests/support/pg_restart.py``)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -17,15 +17,6 @@ from engine.db.reconnect import retry_read
 from engine.errors import ConnectionLost
 from tests.conftest import migrate
 from tests.support.pg_restart import RestartableServer
-
-
-@pytest.fixture
-def own_server() -> Iterator[RestartableServer]:
-    server = RestartableServer()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture

@@ -239,7 +239,8 @@ async def test_tool_events_arrive_before_the_results(
     server.tool_calls = calls_script([[call(SEARCH, "c1", query="flux")]])
     events = await collect(tool_engine.chat.ask("Q"))
     kinds = [type(e).__name__ for e in events if not type(e).__name__ == "Delta"]
-    assert kinds[:2] == ["ToolCallStarted", "ToolCallFinished"]
+    # the scope of the chat comes first (what it searches), then the calls, then the text
+    assert kinds[:3] == ["Searched", "ToolCallStarted", "ToolCallFinished"]
     started = next(e for e in events if isinstance(e, ToolCallStarted))
     assert started.call_id == "c1" and started.round == 1
 

@@ -31,6 +31,13 @@ Behaviours: ``reply`` (a string, or a callable given the request JSON), ``usage`
 500 by default, then it recovers), ``hangup_after`` (close the socket after N content chunks,
 without ``[DONE]``), ``never_answer`` (read the request, send nothing).
 
+Context windows, the way each server tells them (``style`` and ``context_window``):
+``"llamacpp"`` answers ``GET /props`` with ``default_generation_settings.n_ctx``;
+``"ollama"`` answers ``POST /api/show`` with ``model_info["llama.context_length"]`` (and
+``parameters: "num_ctx N"`` when ``ollama_num_ctx`` is set); ``"vllm"`` adds
+``max_model_len`` to each entry of ``GET /v1/models``; ``"openai"`` (the default) tells
+nothing, like OpenAI itself. The other endpoints answer 404.
+
 Tool calls: ``tool_calls`` (a list of calls, or a callable given the request JSON that
 returns one; empty or None: answer with text as usual) makes a streamed response carry
 those calls instead of the reply. A call is ``{"name", "arguments", "id"?}`` (arguments a
@@ -124,6 +131,8 @@ class OpenAITestServer:
                  api_key: str | None = None, context_limit: int | None = None,
                  fail_next: int = 0, fail_status: int = 500, hangup_after: int | None = None,
                  never_answer: bool = False, embedding_dim: int = 32,
+                 style: str = "openai", context_window: int | None = None,
+                 ollama_num_ctx: int | None = None,
                  tool_calls: Any = None, tool_style: str = "openai",
                  tool_preamble: str = "", no_stream_tools: bool = False,
                  host: str = "127.0.0.1", port: int = 0) -> None:
@@ -141,6 +150,9 @@ class OpenAITestServer:
         self.hangup_after = hangup_after
         self.never_answer = never_answer
         self.embedding_dim = embedding_dim
+        self.style = style
+        self.context_window = context_window
+        self.ollama_num_ctx = ollama_num_ctx
         self.tool_calls = tool_calls
         self.tool_style = tool_style
         self.tool_preamble = tool_preamble
@@ -276,6 +288,19 @@ class OpenAITestServer:
                      writer: asyncio.StreamWriter) -> bool:
         known = {("GET", "/v1/models"), ("POST", "/v1/chat/completions"),
                  ("POST", "/v1/embeddings")}
+        if self.style == "llamacpp" and (record.method, record.path) == ("GET", "/props"):
+            return await self._send(writer, record, 200, {
+                "default_generation_settings": {"n_ctx": self.context_window},
+                "total_slots": 1, "model_path": "models/test-model.gguf"})
+        if self.style == "ollama" and (record.method, record.path) == ("POST", "/api/show"):
+            asked = (record.json or {}).get("model") if isinstance(record.json, dict) else None
+            if asked not in self.models:
+                return await self._send(writer, record, 404,
+                                        {"error": f"model '{asked}' not found"})
+            return await self._send(writer, record, 200, {
+                "parameters": f"num_ctx {self.ollama_num_ctx}" if self.ollama_num_ctx else "",
+                "model_info": {"general.architecture": "llama",
+                               "llama.context_length": self.context_window}})
         if (record.method, record.path) not in known:
             return await self._send(writer, record, 404, _error(
                 f"no route {record.method} {record.path}", "invalid_request_error", None))
@@ -283,8 +308,9 @@ class OpenAITestServer:
             return await self._send(writer, record, 401, _error(
                 "Incorrect API key provided.", "invalid_request_error", "invalid_api_key"))
         if record.method == "GET":
+            extra = {"max_model_len": self.context_window} if self.style == "vllm" else {}
             return await self._send(writer, record, 200, {"object": "list", "data": [
-                {"id": m, "object": "model", "created": 0, "owned_by": "tests"}
+                {"id": m, "object": "model", "created": 0, "owned_by": "tests", **extra}
                 for m in self.models]})
         request = record.json if isinstance(record.json, dict) else {}
         model = request.get("model")
@@ -485,6 +511,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--api-key")
     parser.add_argument("--chunk-size", type=int, default=4)
     parser.add_argument("--chunk-delay", type=float, default=0.0)
+    parser.add_argument("--style", default="openai",
+                        choices=["openai", "llamacpp", "ollama", "vllm"])
+    parser.add_argument("--context-window", type=int)
     parser.add_argument("--tool-rounds", metavar="JSON",
                         help="tool calls per round of a turn: a JSON list of lists of calls")
     parser.add_argument("--tool-style", default="openai")
@@ -494,7 +523,9 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     server = OpenAITestServer(reply=args.reply, models=args.model or DEFAULT_MODELS,
                               api_key=args.api_key, chunk_size=args.chunk_size,
-                              chunk_delay=args.chunk_delay, host=args.host, port=args.port,
+                              chunk_delay=args.chunk_delay, style=args.style,
+                              context_window=args.context_window, host=args.host,
+                              port=args.port,
                               tool_calls=calls_script(json.loads(args.tool_rounds))
                               if args.tool_rounds else None, tool_style=args.tool_style)
     with server:

@@ -85,6 +85,8 @@ class RecordingOpener(SourceOpener):
 
 async def settle(pilot: Pilot[Any], rounds: int = 100) -> None:
     """Wait until no worker runs (workers may start others) and the screen caught up."""
+    from textual.worker import WorkerCancelled
+
     app = pilot.app
     for _ in range(rounds):
         try:

@@ -54,14 +54,21 @@ def model_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[int
         process.wait(10)
 
 
-def _config(tmp_path: Path, parley_home: Path, port: int, extra: str = "") -> Path:
+def terminal_env(tmp_path: Path, parley_home: Path, port: int,
+                 extra: str = "") -> dict[str, str]:
+    """The environment of a ``parley`` run in the tmux pane: a config naming the test model
+    server (plus ``extra`` YAML), no ``PARLEY_*`` from outside, and the pane's size."""
     config = tmp_path / "config.yaml"
     config.write_text(
         f"database:\n  url: sqlite:///{parley_home / 'parley.db'}\n"
         f"providers:\n  test:\n    base_url: http://127.0.0.1:{port}/v1\n"
         "chat:\n  provider: test\n  model: test-model\n"
         "embedding:\n  provider: test\n  model: test-embedding\n" + extra)
-    return config
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
+    env.update(PARLEY_HOME=str(parley_home), PARLEY_CONFIG=str(config), TERM="xterm-256color",
+               # the size the app reads first (shutil.get_terminal_size), matching the pane
+               COLUMNS="120", LINES="40")
+    return env
 
 
 @pytest.mark.parametrize("model_server", [("--tool-rounds", TOOL_ROUNDS)], indirect=True)
@@ -72,11 +79,8 @@ def test_approve_a_tool_call_in_the_real_terminal_app(tmp_path: Path, parley_hom
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "paris.md").write_text(PARIS)
-    config = _config(tmp_path, parley_home, model_server,
-                     "tools:\n  enabled: true\n  allow: []\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
-    env.update(PARLEY_HOME=str(parley_home), PARLEY_CONFIG=str(config), TERM="xterm-256color",
-               COLUMNS="120", LINES="40")
+    env = terminal_env(tmp_path, parley_home, model_server,
+                       "tools:\n  enabled: true\n  allow: []\n")
     ingest = subprocess.run([str(PARLEY), "ingest", str(docs)], env=env, capture_output=True,
                             text=True, timeout=120)
     assert ingest.returncode == 0, ingest.stderr
@@ -120,16 +124,7 @@ def test_ask_a_question_in_the_real_terminal_app(tmp_path: Path, parley_home: Pa
     docs.mkdir()
     (docs / "paris.md").write_text(PARIS)
     (docs / "berlin.txt").write_text(BERLIN)
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        f"database:\n  url: sqlite:///{parley_home / 'parley.db'}\n"
-        f"providers:\n  test:\n    base_url: http://127.0.0.1:{model_server}/v1\n"
-        "chat:\n  provider: test\n  model: test-model\n"
-        "embedding:\n  provider: test\n  model: test-embedding\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
-    env.update(PARLEY_HOME=str(parley_home), PARLEY_CONFIG=str(config), TERM="xterm-256color",
-               # the size the app reads first (shutil.get_terminal_size), matching the pane
-               COLUMNS="120", LINES="40")
+    env = terminal_env(tmp_path, parley_home, model_server)
     ingest = subprocess.run([str(PARLEY), "ingest", str(docs)], env=env, capture_output=True,
                             text=True, timeout=120)
     assert ingest.returncode == 0, ingest.stderr

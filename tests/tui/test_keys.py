@@ -75,8 +75,8 @@ def test_every_binding_has_a_stable_name_in_its_scope_documented_in_the_example(
 @pytest.mark.parametrize(("keys", "message"), [
     ({"chat.regenerate": "ctrl+n"},
      "ui.keys.chat.regenerate (from flag): 'ctrl+n' is already the key of chat.new_session"),
-    ({"chat.regenerate": "ctrl+g", "chat.new_session": "ctrl+g"},
-     "ui.keys.chat.regenerate and ui.keys.chat.new_session are both 'ctrl+g'"),
+    ({"chat.regenerate": "alt+g", "chat.new_session": "alt+g"},
+     "ui.keys.chat.regenerate and ui.keys.chat.new_session are both 'alt+g'"),
     ({"chat.regenrate": "ctrl+g"}, "no action is called 'chat.regenrate'"),
     ({"chat.regenerate": "ctl+g"}, "'ctl' is not a modifier"),
     ({"chat.regenerate": "ctrl+nope"}, "'nope' is not a key name"),
@@ -95,13 +95,13 @@ def test_bad_keymaps_are_config_errors_naming_the_key_path_and_both_actions(
 
 
 def test_good_keymaps_pass_in_every_spelling(parley_home: Path) -> None:
-    check_keys(keyed(keys={"chat.regenerate": "ctrl+g", "search.ask": "alt+a"}))
+    check_keys(keyed(keys={"chat.regenerate": "alt+g", "search.ask": "alt+a"}))
     # an action may take the key of one that moves elsewhere; keys a widget has apart from
     # where it is focused do not clash (r renames in the sidebar and re-indexes in library)
     check_keys(keyed(keys={"chat.regenerate": "ctrl+n", "chat.new_session": "alt+n",
                            "library.refresh": "r", "library.reindex": "shift+r"}))
-    nested = keyed(keys={"chat": {"regenerate": ["ctrl+g", "F9"]}})
-    assert nested.ui.keys == {"chat.regenerate": "ctrl+g,F9"}
+    nested = keyed(keys={"chat": {"regenerate": ["alt+g", "F9"]}})
+    assert nested.ui.keys == {"chat.regenerate": "alt+g,F9"}
     check_keys(nested)
     assert key_list("Ctrl+G, f9") == ["ctrl+g", "f9"]
 

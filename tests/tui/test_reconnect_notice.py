@@ -4,7 +4,6 @@ error dialog, and the next action works (a server of the test's own, restarted).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +18,6 @@ from tests.tui.conftest import ingest, overrides_for, settle, wait_until
 from tui.app import ParleyApp
 from tui.screens.dialogs import ErrorDialog
 from tui.screens.search import SearchScreen
-
-
-@pytest.fixture
-def own_server() -> Iterator[RestartableServer]:
-    server = RestartableServer()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 async def test_a_stopped_server_is_a_notice_and_the_app_recovers(

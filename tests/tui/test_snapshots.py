@@ -167,3 +167,42 @@ def test_usage(snap_compare: Any, home: Path, server: OpenAITestServer,
 def test_help(snap_compare: Any, home: Path, server: OpenAITestServer) -> None:
     assert snap_compare(ParleyApp(make_settings(home, server)), terminal_size=SIZE,
                         run_before=before("f1"))
+
+
+def test_chat_settings_dialog(snap_compare: Any, home: Path, server: OpenAITestServer) -> None:
+    settings = make_settings(home, server)
+    asyncio.run(seed(settings, home, chat=True))
+
+    def open_settings(pilot: Pilot[Any]) -> None:
+        pilot.app.screen.open_session(1)  # type: ignore[attr-defined]
+
+    async def settings_dialog(pilot: Pilot[Any]) -> None:
+        open_settings(pilot)
+        await settle(pilot)
+        await pilot.press("ctrl+g")
+
+    assert snap_compare(ParleyApp(settings), terminal_size=SIZE,
+                        run_before=before(then=settings_dialog))
+
+
+def test_persona_picker(snap_compare: Any, home: Path, server: OpenAITestServer) -> None:
+    settings = make_settings(home, server, personas={
+        "tea": {"description": "Questions about tea", "collections": ["default"],
+                "first_message": "What tea do I have?"},
+        "reviewer": {"description": "Reviews code", "system_prompt": "Review carefully."}})
+    asyncio.run(seed(settings, home))
+    assert snap_compare(ParleyApp(settings), terminal_size=SIZE, run_before=before("ctrl+n"))
+
+
+def test_attachment_chip(snap_compare: Any, home: Path, server: OpenAITestServer) -> None:
+    (home / "notes.txt").write_text("Groceries.\n\nOolong tea is rolled by hand.\n")
+
+    async def attach(pilot: Pilot[Any]) -> None:
+        screen: Any = pilot.app.screen
+        screen.query_one(TextArea).load_text("How is oolong made?")
+        screen.attach_file(str(home / "notes.txt"))
+        await settle(pilot)
+        pilot.app.clear_notifications()  # the toast names a temporary path
+
+    assert snap_compare(ParleyApp(make_settings(home, server)), terminal_size=SIZE,
+                        run_before=before(then=attach))

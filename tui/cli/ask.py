@@ -21,7 +21,16 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from tui.cli import tools as tools_cli
-from tui.cli.common import info, json_option, open_engine, print_json, run
+from tui.cli.common import (
+    app_context,
+    info,
+    json_option,
+    names_of,
+    open_engine,
+    parse_pairs,
+    print_json,
+    run,
+)
 
 if TYPE_CHECKING:
     from engine.types import Citation, Done, Sources
@@ -80,13 +89,25 @@ class _Output:
             BudgetWarning,
             Delta,
             Done,
+            NothingFound,
+            Searched,
             Sources,
             ToolCallFinished,
             ToolCallStarted,
             ToolNotice,
         )
 
-        if isinstance(event, BudgetWarning):
+        if isinstance(event, Searched):
+            if event.first:  # say once, where the session starts, what it searches
+                from engine.session_setup.scope import scope_notes
+
+                for note in scope_notes(event.scope):
+                    info(f"parley: {note}")
+        elif isinstance(event, NothingFound):
+            from engine.session_setup.scope import nothing_found_note
+
+            info(f"parley: {nothing_found_note(event.scope)}")
+        elif isinstance(event, BudgetWarning):
             info(f"parley: warning: {event.message}")
         elif isinstance(event, ToolNotice):
             info(f"parley: warning: {event.message}")
@@ -155,8 +176,16 @@ class _Output:
 @click.option("--session", "session_id", type=int, metavar="ID",
               help="Continue this session.")
 @click.option("--collection", "collections", multiple=True, metavar="NAME",
-              help="Search this collection (repeatable; default: the session's, else "
-                   "retrieval.default_collection).")
+              help="Search this collection (repeatable; default: the session's, else all "
+                   "of your collections).")
+@click.option("-a", "--attach", "attach", multiple=True, metavar="FILE",
+              help="Send this file with the question as a source the answer can cite "
+                   "(repeatable; - reads stdin).")
+@click.option("--persona", metavar="NAME",
+              help="Start a new session from this persona (see 'parley personas list').")
+@click.option("--param", "params", multiple=True, metavar="K=V",
+              help="temperature, max_tokens or top_k for this question (a new session "
+                   "keeps them).")
 @click.option("--no-rag", is_flag=True, help="Answer without searching your documents.")
 @click.option("--model", metavar="NAME", help="Model for this question (default: chat.model).")
 @click.option("--provider", metavar="NAME",
@@ -179,7 +208,8 @@ class _Output:
 @json_option
 @run
 async def ask(question: tuple[str, ...], new: bool, session_id: int | None,
-              collections: tuple[str, ...], no_rag: bool, model: str | None,
+              collections: tuple[str, ...], attach: tuple[str, ...], persona: str | None,
+              params: tuple[str, ...], no_rag: bool, model: str | None,
               provider: str | None, system_prompt: str | None, regenerate: bool, edit: bool,
               use_tools: bool | None, approve: str | None, stream_json: bool,
               as_json: bool) -> None:
@@ -195,7 +225,18 @@ async def ask(question: tuple[str, ...], new: bool, session_id: int | None,
                          "--json prints one document, --stream-json one event per line")
     if regenerate or edit:
         _check_rework(regenerate, edit, new, question, collections, system_prompt)
-    text = "" if regenerate else read_question(question)
+        if attach or persona or params:
+            raise UsageError("--regenerate and --edit keep the question's attachments and "
+                             "the session's settings",
+                             "change the settings with: parley sessions set ID")
+    if "-" in attach and not question:
+        raise UsageError("-a - reads the attachment from stdin, so the question must be an "
+                         "argument", "parley ask -a - \"QUESTION\" < FILE")
+    attachments = _attachments(attach)
+    quiet_stdin = sys.stdin is None or sys.stdin.isatty() or "-" in attach
+    # a persona's first message stands in for a question not given
+    text = "" if regenerate or (persona and not question and quiet_stdin) \
+        else read_question(question)
     out = _Output("json" if as_json else "stream-json" if stream_json else "plain")
     failure: ParleyError | None = None
     async with open_engine() as engine:
@@ -210,8 +251,10 @@ async def ask(question: tuple[str, ...], new: bool, session_id: int | None,
                                           rag=rag, **tooling))
         else:
             turn = engine.chat.ask(text, session_id=session_id, new=new,
-                                   collections=collections or None, rag=rag, model=model,
-                                   provider=provider, system_prompt=system_prompt, **tooling)
+                                   collections=names_of(collections) or None, rag=rag,
+                                   model=model, provider=provider, system_prompt=system_prompt,
+                                   attachments=attachments, persona=persona,
+                                   params=parse_pairs(params), **tooling)
         try:
             # aclosing: a closed pipe on stdout still stores what arrived, at once
             async with contextlib.aclosing(turn) as events:
@@ -228,6 +271,24 @@ async def ask(question: tuple[str, ...], new: bool, session_id: int | None,
     out.finish()
     if failure is not None:
         raise failure
+
+
+def _attachments(paths: tuple[str, ...]) -> list[Any]:
+    """The files given with -a, read now: a bad one stops the command before anything is
+    stored."""
+    from engine.session_setup.attachments import load_attachment, text_attachment
+
+    if not paths:
+        return []
+    limit = int(app_context().settings().retrieval.max_file_mb * 1_048_576)
+    out = []
+    for path in paths:
+        if path == "-":
+            data = sys.stdin.buffer.read() if sys.stdin is not None else b""
+            out.append(text_attachment(data.decode("utf-8", errors="replace"), "stdin"))
+        else:
+            out.append(load_attachment(path, max_bytes=limit))
+    return out
 
 
 def _check_rework(regenerate: bool, edit: bool, new: bool, question: tuple[str, ...],

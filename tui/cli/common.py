@@ -136,3 +136,25 @@ def json_option(fn: Callable[..., Awaitable[Any]] | Callable[..., Any]) -> Any:
     """The ``--json`` flag, the same on every command that prints data."""
     return click.option("--json", "as_json", is_flag=True,
                         help="Print JSON on stdout instead of text.")(fn)
+
+
+def parse_pairs(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """``K=V`` options as a dict (the engine checks names and values)."""
+    from engine.errors import UsageError
+
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--param {pair}: expected NAME=VALUE",
+                             "e.g. --param temperature=0.2 --param top_k=8")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def names_of(values: tuple[str, ...] | list[str] | None) -> list[str]:
+    """Names from repeated or comma-separated options (``--collection a,b``)."""
+    out: list[str] = []
+    for value in values or ():
+        out.extend(part.strip() for part in value.split(",") if part.strip())
+    return list(dict.fromkeys(out))

@@ -66,9 +66,23 @@ def _register() -> None:
     if _registered:
         return
     _registered = True
-    from tui.cli import ask, config, db, ingest, key, search, sessions, team, tools, usage, watch
+    from tui.cli import (
+        ask,
+        config,
+        db,
+        ingest,
+        key,
+        personas,
+        search,
+        sessions,
+        team,
+        tools,
+        usage,
+        watch,
+    )
 
-    for module in (db, config, search, sessions, key, ingest, ask, usage, team, tools, watch):
+    for module in (db, config, search, sessions, key, ingest, ask, usage, personas, team,
+                   tools, watch):
         for command in module.COMMANDS:
             cli.add_command(command)
 

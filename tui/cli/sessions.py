@@ -10,7 +10,17 @@ from typing import TYPE_CHECKING
 
 import click
 
-from tui.cli.common import fail, info, json_option, open_engine, print_json, run
+from tui.cli.common import (
+    fail,
+    info,
+    json_option,
+    names_of,
+    open_engine,
+    parse_pairs,
+    print_json,
+    run,
+    to_jsonable,
+)
 
 if TYPE_CHECKING:
     from engine.types import Citation, Message, SessionDetail
@@ -54,6 +64,9 @@ def _print_message(msg: Message) -> None:
                + (f" · {msg.model}" if msg.model else "")
                + (f" · alternatives: {', '.join(others)}" if others else ""))
     click.echo(msg.content)
+    for a in msg.attachments:
+        click.echo(f"  attached: {a.path} ({a.kind}, {a.lines} line"
+                   f"{'s' if a.lines != 1 else ''})")
     for c in msg.citations:
         click.echo(f"  [{c.marker}] {_where(c.path, c.page, c.line_start, c.line_end)}"
                    + _drift_note(c))
@@ -80,6 +93,23 @@ def _drift_note(c: Citation) -> str:
     return "  [missing: the document was removed from the library]"
 
 
+def _print_settings(settings: dict[str, dict[str, object]]) -> None:
+    """The session's settings, one a line, marking those that come from the configuration."""
+    for name, item in settings.items():
+        value = item["value"]
+        if isinstance(value, list):
+            value = ", ".join(map(str, value))
+        elif isinstance(value, bool):
+            value = "on" if value else "off"
+        if name == "system_prompt":
+            text = str(value or "(Parley's grounded-answer prompt)")
+            value = text.replace("\n", "\n    ")
+        shown = "-" if value is None else value
+        origin = "" if item["from"] == "session" else f"  ({item['from']})"
+        click.echo(f"{name.replace('_', ' ')}: {shown}{origin}")
+    click.echo("")
+
+
 def _unreadable(detail: SessionDetail) -> list[str]:
     from engine.db.coltypes import UnreadableText
 
@@ -104,27 +134,83 @@ async def show(session_id: int, all_branches: bool, as_json: bool) -> None:
     A value that cannot be decrypted is shown as unreadable, the rest of the session
     still prints, and the command exits with 1.
     """
+    from engine.session_setup.settings import described
+
     async with open_engine() as engine:
         detail = await engine.sessions.get(session_id, all_branches=all_branches)
+        settings = described(detail.session, engine)
         answers = [m.id for m in detail.messages if m.role == "assistant"]
         runs = await engine.tools.runs_of(answers) if answers and not as_json else {}
     if as_json:
-        print_json(detail)
+        print_json({**to_jsonable(detail), "settings": settings})
     else:
         s = detail.session
         click.echo(f"# {s.title}\n{s.message_count} messages · model {s.model or '-'} · "
                    f"updated {_when(s.updated_at)}\n")
-        if s.system_prompt:
-            click.echo(f"system prompt: {s.system_prompt}\n")
+        _print_settings(settings)
         for msg in detail.messages:
             _print_message(msg)
-            for run in runs.get(msg.id, ()):  # the tool calls of an answer
-                click.echo(f"    tool {run.server}.{run.tool} {run.arguments[:60]} → "
-                           f"{run.status} ({run.decision})")
+            for tool_run in runs.get(msg.id, ()):  # the tool calls of an answer
+                click.echo(f"    tool {tool_run.server}.{tool_run.tool} "
+                           f"{tool_run.arguments[:60]} → {tool_run.status} "
+                           f"({tool_run.decision})")
     bad = _unreadable(detail)
     if bad:
         fail(f"{', '.join(bad)} of session {session_id} cannot be decrypted (corrupted, or "
              "written under another key)", "the rest of the session is shown above")
+
+
+@sessions_group.command("set")
+@click.argument("session_id", type=int)
+@click.option("--provider", metavar="NAME", help="Provider under 'providers' ('' for the "
+              "configured one, 'extractive' for none).")
+@click.option("--model", metavar="NAME", help="Model on the provider ('' for the configured "
+              "one). A model the server does not list is refused.")
+@click.option("--system", "system_prompt", metavar="TEXT",
+              help="System prompt ('-' reads stdin, '' returns to the configured one).")
+@click.option("--collection", "collections", multiple=True, metavar="NAME",
+              help="Search only these collections (repeatable or comma-separated).")
+@click.option("--all-collections", is_flag=True, help="Search all collections again.")
+@click.option("--rag/--no-rag", default=None, help="Search documents before answering.")
+@click.option("--param", "params", multiple=True, metavar="K=V",
+              help="temperature, max_tokens or top_k (K= returns to the configured value).")
+@json_option
+@run
+async def set_settings(session_id: int, provider: str | None, model: str | None,
+                       system_prompt: str | None, collections: tuple[str, ...],
+                       all_collections: bool, rag: bool | None, params: tuple[str, ...],
+                       as_json: bool) -> None:
+    """Change the settings of session SESSION_ID; they apply from its next question."""
+    from engine.errors import UsageError
+    from engine.session_setup.settings import UNSET, described
+
+    if collections and all_collections:
+        raise UsageError("--collection and --all-collections cannot be combined",
+                         "name the collections, or search all of them")
+    if system_prompt == "-":
+        system_prompt = sys.stdin.read() if sys.stdin is not None else ""
+    changes = {
+        "provider": UNSET if provider is None else provider,
+        "model": UNSET if model is None else model,
+        "system_prompt": UNSET if system_prompt is None else system_prompt,
+        "collections": [] if all_collections else names_of(collections) or UNSET,
+        "rag": UNSET if rag is None else rag,
+        "params": parse_pairs(params) or None,
+    }
+    if all(v is UNSET or v is None for v in changes.values()):
+        raise UsageError("nothing to change",
+                         "pass --model, --provider, --system, --collection, --rag/--no-rag or "
+                         "--param")
+    async with open_engine() as engine:
+        summary, warnings = await engine.chat.configure(session_id, **changes)
+        settings = described(summary, engine)
+    for warning in warnings:
+        info(f"parley: warning: {warning}")
+    if as_json:
+        print_json(settings)
+    else:
+        _print_settings(settings)
+        info(f"session {session_id} updated: the next question uses these settings")
 
 
 @sessions_group.command("switch")

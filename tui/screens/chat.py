@@ -16,6 +16,7 @@ from textual.widget import Widget
 from textual.widgets import Input, Static
 
 from tui.screens.base import engine_task
+from tui.screens.chat_setup import ChatSetup
 from tui.screens.chat_turns import ChatTurns
 from tui.screens.dialogs import ConfirmDialog, TextDialog
 from tui.widgets.prompt import PromptInput
@@ -27,7 +28,7 @@ PAGE = 100
 FILTER_DELAY = 0.25  # seconds of quiet typing before the filter searches
 
 
-class ChatScreen(ChatTurns):
+class ChatScreen(ChatSetup, ChatTurns):
     """Chat with the configured model, grounded in the library."""
 
     MODE = "chat"
@@ -44,18 +45,23 @@ class ChatScreen(ChatTurns):
         Binding("ctrl+f", "find_session", "Find session", show=False, id="chat.find_session"),
         Binding("ctrl+t", "focus_transcript", "Messages", show=False,
                 id="chat.focus_transcript"),
+        Binding("ctrl+g", "session_settings", "Settings", id="chat.session_settings"),
+        Binding("f8", "attach_file", "Attach", id="chat.attach_file"),
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self._filter_timer: Timer | None = None
+        self.init_setup()
 
     def compose_body(self) -> Iterable[Widget]:
         with Horizontal(id="chat-main"):
             yield Sidebar(id="sidebar")
             with Vertical(id="conversation"):
+                yield Static("", id="chat-header")
                 yield Transcript(id="transcript")
                 yield Static("", id="prompt-note")
+                yield Horizontal(id="attachments")
                 yield PromptInput(id="prompt")
             yield SourcesPanel(id="sources")
 
@@ -63,8 +69,10 @@ class ChatScreen(ChatTurns):
         self.query_one("#sidebar").display = self.parley.settings.ui.show_sidebar
         self.sources.display = False
         self.query_one("#prompt-note").display = False
+        self.query_one("#attachments").display = False
         self.run_worker(self.transcript.show(()), group="transcript")
         self.load_sessions()
+        self.refresh_setup()
 
     # -- widgets --------------------------------------------------------------------------------
     @property
@@ -134,8 +142,14 @@ class ChatScreen(ChatTurns):
         self.stop_turn()
         self.shown += 1
         await self.show_session(await self.engine(), session_id)
+        self.refresh_setup()
 
     def action_new_session(self) -> None:
+        self.new_chat()
+        self.offer_personas()
+
+    def new_chat(self) -> None:
+        """An empty chat (its session is created by the first question)."""
         self.stop_turn()
         self.shown += 1
         self.session_id = None
@@ -145,6 +159,7 @@ class ChatScreen(ChatTurns):
         self.show_sources(None)
         self.parley.set_model(None, None, 0, False)
         self.prompt.focus()
+        self.refresh_setup()
 
     def _target_session(self) -> int | None:
         if self.sidebar.has_focus_within and self.sidebar.highlighted_id is not None:
@@ -200,7 +215,7 @@ class ChatScreen(ChatTurns):
         gone = await engine.sessions.delete(session_id)
         self.sidebar.remove(session_id)
         if session_id == self.session_id:
-            self.action_new_session()
+            self.new_chat()
         self.notify(f"Deleted the session and its {gone.messages} messages", timeout=3)
 
     # -- focus and panels ---------------------------------------------------------------------

@@ -34,9 +34,11 @@ def turn_events(self: ChatTurns, engine: Engine, kind: str, text: str) -> AsyncI
     if kind == "edit":
         assert self.session_id is not None
         return chat.edit_last(self.session_id, text, approver=approver)
+    attachments = list(getattr(self, "attachments", ()))  # ChatSetup's
     if self.session_id is None:
-        return chat.ask(text, new=True, approver=approver)
-    return chat.ask(text, session_id=self.session_id, approver=approver)
+        return chat.ask(text, new=True, attachments=attachments, approver=approver)
+    return chat.ask(text, session_id=self.session_id, attachments=attachments,
+                    approver=approver)
 
 
 async def approve_tool(self: ChatTurns, request: ApprovalRequest) -> str:

@@ -25,7 +25,7 @@ from tui.widgets.transcript import Transcript
 
 if TYPE_CHECKING:
     from engine import Engine
-    from engine.types import Citation, Done
+    from engine.types import Citation, Done, NothingFound, Searched
     from tui.widgets.sessions import Sidebar
     from tui.widgets.tool_line import ToolLine
 
@@ -46,6 +46,9 @@ class ChatTurns(ParleyScreen):
         prompt: PromptInput
         sources: SourcesPanel
         sidebar: Sidebar
+
+        def setup_event(self, event: Searched | NothingFound) -> None: ...
+        def refresh_setup(self) -> object: ...
 
     # -- sending --------------------------------------------------------------------------------
     @on(PromptInput.Submitted)
@@ -114,7 +117,8 @@ class ChatTurns(ParleyScreen):
             if question is not None:
                 await question.remove()
         if kind in ("ask", "edit"):
-            await transcript.add(MessageView("user", text))
+            names = tuple(a.path.rsplit("/", 1)[-1] for a in getattr(self, "attachments", ()))
+            await transcript.add(MessageView("user", text, attached=names))
         info = self.parley.status
         return await transcript.add(MessageView("assistant", streaming=True,
                                                 answer=Answer(model=info.model or None)))
@@ -123,7 +127,7 @@ class ChatTurns(ParleyScreen):
     async def run_turn(self, kind: str, text: str) -> None:
         """Stream one answer (``kind``: ask, regenerate or edit)."""
         # here, not at the top: the engine's types are not needed for the first paint
-        from engine.types import BudgetWarning, Delta, Done, Sources
+        from engine.types import BudgetWarning, Delta, Done, NothingFound, Searched, Sources
 
         self.streaming = True
         shown = self.shown
@@ -147,6 +151,8 @@ class ChatTurns(ParleyScreen):
                             answer.unknown_markers = event.unknown_markers
                         elif isinstance(event, Done):
                             done = event
+                        elif isinstance(event, Searched | NothingFound):
+                            self.setup_event(event)
                         elif isinstance(event, BudgetWarning):
                             self.notify(event.message, title="Budget", severity="warning",
                                         timeout=10)
@@ -188,10 +194,13 @@ class ChatTurns(ParleyScreen):
         if not still_shown:
             return  # the user opened another session meanwhile: leave it as it is
         if done is not None:
+            new_session = self.session_id != done.session_id
             self.session_id = done.session_id
             used = done.usage.prompt_tokens + done.usage.completion_tokens
             self.parley.set_context(used, done.usage.estimated)
             self.refresh_session_entry(done.session_id)
+            if new_session:
+                self.refresh_setup()
         elif answer.status == "interrupted":
             # Stopped with Esc there is no Done, but the engine stored the turn (and created
             # the session, for a new chat): follow it, so the next question continues it.

@@ -90,9 +90,10 @@ class MessageView(Vertical):
 
     def __init__(self, role: str, content: str = "", *, message_id: int | None = None,
                  answer: Answer | None = None, streaming: bool = False,
-                 alternatives: tuple[int, ...] = (),
+                 alternatives: tuple[int, ...] = (), attached: tuple[str, ...] = (),
                  tool_lines: Sequence[ToolLine] = ()) -> None:
         super().__init__(classes=f"message -{role}")
+        self.attached = attached  # names of the files sent with a question
         self.role = role
         self.content = content
         self.message_id = message_id
@@ -127,6 +128,8 @@ class MessageView(Vertical):
         if self.message_id in self.alternatives:
             number = self.alternatives.index(self.message_id) + 1
             parts.append((f"  ‹ {number}/{len(self.alternatives)} ›", "$text-accent"))
+        if self.attached:
+            parts.append((f"  📎 {', '.join(self.attached)}", "$text-muted"))
         if self.role == "assistant":
             if self.answer.model:
                 parts.append((f"  {self.answer.model}", "$text-muted"))

@@ -19,6 +19,9 @@ from textual.widgets import TextArea
 from tui.keys import key_label, keys_for
 
 PLACEHOLDER = "Ask a question…  ({send} sends, {newline} new line, ↑ earlier questions)"
+# A paste longer than this becomes an attachment (``LongPaste``), not prompt text.
+PASTE_CHARS = 2000
+PASTE_LINES = 40
 
 
 class PromptInput(TextArea):
@@ -48,6 +51,14 @@ class PromptInput(TextArea):
         @property
         def control(self) -> PromptInput:
             return self.prompt
+
+    class LongPaste(Message):
+        """A long text was pasted: the screen attaches it instead of inserting it."""
+
+        def __init__(self, prompt: PromptInput, text: str) -> None:
+            super().__init__()
+            self.prompt = prompt
+            self.text = text
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, soft_wrap=True, show_line_numbers=False, tab_behavior="focus",
@@ -120,6 +131,13 @@ class PromptInput(TextArea):
             event.prevent_default()  # not typed: the event bubbles on to the binding
             return
         await super()._on_key(event)
+
+    async def _on_paste(self, event: events.Paste) -> None:
+        if len(event.text) > PASTE_CHARS or event.text.count("\n") >= PASTE_LINES:
+            event.prevent_default()
+            event.stop()
+            self.post_message(self.LongPaste(self, event.text))
+        # otherwise TextArea's own handler (next in the MRO) inserts the text
 
     def action_submit(self) -> None:
         text = self.text.strip()

@@ -41,7 +41,8 @@ def view_for(message: Message, runs: Sequence[ToolRunInfo] = ()) -> MessageView:
                       or "", chars=r.result_chars, duration_ms=r.duration_ms,
                       truncated=r.truncated) for r in runs]
     return MessageView(message.role, message.content, message_id=message.id, answer=answer,
-                       alternatives=message.alternatives, tool_lines=lines)
+                       alternatives=message.alternatives, tool_lines=lines,
+                       attached=tuple(a.path.rsplit("/", 1)[-1] for a in message.attachments))
 
 
 class Transcript(VerticalScroll):
