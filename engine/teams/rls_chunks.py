@@ -122,9 +122,10 @@ def restore_chunk_policies(execute: Callable[[str], object]) -> None:
         execute(statement)
 
 
-FORCED = ("documents", "chunks", "chunk_embeddings", "citations")
-"""Tables whose every user's rows this revision rewrites: the owner running it is held to
-the policies by FORCE, so FORCE is lifted for the revision's transaction."""
+FORCED = ("collections", "documents", "chunks", "chunk_embeddings", "citations")
+"""Tables whose every user's rows this revision rewrites or checks: the owner running it is
+held to the policies by FORCE, so FORCE is lifted for the revision's transaction (adding a
+foreign key checks the existing rows as the current role: ``collections`` too)."""
 
 
 def set_force(execute: Callable[[str], object], on: bool) -> None:

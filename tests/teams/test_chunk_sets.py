@@ -192,3 +192,44 @@ async def test_a_member_watches_a_folder_and_verifies_citations(
         assert await su.fetchval("SELECT count(*) FROM watched_folders") == 1
     finally:
         await su.close()
+
+
+async def test_the_owner_migrates_members_libraries_down_and_up(
+        team, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    db, owner, alice, bob = team
+    _ok(alice.cli("ingest", str(NOTES), "--collection", "mine"))
+    _ok(bob.cli("ingest", str(DOCS), "--collection", "his"))
+    su = await db.superuser()
+    try:
+        before = await su.fetchval("SELECT count(*) FROM chunks")
+        # the owner is held to the policies (FORCE) but the revision rewrites every user's rows
+        _ok(owner.cli("db", "downgrade", "0004_chat_setup", "--yes"))
+        assert await su.fetchval("SELECT count(*) FROM chunks") == before
+        policies = await su.fetch("SELECT policyname, qual, with_check FROM pg_policies "
+                                  "WHERE tablename = 'chunks'")
+        assert len(policies) == 4
+        assert all("collection_id" in (p["qual"] or p["with_check"]) for p in policies)
+        assert not await su.fetchval("SELECT count(*) FROM pg_proc WHERE proname = "
+                                     "'parley_chunk_set_of'")
+        _ok(owner.cli("db", "upgrade"))
+        assert await su.fetchval("SELECT count(*) FROM chunks") == before
+        assert await su.fetchval("SELECT count(*) FROM chunks c WHERE NOT EXISTS (SELECT 1 "
+                                 "FROM documents d WHERE d.chunk_set_id = c.chunk_set_id)") == 0
+        owners = await su.fetch("SELECT DISTINCT u.name FROM chunk_sets s JOIN users u ON "
+                                "u.id = s.user_id AND u.id = s.created_by ORDER BY 1")
+        assert [r["name"] for r in owners] == sorted([alice.role, bob.role])
+        tables = await su.fetch("SELECT relname, relrowsecurity, relforcerowsecurity FROM "
+                                "pg_class WHERE relname IN ('chunk_sets', 'watched_folders', "
+                                "'documents', 'chunks', 'chunk_embeddings', 'citations')")
+        assert len(tables) == 6
+        assert all(t["relrowsecurity"] and t["relforcerowsecurity"] for t in tables)
+    finally:
+        await su.close()
+    conn = await alice.sql()
+    try:
+        mine = await conn.fetchval("SELECT count(*) FROM chunks")
+        assert 0 < mine < before
+    finally:
+        await conn.close()
+    hits = _json(bob.cli("search", "install", "--json"))["hits"]
+    assert hits and all(h["path"].startswith(str(DOCS)) for h in hits)
