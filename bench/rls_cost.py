@@ -45,7 +45,7 @@ async def _policies(admin: Any, on: bool) -> None:
     from engine.teams.rls import FORCED_TABLES
 
     async with admin.db.write() as s:
-        for table in FORCED_TABLES:
+        for table in (*FORCED_TABLES, "chunk_sets", "watched_folders"):
             await s.execute(text(f"ALTER TABLE {table} "
                                  f"{'ENABLE' if on else 'DISABLE'} ROW LEVEL SECURITY"))
 
