@@ -34,6 +34,7 @@ from bench.latency_data import DIM, bulk_load, make_queries  # noqa: E402
 
 QUERIES = 60
 HNSW_RECALL = True  # --no-hnsw-recall: skip the exact vector scans (minutes at 1M chunks)
+EXACT = True  # --no-exact: skip timing exact SQL BM25 next to the index (seconds a query at 1M)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -98,8 +99,9 @@ async def measure(url: str, size: int) -> None:
             parts["full"].append(ms)
             ms, _ = await timed(_hybrid_db, engine, backend, text, vector)
             parts["hybrid_db"].append(ms)
-            if with_index:  # the same searches with exact SQL BM25 as the keyword side
+            if with_index and EXACT:  # the same searches with exact SQL BM25 as keyword side
                 await _compare_exact(engine, backend, text, vector, parts, recall)
+            if with_index:
                 parts["server"].append(await _server_ms(engine, text, vector))
             ms, _ = await timed(embedder.embed_query, text)
             parts["embed"].append(ms)
@@ -133,14 +135,15 @@ async def measure(url: str, size: int) -> None:
             else ("exact vec0" if quantized else f"HNSW ef_search={settings.retrieval.ef_search}")
         show(f"full search, k=10 (vectors: {mode})", parts["full"])
         show("hybrid, database part (keyword + HNSW + fusion)", parts["hybrid_db"])
-        if with_index:
+        if with_index and EXACT:
             show("full search, k=10, keyword by exact SQL BM25", parts["full_sql"])
             show("hybrid, database part, exact SQL BM25", parts["hybrid_db_sql"])
             show("  keyword, exact SQL BM25 (100 candidates)", parts["keyword_sql"])
-            show("hybrid, server execution time only (BM25 index + HNSW scans)",
-                 parts["server"])
             print(f"  recall of the exact BM25 top 10 by the index's top 10: "
                   f"{statistics.mean(recall['bm25']):.3f} (min {min(recall['bm25']):.1f})")
+        if with_index:
+            show("hybrid, server execution time only (BM25 index + HNSW scans)",
+                 parts["server"])
         show("  query embedding", parts["embed"])
         show("  keyword, BM25 (100 candidates)", parts["keyword"])
         if parts["cold"]:
@@ -168,6 +171,7 @@ async def _hybrid_db(engine: object, backend: object, text: str, vector: object)
 
     settings = engine.settings.retrieval  # type: ignore[attr-defined]
     async with engine.db.read() as s:  # type: ignore[attr-defined]
+        backend.prepare_knn(s, 100, settings.ef_search)  # type: ignore[attr-defined]
         keyword = await backend.keyword(s, [1], text, 100)  # type: ignore[attr-defined]
         vec = await backend.knn(s, 1, 1, vector, 100, settings.ef_search)  # type: ignore[attr-defined]
         fused = fuse_convex(keyword, vec, keyword_weight=1.0, vector_weight=1.0)[:10]
@@ -249,8 +253,8 @@ async def main(args: argparse.Namespace) -> None:
     home.mkdir(parents=True, exist_ok=True)
     os.environ["PARLEY_HOME"] = str(home)
     sizes = [int(x) for x in args.sizes.split(",")]
-    global HNSW_RECALL, QUERIES, REPEAT
-    HNSW_RECALL = not args.no_hnsw_recall
+    global EXACT, HNSW_RECALL, QUERIES, REPEAT
+    HNSW_RECALL, EXACT = not args.no_hnsw_recall, not args.no_exact
     QUERIES, REPEAT = args.queries, max(args.repeat, 1)
     if REPEAT > 1:
         print(f"each timing is the best of {REPEAT} runs")
@@ -292,6 +296,8 @@ if __name__ == "__main__":
     parser.add_argument("--queries", type=int, default=QUERIES, help="queries per size")
     parser.add_argument("--repeat", type=int, default=1,
                         help="time each step N times and keep the best (for a loaded machine)")
+    parser.add_argument("--no-exact", action="store_true",
+                        help="with the BM25 index: skip timing exact SQL BM25 beside it")
     parser.add_argument("--no-hnsw-recall", action="store_true",
                         help="skip measuring HNSW recall against exact vector scans")
     asyncio.run(main(parser.parse_args()))

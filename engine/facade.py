@@ -19,7 +19,8 @@ from sqlalchemy.exc import ProgrammingError as SAProgrammingError
 from engine.keys import crypto
 from engine.config import Settings
 from engine.db import schema
-from engine.db.connect import Database, create_engine, mask_url, sqlite_path
+from engine.db.connect import (Database, create_engine, is_driver_error, mask_url,
+                               sqlite_path)
 from engine.errors import DatabaseError, ParleyError
 from engine.history.sessions import SessionStore
 from engine.teams import identity
@@ -114,7 +115,10 @@ class Engine:
         url = mask_url(self.settings.database_url())
         try:
             state = await schema.status(self.db)
-        except (OperationalError, DBAPIError, OSError) as exc:
+        except Exception as exc:
+            if not (isinstance(exc, OperationalError | DBAPIError | OSError)
+                    or is_driver_error(exc)):
+                raise
             detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
             raise (identity.no_access_error(url, detail) or _connection_error(url, exc)) from None
         schema.check_not_newer(state.current)
@@ -268,6 +272,12 @@ class Engine:
         return await keyword_search_info(
             self._require_db(), enabled=self.settings.retrieval.bm25_index == "auto")
 
+    async def database_role(self) -> str | None:
+        """The role this connection logged in as (``session_user``) on PostgreSQL, who the
+        user is there; None on SQLite (where the ``user`` setting says who)."""
+        db = self._require_db()
+        return await identity.session_role(db) if db.backend == "postgresql" else None
+
     async def ping(self) -> None:
         """Fail with DatabaseError if the database does not answer."""
         async with self._require_db().read() as s:
@@ -279,7 +289,11 @@ def _connection_error(url: str, exc: BaseException) -> DatabaseError:
     if "file is not a database" in detail:
         return DatabaseError(f"{url} is not an SQLite database ({detail})",
                              "point database.url at a Parley database or another path")
-    if isinstance(exc, SAProgrammingError) or "password" in detail or "does not exist" in detail:
+    if "password" in detail:
+        return DatabaseError(f"cannot open database {url}: {detail}",
+                             "check the user and password in database.url (or in ~/.pgpass or "
+                             "the file PGPASSFILE names)")
+    if isinstance(exc, SAProgrammingError) or "does not exist" in detail:
         return DatabaseError(f"cannot open database {url}: {detail}",
                              "check the user, password and database name in database.url")
     return DatabaseError(f"cannot connect to database {url}: {detail}",

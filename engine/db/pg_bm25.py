@@ -21,7 +21,10 @@ score and the rare lexemes' document frequencies over the matched chunks (every 
 holds one is among them). Its k-th best score is a lower bound of the final one, so the most
 common lexemes whose bounds add up to no more than it cannot lift a chunk that holds only
 them into the top k; a second pass adds the chunks of any common lexeme not so excluded.
-Without statistics every lexeme counts as rare: one pass, as exact, only slower.
+Without statistics every lexeme counts as rare: one pass, as exact, only slower. A role
+under row-level security (team members; the owner too, under FORCE) cannot read those
+statistics, so for it every query lexeme's document frequency is counted over the chunks
+it may read (cached too), and the words in more than 5% of them count as common.
 
 Chunk length is the chunker's ``token_count`` (the tokens FTS5's BM25 also counts) and
 ``length(tsv)`` for rows without one. Parameters k1 = 1.2, b = 0.75, as in FTS5 and Lucene;
@@ -101,7 +104,9 @@ COMMON_SHARE = 0.05
 async def common_lexemes(s: AsyncSession, lexemes: Sequence[str]) -> set[str]:
     """The query lexemes PostgreSQL's statistics (``ANALYZE`` of ``chunks.tsv``) list as found
     in more than ``COMMON_SHARE`` of the chunks. Only a guide for how to score: without
-    statistics every lexeme is treated as rare, which is exact, just slower."""
+    statistics every lexeme is treated as rare, which is exact, just slower. Empty for a
+    role under row-level security, which ``pg_stats`` hides the statistics from (``bm25``
+    counts instead)."""
     rows = await s.execute(text(
         "SELECT e.lexeme FROM pg_stats p, unnest(CAST(CAST(p.most_common_elems AS text) "
         "AS text[]), p.most_common_elem_freqs) AS e(lexeme, freq) "
@@ -110,6 +115,19 @@ async def common_lexemes(s: AsyncSession, lexemes: Sequence[str]) -> set[str]:
     ).bindparams(bindparam("lexemes", type_=ARRAY(Text))),
         {"share": COMMON_SHARE, "lexemes": list(lexemes)})
     return {lex for (lex,) in rows}
+
+
+_rls_active: dict[str, bool] = {}
+
+
+async def row_security_active(s: AsyncSession) -> bool:
+    """Whether row-level security applies to this role's reads of ``chunks`` (asked once
+    per database URL, which names the role)."""
+    key = str(s.bind.url)
+    if key not in _rls_active:
+        _rls_active[key] = bool(await s.scalar(text(
+            "SELECT row_security_active(to_regclass('chunks'))")))
+    return _rls_active[key]
 
 
 async def document_frequencies(s: AsyncSession, collection_ids: Sequence[int],
@@ -147,8 +165,18 @@ async def bm25(s: AsyncSession, collection_ids: Sequence[int], query: str, k: in
     if not lexemes:
         return []  # only stop words, or no words at all
     stats = await corpus_stats(s, collection_ids)
-    common = await common_lexemes(s, lexemes)
-    dfs = await document_frequencies(s, collection_ids, stats, sorted(common))
+    if await row_security_active(s):
+        # PostgreSQL hides the planner statistics of a table under row-level security from
+        # the roles it applies to (team members, and the schema owner, held by FORCE), and
+        # no function the schema owner can write sees past that. So count how many of the
+        # searched chunks hold each word, under the same policies: exact, scoped to what
+        # this role may read (a member learns nothing of other users' documents), and cached
+        # until the collections change, as the common words' counts always were.
+        dfs = await document_frequencies(s, collection_ids, stats, lexemes)
+        common = {lex for lex in lexemes if dfs[lex] > COMMON_SHARE * stats.chunks}
+    else:
+        common = await common_lexemes(s, lexemes)
+        dfs = await document_frequencies(s, collection_ids, stats, sorted(common))
     common_order = sorted((lex for lex in common if dfs[lex]), key=lambda lex: (-dfs[lex], lex))
     rare = [lex for lex in lexemes if lex not in common]
     if not rare:  # only common words: score the chunks of the least common one first

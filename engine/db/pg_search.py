@@ -15,7 +15,7 @@ import numpy as np
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from engine.db import pg_textsearch
+from engine.db import pg_settings, pg_textsearch
 from engine.db.pg_bm25 import bm25
 from engine.db.search_filter import DocFilter, chunk_ids_subquery
 
@@ -57,6 +57,16 @@ async def _has_iterative_scan(s: AsyncSession) -> bool:
     return _iterative_scan[key]
 
 
+def _ef(ef_search: int, k: int) -> str:
+    return str(min(max(int(ef_search), int(k)), 1000))
+
+
+def prepare_knn(s: AsyncSession, k: int, ef_search: int) -> None:
+    """Say before a search that ``knn`` will follow: its setting then travels with the
+    keyword side's (no round trip of its own)."""
+    pg_settings.defer(s, "hnsw.ef_search", _ef(ef_search, k))
+
+
 async def knn(s: AsyncSession, collection_id: int, generation: int, query: np.ndarray,
               k: int, ef_search: int = 100, *, flt: DocFilter | None = None,
               quantized: bool = False, oversample: int = 4) -> list[tuple[int, float]]:
@@ -65,20 +75,21 @@ async def knn(s: AsyncSession, collection_id: int, generation: int, query: np.nd
     ``quantized`` and ``oversample`` are SQLite's; HNSW needs neither."""
     vector = np.asarray(query, dtype=np.float32)
     dim, cid, gen = int(vector.shape[0]), int(collection_id), int(generation)
-    # SET LOCAL lasts until the end of this transaction only.
-    await s.execute(text(f"SET LOCAL hnsw.ef_search = {min(max(int(ef_search), int(k)), 1000)}"))
-    params: dict[str, object] = {"q": vector, "k": int(k)}
+    params: dict[str, object] = {"q": vector}
     where = ""
+    if flt and await _has_iterative_scan(s):
+        pg_settings.defer(s, "hnsw.iterative_scan", "strict_order")
+    # for this transaction only (with anything else deferred: one round trip)
+    await pg_settings.apply(s, hnsw__ef_search=_ef(ef_search, k))
     if flt:
-        if await _has_iterative_scan(s):
-            await s.execute(text("SET LOCAL hnsw.iterative_scan = strict_order"))
         sub, fparams = chunk_ids_subquery(flt, BACKEND, [cid])
         where = f" AND chunk_id IN ({sub})"
         params.update(fparams)
+    # A literal LIMIT: a cached plan of a parameter LIMIT is costed for a tenth of the rows.
     rows = await s.execute(
         text(f"SELECT chunk_id, (embedding::vector({dim})) <=> :q AS distance "
              f"FROM chunk_embeddings WHERE collection_id = {cid} AND generation = {gen}{where} "
-             "ORDER BY distance LIMIT :k"), params)
+             f"ORDER BY distance LIMIT {int(k)}"), params)
     return [(int(chunk_id), float(dist)) for chunk_id, dist in rows]
 
 
@@ -92,4 +103,5 @@ async def keyword(s: AsyncSession, collection_ids: Sequence[int], query: str, k:
         hits = await pg_textsearch.search(s, collection_ids, query, k, flt=flt)
         if hits is not None:
             return hits
+        await pg_textsearch.restore_planning(s)
     return await bm25(s, collection_ids, query, k, flt=flt)

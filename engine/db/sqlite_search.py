@@ -90,6 +90,10 @@ async def _exists(s: AsyncSession, table: str) -> bool:
     return found is not None
 
 
+def prepare_knn(s: AsyncSession, k: int, ef_search: int) -> None:
+    """Nothing to prepare on SQLite (PostgreSQL sends its HNSW setting early)."""
+
+
 async def knn(s: AsyncSession, collection_id: int, generation: int, query: np.ndarray,
               k: int, ef_search: int = 0, *, flt: DocFilter | None = None,
               quantized: bool = False, oversample: int = 4) -> list[tuple[int, float]]:

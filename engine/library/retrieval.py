@@ -152,34 +152,38 @@ class Retriever:
         settings = self._engine.settings.retrieval
         k = int(k or settings.top_k)
         flt = DocFilter(_tuple(tags), _tuple(path_glob), _tuple(kinds))
-        scope = await self._scope(_tuple(collections), frozenset(keyword_only))
-        results: list[list[SearchHit]] = []
-        for query in queries:
-            results.append(await self._search_one(query, k, scope, flt, explain))
+        # One read transaction for the scope and every query: on PostgreSQL each statement
+        # is a round trip to the server, and under load each costs more than the scans.
+        async with self._engine._require_db().read() as s:
+            scope = await self._scope(s, _tuple(collections), frozenset(keyword_only))
+            results: list[list[SearchHit]] = []
+            for query in queries:
+                results.append(await self._search_one(s, query, k, scope, flt, explain))
         return results
 
     # -- internals ------------------------------------------------------------------------------
-    async def _scope(self, names: tuple[str, ...],
+    async def _scope(self, s: AsyncSession, names: tuple[str, ...],
                      keyword_only: frozenset[str] = frozenset()) -> _Scope:
         db = self._engine._require_db()
         uid = self._engine.user_id
-        async with db.read() as s:
-            # the user's own collections and those shared with them (``owner/name``)
-            found = await (shares.resolve(s, uid, names) if names else shares.visible(s, uid))
-            rows = sorted((v.row for v in found), key=lambda c: c.id)
-            self._owners.update({v.row.id: (v.owner, v.label) for v in found})
-            vectors = []
-            for coll in rows:
-                has_vectors = await s.scalar(select(m.ChunkEmbedding.chunk_id).where(
-                    m.ChunkEmbedding.collection_id == coll.id,
-                    m.ChunkEmbedding.generation == coll.vector_generation).limit(1))
-                if has_vectors is None or coll.name in keyword_only:
-                    continue  # nothing embedded yet (or another embedder's): keywords only
-                self._check_embedder(coll)
+        # the user's own collections and those shared with them (``owner/name``)
+        # with whether each has vectors of its live generation: one statement in all
+        found = await (shares.resolve(s, uid, names, vectors=True) if names
+                       else shares.visible(s, uid, vectors=True))
+        rows = sorted((v.row for v in found), key=lambda c: c.id)
+        self._owners.update({v.row.id: (v.owner, v.label) for v in found})
+        live = {v.row.id for v in found if v.has_vectors}
+        vectors = []
+        for coll in rows:
+            if coll.id not in live or coll.name in keyword_only:
+                continue  # nothing embedded yet (or another embedder's): keywords only
+            self._check_embedder(coll)
+            size = 0
+            if db.backend == "sqlite":  # the size decides quantised KNN, which only SQLite has
                 # the documents' chunk counts: a cheap size estimate (counting vectors is not)
                 size = await s.scalar(select(func.coalesce(func.sum(m.Document.chunk_count), 0))
                                       .where(m.Document.collection_id == coll.id))
-                vectors.append((coll.id, coll.vector_generation, int(size or 0)))
+            vectors.append((coll.id, coll.vector_generation, int(size or 0)))
         return _Scope(tuple(c.id for c in rows), tuple(vectors))
 
     def _check_embedder(self, coll: m.Collection) -> None:
@@ -190,41 +194,40 @@ class Retriever:
                 f"embedder is {embedder.name}",
                 f"{reembed_hint(coll.name)}, or configure the embedder it was indexed with")
 
-    async def _search_one(self, query: str, k: int, scope: _Scope, flt: DocFilter,
-                          explain: bool) -> list[SearchHit]:
+    async def _search_one(self, s: AsyncSession, query: str, k: int, scope: _Scope,
+                          flt: DocFilter, explain: bool) -> list[SearchHit]:
         settings = self._engine.settings.retrieval
-        db = self._engine._require_db()
-        backend = for_backend(db.backend)
+        backend = for_backend(self._engine._require_db().backend)
         pool = max(settings.candidates, k)
         embedding: asyncio.Task[np.ndarray] | None = None
         if scope.vectors and query.strip():
             # the model runs in a thread while the keyword search runs in the database
             embedding = asyncio.create_task(self._engine.embedder().embed_query(query))
-        async with db.read() as s:
-            try:
-                keyword = await backend.keyword(s, scope.ids, query, pool, flt=flt)
-            finally:
-                vector_q = await embedding if embedding is not None else None
-            vector: list[tuple[int, float]] = []
-            if vector_q is not None:
-                for cid, generation, count in scope.vectors:
-                    vector += await backend.knn(
-                        s, cid, generation, vector_q, pool, settings.ef_search, flt=flt,
-                        quantized=0 < settings.quantize_above < count)
-                vector.sort(key=lambda hit: (hit[1], hit[0]))
-            vector = vector[:pool]
-            kw_ids = [cid for cid, _ in keyword]
-            vec_ids = [cid for cid, _ in vector]
-            if settings.fusion == "rrf":
-                fused = fuse(kw_ids, vec_ids, rrf_k=settings.rrf_k,
-                             keyword_weight=settings.keyword_weight,
-                             vector_weight=settings.vector_weight)
-            else:
-                fused = fuse_convex(keyword, vector, keyword_weight=settings.keyword_weight,
-                                    vector_weight=settings.vector_weight)
-            fused = fused[:k]
-            return await self._hits(s, fused, kw_ids if explain else None,
-                                    vec_ids if explain else None, scope.ids, flt)
+            backend.prepare_knn(s, pool, settings.ef_search)
+        try:
+            keyword = await backend.keyword(s, scope.ids, query, pool, flt=flt)
+        finally:
+            vector_q = await embedding if embedding is not None else None
+        vector: list[tuple[int, float]] = []
+        if vector_q is not None:
+            for cid, generation, count in scope.vectors:
+                vector += await backend.knn(
+                    s, cid, generation, vector_q, pool, settings.ef_search, flt=flt,
+                    quantized=0 < settings.quantize_above < count)
+            vector.sort(key=lambda hit: (hit[1], hit[0]))
+        vector = vector[:pool]
+        kw_ids = [cid for cid, _ in keyword]
+        vec_ids = [cid for cid, _ in vector]
+        if settings.fusion == "rrf":
+            fused = fuse(kw_ids, vec_ids, rrf_k=settings.rrf_k,
+                         keyword_weight=settings.keyword_weight,
+                         vector_weight=settings.vector_weight)
+        else:
+            fused = fuse_convex(keyword, vector, keyword_weight=settings.keyword_weight,
+                                vector_weight=settings.vector_weight)
+        fused = fused[:k]
+        return await self._hits(s, fused, kw_ids if explain else None,
+                                vec_ids if explain else None, scope.ids, flt)
 
     async def _hits(self, s: AsyncSession, fused: list[tuple[int, float]],
                     keyword: list[int] | None, vector: list[int] | None,

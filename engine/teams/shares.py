@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Integer, func, or_, select
+from sqlalchemy import Integer, case, exists, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.db import models as m
@@ -26,6 +26,7 @@ class Visible:
     row: m.Collection
     owner: str | None = None
     writable: bool = True
+    has_vectors: bool = False  # vectors of its live generation exist (when asked for)
 
     @property
     def label(self) -> str:
@@ -37,20 +38,28 @@ class Visible:
         return "owner" if self.owner is None else ("write" if self.writable else "read")
 
 
-async def visible(s: AsyncSession, user_id: int) -> list[Visible]:
-    """The user's collections by name, then those shared with them by owner and name."""
-    own = [Visible(row) for row in await s.scalars(
-        select(m.Collection).where(m.Collection.user_id == user_id).order_by(m.Collection.name))]
-    shared = await s.execute(
-        select(m.Collection, m.User.name, func.max(m.CollectionShare.can_write.cast(Integer)))
-        .join(m.CollectionShare, m.CollectionShare.collection_id == m.Collection.id)
+async def visible(s: AsyncSession, user_id: int, *, vectors: bool = False) -> list[Visible]:
+    """The user's collections by name, then those shared with them by owner and name;
+    ``vectors``: also whether each has vectors of its live generation (for a search).
+
+    One statement (a search resolves its scope with it on every query)."""
+    write = (select(func.max(m.CollectionShare.can_write.cast(Integer)))
+             .where(m.CollectionShare.collection_id == m.Collection.id,
+                    or_(m.CollectionShare.grantee_id == user_id,
+                        m.CollectionShare.grantee_id.is_(None)))
+             .scalar_subquery())
+    live = exists().where(m.ChunkEmbedding.collection_id == m.Collection.id,
+                          m.ChunkEmbedding.generation == m.Collection.vector_generation) \
+        if vectors else literal(False)
+    mine = m.Collection.user_id == user_id
+    rows = await s.execute(
+        select(m.Collection, m.User.name, write, live)
         .join(m.User, m.User.id == m.Collection.user_id)
-        .where(m.Collection.user_id != user_id,
-               or_(m.CollectionShare.grantee_id == user_id,
-                   m.CollectionShare.grantee_id.is_(None)))
-        .group_by(m.Collection.id, m.User.name)
-        .order_by(m.User.name, m.Collection.name))
-    return own + [Visible(row, owner, bool(write)) for row, owner, write in shared]
+        .where(or_(mine, write.is_not(None)))
+        .order_by(case((mine, 0), else_=1), m.User.name, m.Collection.name))
+    return [Visible(row, None if row.user_id == user_id else owner,
+                    row.user_id == user_id or bool(can_write), bool(has))
+            for row, owner, can_write, has in rows]
 
 
 def pick(found: Sequence[Visible], name: str) -> Visible:
@@ -73,10 +82,11 @@ def pick(found: Sequence[Visible], name: str) -> Visible:
 
 
 async def resolve(s: AsyncSession, user_id: int, names: Sequence[str], *,
-                  quote: bool = True) -> list[Visible]:
+                  quote: bool = True, vectors: bool = False) -> list[Visible]:
     """``pick`` for each name, in order, without repeats. Missing names are reported
-    together (``quote``: each in quotes, as search words it)."""
-    found = await visible(s, user_id)
+    together (``quote``: each in quotes, as search words it); ``vectors`` as in
+    ``visible``."""
+    found = await visible(s, user_id, vectors=vectors)
     out: list[Visible] = []
     missing = []
     for name in dict.fromkeys(names):

@@ -20,10 +20,15 @@ async def current(as_json: bool) -> None:
     async with open_engine(migrate=False) as engine:
         state = await engine.schema_status()
         keyword = await engine.keyword_search()
+        role = await engine.database_role()
+        user = engine.settings.user
     if as_json:
-        print_json({**to_jsonable(state), "keyword_search": keyword})
+        print_json({**to_jsonable(state), "role": role, "user": user,
+                    "keyword_search": keyword})
         return
-    click.echo(f"backend:  {state.backend}\nurl:      {state.url}\n"
+    who = f"{role} (the database role you connect as)" if role else \
+        f"{user} (the user setting: SQLite has one user)"
+    click.echo(f"backend:  {state.backend}\nurl:      {state.url}\nuser:     {who}\n"
                f"current:  {state.current or '(empty)'}\nhead:     {state.head}\n"
                f"status:   {'up to date' if state.up_to_date else 'needs: parley db upgrade'}\n"
                f"keyword:  {keyword.detail}")

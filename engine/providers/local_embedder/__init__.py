@@ -162,6 +162,10 @@ def _open_model(model: Path, threads: int) -> onnxruntime.InferenceSession:
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3  # the export has unused initializers ORT warns about
+    # ORT's worker threads spin for a while after each run by default: on a small machine
+    # that starves the database server a search waits on next (measured: the HNSW statement
+    # after a query embedding took several times its server time).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(model), sess_options=options,
                                     providers=["CPUExecutionProvider"])
