@@ -153,7 +153,8 @@ async def _direct_ingest(engine: Any, folder: Path, collection: str) -> int:
         vectors = iter(await embedder.embed_documents([c.text for cs in specs for c in cs]))
         async with engine.db.write() as s:
             for path, doc, chunks in zip(batch, docs, specs, strict=True):
-                chunk_set = m.ChunkSet(user_id=engine.user_id, content_hash=str(path),
+                chunk_set = m.ChunkSet(user_id=engine.user_id, created_by=engine.user_id,
+                                       content_hash=str(path),
                                        chunk_count=len(chunks))
                 s.add(chunk_set)
                 await s.flush()

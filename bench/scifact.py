@@ -167,7 +167,7 @@ async def keyword_only(engine: object, corpus: Path, queries: dict[str, str],
                                  path_hash=hashlib.sha256(str(path).encode()).hexdigest(),
                                  kind=doc.kind, size=path.stat().st_size, status="indexed",
                                  chunk_count=len(chunks))
-                chunk_set = m.ChunkSet(user_id=uid, content_hash=row.path_hash,
+                chunk_set = m.ChunkSet(user_id=uid, created_by=uid, content_hash=row.path_hash,
                                        chunk_count=len(chunks))
                 s.add(chunk_set)
                 await s.flush()

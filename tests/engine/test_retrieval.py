@@ -73,7 +73,8 @@ async def add_collection(engine: Engine, name: str, docs: list[Doc], *,
             # fall back to an exact scan; this role never searches it anyway).
             await rls.vector_index(s, engine.db.backend, coll.id, 1, model.dimension)
         for i, doc in enumerate(docs):
-            chunk_set = m.ChunkSet(user_id=coll.user_id, content_hash=str(i), chunk_count=1)
+            chunk_set = m.ChunkSet(user_id=coll.user_id, created_by=engine.user_id,
+                                   content_hash=str(i), chunk_count=1)
             s.add(chunk_set)
             await s.flush()
             row = m.Document(user_id=coll.user_id, collection_id=coll.id, source_path=doc.path,
@@ -399,8 +400,9 @@ async def test_pruned_bm25_on_postgresql_equals_scoring_every_chunk(
             "SELECT c.id, u.lexeme, cardinality(u.positions) FROM chunks c, unnest(c.tsv) u "
             "WHERE c.chunk_set_id IN (SELECT chunk_set_id FROM documents "
             "WHERE collection_id = :cid)"), {"cid": cid})).all()
-        rows = (await s.execute(select(m.Chunk.id, m.Chunk.token_count, m.Document.source_path)
-                                .join(m.Document, m.Document.chunk_set_id == m.Chunk.chunk_set_id))).all()
+        rows = (await s.execute(
+            select(m.Chunk.id, m.Chunk.token_count, m.Document.source_path)
+            .join(m.Document, m.Document.chunk_set_id == m.Chunk.chunk_set_id))).all()
     tf: dict[int, Counter[str]] = {}
     for chunk_id, lexeme, count in pairs:
         tf.setdefault(chunk_id, Counter())[lexeme] = count

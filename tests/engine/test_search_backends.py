@@ -36,7 +36,7 @@ async def _fill(engine: Engine) -> tuple[int, list[int]]:
         s.add(coll)
         await s.flush()
         await backend.create_vector_index(s, coll.id, 1, 8)
-        chunk_set = m.ChunkSet(user_id=engine.user_id, content_hash="h")
+        chunk_set = m.ChunkSet(user_id=engine.user_id, created_by=engine.user_id, content_hash="h")
         s.add(chunk_set)
         await s.flush()
         doc = m.Document(user_id=engine.user_id, collection_id=coll.id, source_path="/n.md",

@@ -71,7 +71,8 @@ async def test_a_deleted_document_leaves_no_chunks_vectors_or_index_terms(
         docs = []
         for name, words, vec in (("gone.md", f"zebra {PLAIN_CANARY} words", vector),
                                  ("kept.md", "ordinary words stay", other)):
-            chunk_set = m.ChunkSet(user_id=engine.user_id, content_hash=name)
+            chunk_set = m.ChunkSet(user_id=engine.user_id, created_by=engine.user_id,
+                                   content_hash=name)
             s.add(chunk_set)
             await s.flush()
             doc = m.Document(user_id=engine.user_id, collection_id=coll.id, source_path=name,
