@@ -6,6 +6,8 @@
   measured is Parley's part: assembling calls, parsing arguments, the policy and approval
   check, the loop guard, the follow-up messages and storing the encrypted runs and the
   usage row of each round. Printed: (T(k rounds) - T(0)) / k, median over ``--turns``.
+- **calls of one round**: a round of 4 calls of a tool that takes 200 ms, run together
+  (``tools.parallel_calls: true``) and one by one.
 - **MCP server start**: a stdio server (the suite's SDK server: spawn, the child imports
   the SDK, handshake, list tools) and a Streamable HTTP one already running on 127.0.0.1
   (connect, handshake, list tools), each ``--starts`` times, with the client SDK imported
@@ -126,6 +128,64 @@ async def overhead(turns: int, rounds: int) -> tuple[float, float]:
         return base * 1000, (statistics.median(tooled) - base) / rounds * 1000
 
 
+class BatchModel(FakeModel):
+    """Asks for ``calls`` calls of ``bench__echo`` in one round, then answers."""
+
+    def __init__(self, calls: int) -> None:
+        super().__init__(1)
+        self.calls = calls
+
+    async def stream(self, messages: Sequence[Any], *, model: str, temperature: Any = None,
+                     max_tokens: Any = None, sources: Any = (),
+                     tools: Sequence[Any] = ()) -> AsyncIterator[Any]:
+        from engine.providers.base import StreamEnd, StreamUsage, TextDelta, ToolCall, ToolCalls
+
+        if tools and messages[-1].role == "user":
+            yield ToolCalls(tuple(ToolCall(f"call_{i}", "bench__echo", f'{{"text": "{i}"}}')
+                                  for i in range(self.calls)))
+        else:
+            yield TextDelta("The answer.")
+        yield StreamUsage(100, 10)
+        yield StreamEnd("stop")
+
+
+class SlowServer(NullServer):
+    """Each call takes ``seconds`` (a tool that waits on I/O)."""
+
+    seconds = 0.2
+
+    async def call(self, tool: str, arguments: dict[str, Any], timeout: float,
+                   context: Any = None) -> Any:
+        await asyncio.sleep(self.seconds)
+        return await super().call(tool, arguments, timeout, context)
+
+
+async def batch(calls: int, turns: int) -> tuple[float, float]:
+    """(median ms of a turn whose one round has ``calls`` calls of 200 ms each, run
+    together; the same run one by one)."""
+    from engine import Engine, load_settings
+
+    settings = load_settings(overrides={
+        "providers": {"bench": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1"}},
+        "chat": {"provider": "bench", "model": "fake", "rag": False},
+        "tools": {"enabled": True, "allow": ["bench.*"], "builtin_search": False,
+                  "max_repeats": calls}})
+    out = []
+    async with Engine(settings) as engine:
+        engine.tools.servers()["bench"] = SlowServer()
+        engine.chat._providers["bench"] = BatchModel(calls)  # type: ignore[assignment]
+        for parallel in (True, False):
+            settings.tools.parallel_calls = parallel
+            times = []
+            for _ in range(turns):
+                started = time.perf_counter()
+                async for _ in engine.chat.ask("Question?", new=True):
+                    pass
+                times.append(time.perf_counter() - started)
+            out.append(statistics.median(times) * 1000)
+    return out[0], out[1]
+
+
 async def starts(count: int) -> tuple[float, list[float], list[float]]:
     """(SDK import ms, stdio start ms per start, HTTP connect ms per start)."""
     from engine.config import MCPServerSettings
@@ -197,6 +257,10 @@ def main() -> None:
     print(f"Tool loop, {args.turns} turns of {args.rounds} tool rounds vs none (SQLite)")
     print(f"  turn without tool calls   {base:7.1f} ms (median)")
     print(f"  overhead per tool round   {per_round:7.1f} ms (median; model and tool excluded)")
+    together, serial = asyncio.run(batch(4, max(args.turns // 4, 3)))
+    print("One round of 4 calls of 200 ms each (tools.parallel_calls)")
+    print(f"  run together (true)       {together:7.1f} ms (median turn)")
+    print(f"  one by one (false)        {serial:7.1f} ms (median turn)")
     sdk, stdio, http = asyncio.run(starts(args.starts))
     print(f"MCP servers, {args.starts} starts each")
     print(f"  import of the SDK (once)  {sdk:7.1f} ms")

@@ -290,6 +290,9 @@ class ToolsSettings(_Section):
     """Characters of a result sent to the model: longer ones keep head and tail, marked."""
     store_max_chars: int = Field(1_000_000, ge=1000)
     """Characters of a result stored (encrypted) with the answer."""
+    parallel_calls: bool = True
+    """Run the calls a model asks for in one round at the same time (approval is still
+    asked one by one, in the model's order); false runs them one after another."""
 
 
 class MCPServerSettings(_Section):
@@ -312,6 +315,9 @@ class MCPServerSettings(_Section):
     """Offer this server's tools."""
     call_timeout: float | None = Field(None, gt=0)
     """Seconds a call may take on this server. Empty: ``tools.call_timeout``."""
+    trusted: bool = False
+    """Start this command without asking first. Otherwise the first start of a command
+    line (command, args, env names), and of every changed one, waits for the user's yes."""
 
     @field_validator("url")
     @classmethod

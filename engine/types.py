@@ -96,6 +96,7 @@ class SessionSummary:
     system_prompt: str | None = None
     rag: bool | None = None  # None: chat.rag
     params: dict[str, float | int] = field(default_factory=dict)  # temperature, top_k, ...
+    tools: tuple[str, ...] | None = None  # server.tool globs; None: tools.enabled, (): none
 
 
 @dataclass(frozen=True, slots=True)
@@ -608,6 +609,17 @@ class ToolNotice:
     not start); the answer goes on without it."""
 
     message: str
+
+
+@dataclass(frozen=True, slots=True)
+class TrustRequest:
+    """What a front end shows before a local MCP server's command line first runs."""
+
+    server: str
+    command_line: str  # the command and its arguments, shell-quoted
+    env_names: tuple[str, ...]  # names only: values may be secrets
+    cwd: str | None
+    changed: bool  # the user trusted another command line for this server before
 
 
 # --- library sync: citation drift, watched folders ------------------------------------------

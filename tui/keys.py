@@ -53,6 +53,7 @@ SCOPES: dict[str, tuple[str, str, str]] = {
     "attach": ("tui.screens.chat_pickers", "AttachDialog", "the attach dialog"),
     "tool": ("tui.widgets.tool_line", "ToolLine", "a tool call's line in an answer"),
     "approval": ("tui.screens.tool_approval", "ToolApproval", "the tool approval card"),
+    "trust": ("tui.screens.server_trust", "ServerTrust", "the MCP server trust card"),
 }
 # Textual widgets focused inside Parley's scopes: only their own keys count.
 WIDGETS: dict[str, tuple[str, str, str]] = {
@@ -82,6 +83,7 @@ CHAINS: tuple[tuple[str, ...], ...] = (
     ("=input", "attach", "app"),
     ("tool", "transcript", "chat", "app"),
     ("approval", "app"),
+    ("trust", "app"),
 )
 TYPING = {"prompt", "=input"}  # where a printable key is text, not a command
 

@@ -244,7 +244,8 @@ class Chat:
             needed = fixed_tokens(system, question, pinned)
             if needed > window.tokens - reserve:
                 raise too_large(attachments, needed, window.tokens, reserve)
-        options = TurnOptions(temperature, max_tokens, top_k, window.tokens, scope, pinned)
+        options = TurnOptions(temperature, max_tokens, top_k, window.tokens, scope, pinned,
+                              tools=summary.tools if summary else None)
         return _Setup(name, chosen, system, scope, options)
 
     async def context_window(self, provider: str | None, model: str, *,

@@ -34,6 +34,7 @@ from engine.drift.check import hashes_at_answer
 from engine.errors import ProviderError, StreamInterrupted
 from engine.chat.prompt import Prompt, build_prompt, estimate_tokens
 from engine.providers.base import ChatMessage, StreamUsage, TextDelta
+from engine.tools.selection import tools_on
 from engine.types import (
     BudgetWarning,
     Citation,
@@ -163,16 +164,18 @@ async def run_turn(chat: Chat, turn: Turn) -> AsyncIterator[ChatEvent]:
     provider = chat.provider(turn.provider_name)
     tools: ToolTurn | None = None
     rounds: dict[int, list[ChatMessage]] = {}
-    if provider.kind != EXTRACTIVE and (settings.tools.enabled if turn.tools is None
-                                        else turn.tools):
+    selection = opts.tools if opts else None
+    if provider.kind != EXTRACTIVE and tools_on(settings.tools.enabled, selection, turn.tools):
         tools, rounds = await engine.tools.prepare(
             session_id=turn.session_id, collections=turn.collections, approval=turn.approval,
-            approver=turn.approver, history=turn.history)
+            approver=turn.approver, history=turn.history, selection=selection)
         for problem in tools.problems:
             yield ToolNotice(problem)
         if not tools.tools:
             tools, rounds = None, {}
-    elif provider.kind == EXTRACTIVE and turn.tools:
+    elif "tools" in engine._services:  # this turn offers none: "tools: N" must not linger
+        engine.tools.last_offered = None
+    if provider.kind == EXTRACTIVE and turn.tools:
         yield ToolNotice("tools need a model server (chat.provider): the offline extractive "
                          "answerer calls none")
     prompt = build_prompt(system_prompt=turn.system_prompt, question=turn.question,

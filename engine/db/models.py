@@ -99,6 +99,8 @@ class Session(Base):
     # Session settings (engine.chat.setup); None: the configured value.
     rag: Mapped[bool | None] = mapped_column(Boolean)
     params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Tools the session may use (server.tool globs); None: the configuration, []: none.
+    tools: Mapped[list[str] | None] = mapped_column(JSON)
     collections: Mapped[list[Collection]] = relationship(secondary="session_collections",
                                                          lazy="raise")
 
@@ -402,6 +404,18 @@ class ToolApproval(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = _user_fk()
     tool: Mapped[str] = mapped_column(String(400))  # canonical server.tool
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ToolServerTrust(Base):
+    """A stdio MCP server command line the user confirmed before it first ran (its hash)."""
+
+    __tablename__ = "tool_server_trust"
+    __table_args__ = (UniqueConstraint("user_id", "server", "digest"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = _user_fk()
+    server: Mapped[str] = mapped_column(String(200))
+    digest: Mapped[str] = mapped_column(String(64))  # sha256 of command, args, env names
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

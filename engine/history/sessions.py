@@ -100,7 +100,8 @@ def to_summary(row: m.Session, message_count: int,
                           message_count=message_count, created_at=row.created_at,
                           updated_at=row.updated_at, archived=row.archived,
                           collections=tuple(collections), system_prompt=row.system_prompt,
-                          rag=row.rag, params=dict(row.params or {}))
+                          rag=row.rag, params=dict(row.params or {}),
+                          tools=None if row.tools is None else tuple(row.tools))
 
 
 class SessionStore:

@@ -106,6 +106,7 @@ class SessionDoc(_Strict):
     current: int | None = None
     rag: bool | None = None
     params: dict[str, float | int] = {}
+    tools: list[str] | None = None
 
 
 class ExportDoc(_Strict):
@@ -182,7 +183,7 @@ async def export_session(store: SessionStore, session_id: int, fmt: str) -> str:
             "system_prompt": row.system_prompt, "archived": row.archived,
             "collections": names, "created_at": _utc(row.created_at),
             "updated_at": _utc(row.updated_at), "current": number.get(row.current_message_id),
-            "rag": row.rag, "params": dict(row.params or {}),
+            "rag": row.rag, "params": dict(row.params or {}), "tools": row.tools,
         },
         "messages": [{
             "id": number[msg.id], "parent": number.get(msg.parent_id), "role": msg.role,
@@ -331,7 +332,7 @@ async def import_session(store: SessionStore, data: str | bytes, *,
                         provider=info.provider, system_prompt=info.system_prompt,
                         archived=info.archived, created_at=info.created_at,
                         updated_at=info.updated_at, rag=info.rag,
-                        params=dict(info.params) or None)
+                        params=dict(info.params) or None, tools=info.tools)
         s.add(row)
         await s.flush()
         found = (await s.scalars(select(m.Collection).where(

@@ -53,6 +53,7 @@ class TurnOptions:
     context_window: int
     scope: ChatScope | None = None
     attachments: tuple[SearchHit, ...] = ()
+    tools: tuple[str, ...] | None = None  # the session's tools (engine.tools.selection)
 
 
 def parse_params(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -128,7 +129,7 @@ async def check_model(engine: Engine, provider_name: str | None, model: str) -> 
 async def configure(engine: Engine, session_id: int, *, provider: Any = UNSET,
                     model: Any = UNSET, system_prompt: Any = UNSET, collections: Any = UNSET,
                     rag: Any = UNSET, params: Mapping[str, Any] | None = None,
-                    check: bool = True) -> tuple[SessionSummary, list[str]]:
+                    check: bool = True, tools: Any = UNSET) -> tuple[SessionSummary, list[str]]:
     """Change a session's settings; each argument left UNSET stays. Returns the session and
     warnings. Nothing changes when one value is refused."""
     chat = engine.chat
@@ -147,6 +148,10 @@ async def configure(engine: Engine, session_id: int, *, provider: Any = UNSET,
         if warning:
             warnings.append(warning)
     checked = parse_params(params) if params else {}
+    if tools is not UNSET and tools is not None:  # None: back to the configuration
+        from engine.tools.selection import parse_selection
+
+        tools = parse_selection(tools, ["parley", *engine.settings.mcp_servers])
     async with engine._require_db().write() as s:
         session = await chat.branches.owned(s, session_id)
         if provider is not UNSET:
@@ -162,6 +167,8 @@ async def configure(engine: Engine, session_id: int, *, provider: Any = UNSET,
             session.rag = rag
         if checked:
             session.params = merged_params(session.params, checked) or None
+        if tools is not UNSET:
+            session.tools = tools
         if collections is not UNSET:
             rows = await chat._collection_rows(s, list(collections or ()))
             await s.execute(delete(m.SessionCollection)
@@ -191,5 +198,13 @@ def described(summary: SessionSummary, engine: Engine) -> dict[str, Any]:
         "temperature": pick(params.get("temperature"), chat.temperature),
         "max_tokens": pick(params.get("max_tokens"), chat.max_tokens),
         "top_k": pick(params.get("top_k"), retrieval.top_k),
+        "tools": {"value": _tools_text(summary, engine),
+                  "from": "session" if summary.tools is not None else "config"},
     }
+
+
+def _tools_text(summary: SessionSummary, engine: Engine) -> str:
+    from engine.tools.selection import describe
+
+    return describe(summary.tools, engine.settings.tools.enabled)
 

@@ -2,8 +2,10 @@
 
 Each round streams one model request with the tools offered. Text streams to the user as
 it comes (a new round's text starts on a new paragraph). When the model asks for calls,
-each is decided (deny, allow, approval, the taint rule), run within its timeout, and
-answered by one ``tool`` message, so every call id is paired. Limits: ``max_rounds``
+each is decided in the model's order (deny, allow, approval, the taint rule: questions
+come one at a time), and each approved call starts at once, so the calls of a round run
+at the same time (``tools.parallel_calls``), each within its timeout. The answers go back
+in the model's order, one ``tool`` message per call id, whatever order the calls ended in. Limits: ``max_rounds``
 (the last request goes without tools, so it must answer), ``max_calls`` per answer, and
 the loop guard (the same call more than ``max_repeats`` times is refused). The budget is
 checked before every round after the first, counting the rounds already made.
@@ -130,21 +132,68 @@ async def run_rounds(engine: Engine, tt: ToolTurn, provider: ChatProvider,
         prompt.append(ChatMessage("assistant", "".join(text), tool_calls=tuple(
             ToolCall(c.id, c.name, c.arguments if p is None else "{}")
             for c, _, _, _, p in batch)))
-        for call, record, tool, args, problem in batch:
-            calls_made += 1
-            async for event in _one_call(tt, call, record, tool, args, problem,
-                                         over_limit=calls_made > settings.max_calls,
-                                         seen=seen):
-                yield event
+        tasks: dict[asyncio.Task[None], tuple[ToolCall, RunRecord]] = {}
+        try:
+            for call, record, tool, args, problem in batch:
+                calls_made += 1
+                question = await _decide(tt, call, record, tool, problem,
+                                         over_limit=calls_made > settings.max_calls, seen=seen)
+                yield _started(call, record)
+                if question is not None and tool is not None:
+                    try:
+                        record.decision, refusal = await _ask(tt, tool, question)
+                    except asyncio.CancelledError:
+                        record.error = ("The answer was stopped by the user while the call "
+                                        "awaited approval.")
+                        raise
+                    if refusal is not None:
+                        record.status, record.error = "denied", refusal
+                if record.status == "cancelled" and tool is not None and args is not None:
+                    # Approved: it runs now, while later calls are still being decided.
+                    task = asyncio.create_task(_execute(tt, tool, args, record))
+                    tasks[task] = (call, record)
+                    if not settings.parallel_calls:
+                        await asyncio.wait([task])
+                else:
+                    yield _finished(call, record)
+                for task in [t for t in tasks if t.done()]:
+                    yield _finished(*_done(tasks, task))
+            while tasks:
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                for task in sorted(done, key=lambda t: tasks[t][1].call_index):
+                    yield _finished(*_done(tasks, task))
+        finally:
+            await _cancel(tasks)
+        # Answers go back in the model's call order, whatever order the calls ended in.
+        for call, record, _tool, _args, _problem in batch:
             prompt.append(ChatMessage("tool", clip(model_text(record.status, record.result,
                                                               record.error),
                                                    settings.max_result_chars)[0],
                                       tool_call_id=call.id))
 
 
-async def _one_call(tt: ToolTurn, call: ToolCall, record: RunRecord, tool: Tool | None,
-                    args: dict[str, Any] | None, problem: str | None, *, over_limit: bool,
-                    seen: Counter[str]) -> AsyncIterator[Any]:
+def _done(tasks: dict[asyncio.Task[None], tuple[ToolCall, RunRecord]],
+          task: asyncio.Task[None]) -> tuple[ToolCall, RunRecord]:
+    """Take a finished call out of ``tasks``; an unexpected failure ends the turn."""
+    found = tasks.pop(task)
+    task.result()
+    return found
+
+
+async def _cancel(tasks: dict[asyncio.Task[None], tuple[ToolCall, RunRecord]]) -> None:
+    """The turn stopped: calls still running are cancelled (and stored as such)."""
+    pending = [t for t in tasks if not t.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def _decide(tt: ToolTurn, call: ToolCall, record: RunRecord, tool: Tool | None,
+                  problem: str | None, *, over_limit: bool,
+                  seen: Counter[str]) -> ApprovalRequest | None:
+    """Settle what can be settled without the user (unknown tool, bad arguments, limits,
+    the policy); the question to ask, or None."""
     settings = tt.toolbox.settings
     refusal: str | None = None
     if tool is None:
@@ -169,38 +218,41 @@ async def _one_call(tt: ToolTurn, call: ToolCall, record: RunRecord, tool: Tool 
         record.decision, refusal, question = await _judge(tt, tool, call)
     if refusal is not None:
         record.status, record.error = "denied", refusal
-    yield ToolCallStarted(call.id, record.server, record.tool, call.arguments, record.round,
-                          record.decision)
-    if question is not None and tool is not None:
-        try:
-            record.decision, refusal = await _ask(tt, tool, question)
-        except asyncio.CancelledError:
-            record.error = "The answer was stopped by the user while the call awaited approval."
-            raise
-        if refusal is not None:
-            record.status, record.error = "denied", refusal
-    if record.status == "cancelled" and tool is not None and args is not None:
-        record.started_at = utcnow()
-        started = time.monotonic()
-        try:
-            output = await tt.toolbox.run(tool, args, book=tt.book, collections=tt.collections)
-        except asyncio.CancelledError:
-            record.duration_ms = (time.monotonic() - started) * 1000
-            record.error = "The call was cancelled by the user."
-            raise
+    return question
+
+
+async def _execute(tt: ToolTurn, tool: Tool, args: dict[str, Any], record: RunRecord) -> None:
+    """Run one approved call within its timeout and fill ``record`` with what came back."""
+    settings = tt.toolbox.settings
+    record.started_at = utcnow()
+    started = time.monotonic()
+    try:
+        output = await tt.toolbox.run(tool, args, book=tt.book, collections=tt.collections)
+    except asyncio.CancelledError:
         record.duration_ms = (time.monotonic() - started) * 1000
-        record.status = output.status
-        if output.status == "ok":
-            record.result = output.text
-        else:
-            record.error = output.text
-        record.result_chars = len(output.text)
-        record.truncated = clip(output.text, settings.max_result_chars)[1]
+        record.error = "The call was cancelled by the user."
+        raise
+    record.duration_ms = (time.monotonic() - started) * 1000
+    record.status = output.status
+    if output.status == "ok":
+        record.result = output.text
+    else:
+        record.error = output.text
+    record.result_chars = len(output.text)
+    record.truncated = clip(output.text, settings.max_result_chars)[1]
+
+
+def _started(call: ToolCall, record: RunRecord) -> ToolCallStarted:
+    return ToolCallStarted(call.id, record.server, record.tool, call.arguments, record.round,
+                           record.decision)
+
+
+def _finished(call: ToolCall, record: RunRecord) -> ToolCallFinished:
     shown = record.result if record.status == "ok" else (record.error or "")
-    yield ToolCallFinished(call.id, record.server, record.tool, call.arguments,
-                           record.status, record.decision, shown,
-                           record.result_chars or len(shown), record.truncated,
-                           record.duration_ms, record.round)
+    return ToolCallFinished(call.id, record.server, record.tool, call.arguments,
+                            record.status, record.decision, shown or "",
+                            record.result_chars or len(shown or ""), record.truncated,
+                            record.duration_ms, record.round)
 
 
 async def _judge(tt: ToolTurn, tool: Tool, call: ToolCall

@@ -17,11 +17,14 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.config import MCPServerSettings
 from engine.errors import ConfigError
 from engine.types import SearchHit
+
+if TYPE_CHECKING:
+    from engine.tools.trust import Trust
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 LOG_TAIL = 400
@@ -97,13 +100,14 @@ class MCPServer:
     """One configured MCP server, started on first use (see the module docstring)."""
 
     def __init__(self, name: str, settings: MCPServerSettings, *, startup_timeout: float,
-                 log_dir: Path) -> None:
+                 log_dir: Path, trust: Trust | None = None) -> None:
         self.name = name
+        self.trust = trust
         self.settings = settings
         self.kind = "http" if settings.url else "stdio"
         self.startup_timeout = startup_timeout
         self.log_path = log_dir / f"mcp-{name}.log" if self.kind == "stdio" else None
-        self.state = "stopped"  # stopped | ready | unavailable
+        self.state = "stopped"  # stopped | ready | unavailable | untrusted
         self.error: str | None = None
         self.start_ms: float | None = None
         self.restarts = 0
@@ -125,6 +129,14 @@ class MCPServer:
             return self._conn
 
     async def _start(self) -> None:
+        if self.trust is not None and self.kind == "stdio":
+            from engine.tools.trust import ServerNotTrusted
+
+            try:  # before anything runs: the user confirms a new command line first
+                await self.trust.check(self.name, self.settings)
+            except ServerNotTrusted as exc:
+                self.state, self.error = "untrusted", str(exc)
+                raise ToolServerDown(self.error) from None
         try:
             from engine.tools.mcp_client import MCPConnection  # the SDK loads here, first use
         except ImportError:

@@ -19,10 +19,11 @@ from engine.db import models as m
 from engine.db.coltypes import utcnow
 from engine.errors import ConfigError, NotFound, UsageError
 from engine.tools.builtin import ParleyServer, SourceBook
-from engine.tools.policy import Policy
+from engine.tools.policy import Policy, matches
 from engine.tools.results import clip, parse_arguments, wire_name
 from engine.tools.servers import MCPServer, Tool, ToolOutput, ToolServerDown
 from engine.tools.store import RunRecord, add_runs, list_runs, replay
+from engine.tools.trust import Trust
 from engine.types import ToolCallFinished, ToolInfo, ToolRunInfo, ToolServerInfo
 
 if TYPE_CHECKING:
@@ -40,6 +41,8 @@ class Toolbox:
         self.settings = engine.settings.tools
         self._servers: dict[str, Any] | None = None
         self._session_ok: dict[int | None, set[str]] = {}
+        self.trust = Trust(engine)
+        """Trusted command lines of local servers; front ends set ``trust.asker``."""
         self.last_offered: int | None = None
         """How many tools the last turn offered (None before the first)."""
 
@@ -53,7 +56,7 @@ class Toolbox:
             log_dir = data_dir() / "logs"
             for name, config in self.engine.settings.mcp_servers.items():
                 if config.enabled:
-                    found[name] = MCPServer(name, config, log_dir=log_dir,
+                    found[name] = MCPServer(name, config, log_dir=log_dir, trust=self.trust,
                                             startup_timeout=self.settings.startup_timeout)
             self._servers = found
         return self._servers
@@ -63,10 +66,13 @@ class Toolbox:
         servers, self._servers = self._servers or {}, None
         await asyncio.gather(*(s.aclose() for s in servers.values()), return_exceptions=True)
 
-    async def available(self, policy: Policy) -> tuple[dict[str, Tool], list[str]]:
+    async def available(self, policy: Policy, selection: Sequence[str] | None = None,
+                        ) -> tuple[dict[str, Tool], list[str]]:
         """(tools to offer by wire name, one line per server that failed to start).
-        Denied tools are left out. Servers start concurrently."""
-        servers = list(self.servers().values())
+        Denied tools, and tools a non-empty ``selection`` leaves out, are left out; servers
+        no selected name can match are not started. Servers start concurrently."""
+        servers = [s for name, s in self.servers().items()
+                   if not selection or matches(name, [g.partition(".")[0] for g in selection])]
         listed = await asyncio.gather(*(s.tools() for s in servers), return_exceptions=True)
         offered: dict[str, Tool] = {}
         problems: list[str] = []
@@ -77,7 +83,8 @@ class Toolbox:
                 problems.append(str(getattr(tools, "message", None) or tools))
                 continue
             for tool in tools:
-                if policy.offered(tool.canonical):
+                if policy.offered(tool.canonical) and (not selection
+                                                       or matches(tool.canonical, selection)):
                     offered[wire_name(tool.server, tool.name)] = tool
         return offered, problems
 
@@ -91,7 +98,7 @@ class Toolbox:
             try:
                 tools = await server.tools()
             except (ToolServerDown, ConfigError, OSError) as exc:
-                out.append(ToolServerInfo(name, server.kind, "unavailable",
+                out.append(ToolServerInfo(name, server.kind, _down(server),
                                           error=str(getattr(exc, "message", None) or exc),
                                           log_path=_path(server.log_path)))
                 continue
@@ -126,13 +133,15 @@ class Toolbox:
 
     async def prepare(self, *, session_id: int, collections: Sequence[str],
                       approval: str | None, approver: Approver | None,
-                      history: Sequence[Message]) -> tuple[ToolTurn, dict[int, list[ChatMessage]]]:
-        """The tools of a turn (starting servers on first use) and, by earlier answer id,
-        the tool rounds to replay before its text."""
+                      history: Sequence[Message], selection: Sequence[str] | None = None,
+                      ) -> tuple[ToolTurn, dict[int, list[ChatMessage]]]:
+        """The tools of a turn (starting servers on first use; only those of the session's
+        ``selection`` when it names some) and, by earlier answer id, the tool rounds to
+        replay before its text."""
         from engine.tools.loop import ToolTurn
 
         policy = Policy.of(self.settings, approval)
-        tools, problems = await self.available(policy)
+        tools, problems = await self.available(policy, selection)
         self.last_offered = len(tools)
         tt = ToolTurn(self, policy, tools, approver, session_id, tuple(collections),
                       SourceBook(), problems=problems)
@@ -190,6 +199,8 @@ class Toolbox:
         try:
             tools = {t.name: t for t in await self.servers()[server_name].tools()}
         except ToolServerDown as exc:
+            if _down(self.servers()[server_name]) == "untrusted":  # the user must say yes
+                raise UsageError(str(exc)) from None
             raise NotFound(str(exc), "see: parley tools list") from None
         if tool_name not in tools:
             raise NotFound(f"server '{server_name}' has no tool '{tool_name}'",
@@ -247,3 +258,7 @@ def _label(policy: Policy, canonical: str, always: set[str]) -> str:
 
 def _path(path: Any) -> str | None:
     return str(path) if path is not None else None
+
+
+def _down(server: Any) -> str:
+    return "untrusted" if getattr(server, "state", "") == "untrusted" else "unavailable"

@@ -21,7 +21,7 @@ SQLite migrations with foreign keys off (a rebuild drops the old table, and with
 that would cascade into the rows that reference it) and checks them before committing.
 
 Revision ID: 0003_library_sync
-Revises: 0004_chat_setup
+Revises: 0010_session_tools
 Create Date: 2026-11-30 11:40:00
 """
 from __future__ import annotations
@@ -36,7 +36,7 @@ from engine.db import sqlite_ddl, sqlite_search
 from engine.teams import rls_chunks
 
 revision: str = '0003_library_sync'
-down_revision: str | None = '0004_chat_setup'
+down_revision: str | None = '0010_session_tools'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

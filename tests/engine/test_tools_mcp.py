@@ -167,7 +167,7 @@ async def test_stdio_startup_timeout_and_restart_once(
     configure(settings, server, startup_timeout=3.0)
     settings.mcp_servers = {
         "mute": MCPServerSettings(command=sys.executable,
-                                  args=["-c", "import time; time.sleep(60.125)"]),
+                                  args=["-c", "import time; time.sleep(60.125)"], trusted=True),
         "files": MCPServerSettings(**stdio_config())}
     engine = await open_engine(settings)
     try:

@@ -8,7 +8,7 @@ from typing import Any
 
 from engine import Engine, Settings
 from engine.config import ProviderSettings
-from engine.types import ApprovalRequest, Delta, ToolCallFinished
+from engine.types import ApprovalRequest, Delta, ToolCallFinished, ToolCallStarted
 from tests.conftest import migrate
 from tests.support.openai_server import OpenAITestServer
 
@@ -54,7 +54,11 @@ def text_of(events: list[Any]) -> str:
 
 
 def finished(events: list[Any]) -> list[ToolCallFinished]:
-    return [e for e in events if isinstance(e, ToolCallFinished)]
+    """Finished calls in the model's order (the calls of a round end in any order)."""
+    order = {(e.round, e.call_id): i for i, e in enumerate(
+        e for e in events if isinstance(e, ToolCallStarted))}
+    done = [e for e in events if isinstance(e, ToolCallFinished)]
+    return sorted(done, key=lambda e: order.get((e.round, e.call_id), len(order)))
 
 
 def call(name: str, call_id: str | None = None, **arguments: Any) -> dict[str, Any]:

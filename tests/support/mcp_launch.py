@@ -15,9 +15,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def stdio_config(**extra: object) -> dict[str, object]:
-    """An ``mcp_servers`` entry that starts this server over stdio."""
+    """An ``mcp_servers`` entry that starts this server over stdio (trusted, so nobody is
+    asked first, unless ``trusted=False`` is given)."""
     return {"command": sys.executable, "args": ["-m", "tests.support.mcp_server", "stdio"],
-            "cwd": str(REPO), **extra}
+            "cwd": str(REPO), "trusted": True, **extra}
 
 
 @contextmanager

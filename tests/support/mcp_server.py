@@ -6,8 +6,9 @@
 Tools: ``add``, ``echo``, ``fail`` (a tool error with its message), ``crash`` (a plain
 exception: the SDK hides its text), ``slow`` (sleeps), ``big`` (a long result), ``env``
 (one environment variable of the server), ``header`` (one HTTP header of the request),
-``pid`` (the server's process id), ``die`` (the process exits at once) and ``injection``
-(a result that tries to steer the model). It writes one line on stderr when it starts,
+``pid`` (the server's process id), ``die`` (the process exits at once), ``wait_for`` and
+``release`` (a call that returns only once another call released it: calls that overlap)
+and ``injection`` (a result that tries to steer the model). It writes one line on stderr when it starts,
 so tests can find it in the server's log file. ``tests.support.mcp_launch`` starts it
 (without importing the SDK in the caller).
 """
@@ -87,6 +88,27 @@ def pid() -> str:
 def die() -> str:
     """Exit the server process at once."""
     os._exit(3)
+
+
+_gates: dict[str, asyncio.Event] = {}
+
+
+@server.tool()
+async def wait_for(key: str, seconds: float = 60.0) -> str:
+    """Wait until release(key) is called, at most SECONDS: shows calls that overlap."""
+    gate = _gates.setdefault(key, asyncio.Event())
+    try:
+        await asyncio.wait_for(gate.wait(), seconds)
+    except TimeoutError:
+        return f"{key}: nobody released it"
+    return f"{key}: released"
+
+
+@server.tool()
+def release(key: str) -> str:
+    """Let every wait_for(key) call return."""
+    _gates.setdefault(key, asyncio.Event()).set()
+    return f"released {key}"
 
 
 @server.tool()

@@ -203,7 +203,7 @@ async def test_the_owner_migrates_members_libraries_down_and_up(
     try:
         before = await su.fetchval("SELECT count(*) FROM chunks")
         # the owner is held to the policies (FORCE) but the revision rewrites every user's rows
-        _ok(owner.cli("db", "downgrade", "0004_chat_setup", "--yes"))
+        _ok(owner.cli("db", "downgrade", "0010_session_tools", "--yes"))
         assert await su.fetchval("SELECT count(*) FROM chunks") == before
         policies = await su.fetch("SELECT policyname, qual, with_check FROM pg_policies "
                                   "WHERE tablename = 'chunks'")

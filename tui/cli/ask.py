@@ -83,6 +83,7 @@ class _Output:
         self.sources: Sources | None = None
         self.done: Done | None = None
         self.tool_runs: list[dict[str, Any]] = []
+        self.slots: dict[tuple[int, str], int] = {}
 
     def event(self, event: object) -> None:
         from engine.types import (
@@ -112,10 +113,18 @@ class _Output:
         elif isinstance(event, ToolNotice):
             info(f"parley: warning: {event.message}")
         elif isinstance(event, ToolCallStarted):
+            # A round's calls run together and may end in any order: --json keeps the
+            # model's order (a slot per call, filled when it ends).
+            self.slots[(event.round, event.call_id)] = len(self.tool_runs)
+            self.tool_runs.append(tools_cli.started_json(event))
             if self.mode == "stream-json":
                 _line(tools_cli.started_json(event))
         elif isinstance(event, ToolCallFinished):
-            self.tool_runs.append(tools_cli.finished_json(event))
+            slot = self.slots.pop((event.round, event.call_id), None)
+            if slot is None:
+                self.tool_runs.append(tools_cli.finished_json(event))
+            else:
+                self.tool_runs[slot] = tools_cli.finished_json(event)
             if self.mode == "stream-json":
                 _line({"type": "tool_result", **tools_cli.finished_json(event)})
             else:
@@ -205,6 +214,7 @@ class _Output:
 @click.option("--stream-json", is_flag=True,
               help="Print one JSON event per line: delta, tool_call, tool_result, sources, "
                    "usage, done.")
+@tools_cli.trust_option
 @json_option
 @run
 async def ask(question: tuple[str, ...], new: bool, session_id: int | None,
@@ -212,7 +222,7 @@ async def ask(question: tuple[str, ...], new: bool, session_id: int | None,
               params: tuple[str, ...], no_rag: bool, model: str | None,
               provider: str | None, system_prompt: str | None, regenerate: bool, edit: bool,
               use_tools: bool | None, approve: str | None, stream_json: bool,
-              as_json: bool) -> None:
+              trust_servers: bool, as_json: bool) -> None:
     """Ask QUESTION (or read it from stdin) and stream a cited answer.
 
     --regenerate and --edit work on the last question of --session ID (default: the
@@ -241,6 +251,7 @@ async def ask(question: tuple[str, ...], new: bool, session_id: int | None,
     failure: ParleyError | None = None
     async with open_engine() as engine:
         rag = False if no_rag else None
+        tools_cli.setup_trust(engine, trust_servers)
         tooling = {"tools": use_tools, "approval": approve,
                    "approver": tools_cli.terminal_approver()}
         if regenerate or edit:

@@ -174,11 +174,20 @@ async def show(session_id: int, all_branches: bool, as_json: bool) -> None:
 @click.option("--rag/--no-rag", default=None, help="Search documents before answering.")
 @click.option("--param", "params", multiple=True, metavar="K=V",
               help="temperature, max_tokens or top_k (K= returns to the configured value).")
+@click.option("--tools", "tool_names", multiple=True, metavar="SERVER.TOOL",
+              help="Let the model call only these tools (globs like files.*; repeatable or "
+                   "comma-separated). Turns tools on for the session.")
+@click.option("--all-tools", "tool_mode", flag_value="all",
+              help="Let the model call every offered tool in this session.")
+@click.option("--no-tools", "tool_mode", flag_value="none", help="No tools in this session.")
+@click.option("--default-tools", "tool_mode", flag_value="default",
+              help="Follow the configuration again (tools.enabled).")
 @json_option
 @run
 async def set_settings(session_id: int, provider: str | None, model: str | None,
                        system_prompt: str | None, collections: tuple[str, ...],
                        all_collections: bool, rag: bool | None, params: tuple[str, ...],
+                       tool_names: tuple[str, ...], tool_mode: str | None,
                        as_json: bool) -> None:
     """Change the settings of session SESSION_ID; they apply from its next question."""
     from engine.errors import UsageError
@@ -187,6 +196,12 @@ async def set_settings(session_id: int, provider: str | None, model: str | None,
     if collections and all_collections:
         raise UsageError("--collection and --all-collections cannot be combined",
                          "name the collections, or search all of them")
+    if tool_names and tool_mode:
+        raise UsageError(f"--tools and --{tool_mode}-tools cannot be combined",
+                         "name the tools, or choose all, none or the default")
+    tools = {"all": ["*"], "none": [], "default": None}.get(tool_mode or "", UNSET)
+    if tool_names:
+        tools = list(tool_names)
     if system_prompt == "-":
         system_prompt = sys.stdin.read() if sys.stdin is not None else ""
     changes = {
@@ -197,10 +212,11 @@ async def set_settings(session_id: int, provider: str | None, model: str | None,
         "rag": UNSET if rag is None else rag,
         "params": parse_pairs(params) or None,
     }
-    if all(v is UNSET or v is None for v in changes.values()):
+    if all(v is UNSET or v is None for v in changes.values()) and tools is UNSET:
         raise UsageError("nothing to change",
-                         "pass --model, --provider, --system, --collection, --rag/--no-rag or "
-                         "--param")
+                         "pass --model, --provider, --system, --collection, --rag/--no-rag, "
+                         "--param or --tools/--all-tools/--no-tools")
+    changes["tools"] = tools
     async with open_engine() as engine:
         summary, warnings = await engine.chat.configure(session_id, **changes)
         settings = described(summary, engine)

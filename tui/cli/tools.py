@@ -16,7 +16,13 @@ import click
 from tui.cli.common import fail, info, json_option, open_engine, print_json, run
 
 if TYPE_CHECKING:
-    from engine.types import ApprovalRequest, ToolCallFinished, ToolCallStarted, ToolRunInfo
+    from engine.types import (
+        ApprovalRequest,
+        ToolCallFinished,
+        ToolCallStarted,
+        ToolRunInfo,
+        TrustRequest,
+    )
 
 ANSWER_KEYS = {"y": "once", "yes": "once", "s": "session", "a": "always", "n": "deny",
                "no": "deny", "": "deny"}
@@ -80,6 +86,44 @@ def terminal_approver() -> Any:
     return approve
 
 
+def trust_option(func: Any) -> Any:
+    """``--trust-servers``: start local MCP servers whose command line is new without asking."""
+    return click.option(
+        "--trust-servers", is_flag=True,
+        help="Start local MCP servers whose command line is new or changed without asking "
+             "(for scripts; not remembered).")(func)
+
+
+def setup_trust(engine: Any, trust_servers: bool) -> None:
+    """Who confirms a new local server command: the terminal, the flag, or nobody."""
+    trust = engine.tools.trust
+    trust.trust_all = trust_servers
+    trust.asker = terminal_trust()
+
+
+def terminal_trust() -> Any:
+    """The stderr question before a new local server command runs, when a person can
+    answer; else None (the server is not started)."""
+    if sys.stdin is None or not sys.stdin.isatty() or not sys.stderr.isatty():
+        return None
+
+    async def confirm(request: TrustRequest) -> bool:
+        what = ("its command line changed since you trusted it" if request.changed
+                else "it has not run before")
+        info(f"\nparley: the MCP server '{request.server}' is about to start ({what}):")
+        info(f"  command: {request.command_line}")
+        if request.env_names:
+            info(f"  env:     {', '.join(request.env_names)}")
+        if request.cwd:
+            info(f"  cwd:     {request.cwd}")
+        info("  It runs with your rights. Parley remembers your yes for this command line.")
+        reply = await asyncio.to_thread(click.prompt, "Start it? [y/N]", default="",
+                                        show_default=False, err=True)
+        return reply.strip().lower() in ("y", "yes")
+
+    return confirm
+
+
 @click.group("tools")
 def tools() -> None:
     """Tools models may call: MCP servers and Parley's own search."""
@@ -88,12 +132,15 @@ def tools() -> None:
 @tools.command("list")
 @click.option("--approve", type=click.Choice(["ask", "auto", "never"]),
               help="Show the policy under this approval mode (default: tools.approval).")
+@trust_option
 @json_option
 @run
-async def list_tools(approve: str | None, as_json: bool) -> None:
+async def list_tools(approve: str | None, trust_servers: bool, as_json: bool) -> None:
     """Servers (started to list their tools), tools and their effective policy:
-    allow (runs), ask, auto, never (refused) or deny (never offered)."""
+    allow (runs), ask, auto, never (refused) or deny (never offered). A local server whose
+    command line is new is shown and confirmed first."""
     async with open_engine() as engine:
+        setup_trust(engine, trust_servers)
         servers = await engine.tools.catalog(approve)
         enabled = engine.settings.tools.enabled
     if as_json:
@@ -121,11 +168,13 @@ async def list_tools(approve: str | None, as_json: bool) -> None:
 @click.argument("name", metavar="SERVER.TOOL")
 @click.option("--args", "arguments", default="{}", metavar="JSON",
               help="The arguments as a JSON object (default: {}).")
+@trust_option
 @json_option
 @run
-async def call_tool(name: str, arguments: str, as_json: bool) -> None:
+async def call_tool(name: str, arguments: str, trust_servers: bool, as_json: bool) -> None:
     """Run one tool by hand and print its result (stored as a tool run)."""
     async with open_engine() as engine:
+        setup_trust(engine, trust_servers)
         result = await engine.tools.call(name, arguments)
     if as_json:
         print_json(finished_json(result))
@@ -133,6 +182,18 @@ async def call_tool(name: str, arguments: str, as_json: bool) -> None:
         click.echo(result.result)
     if result.status != "ok":
         fail(f"{name} {result.status}: {result.result}")
+
+
+@tools.command("untrust")
+@click.argument("server", required=False)
+@run
+async def untrust(server: str | None) -> None:
+    """Forget that you trusted SERVER's command line (all servers when none is named): its
+    next start asks again."""
+    async with open_engine() as engine:
+        count = await engine.tools.trust.forget(server)
+    what = f"server '{server}'" if server else "every server"
+    info(f"parley: forgot {count} trusted command line{'s' if count != 1 else ''} of {what}")
 
 
 @tools.command("runs")

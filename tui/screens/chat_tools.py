@@ -23,6 +23,9 @@ DENIED = ("deny_list", "never", "no_terminal", "limit", "repeat")
 def turn_events(self: ChatTurns, engine: Engine, kind: str, text: str) -> AsyncIterator[Any]:
     """The engine's events of one turn (``kind``: ask, regenerate or edit), with the
     approval card as the approver of tool calls."""
+    from tui.screens.server_trust import install_trust
+
+    install_trust(self.app, engine)  # servers start with the turn: new commands ask first
     chat = engine.chat
 
     async def approver(request: ApprovalRequest) -> str:
@@ -85,8 +88,10 @@ def end_tool_lines(self: ChatTurns, lines: dict[str, ToolLine]) -> None:
         if line.status == "running":
             line.finish("cancelled", line.decision, "stopped by you", 0, None, False)
     engine = self.parley.engine
-    if engine is None or not engine.settings.tools.enabled:
+    if engine is None:
         return
+    # The session's choice can turn tools on or off whatever tools.enabled says.
     offered = engine.tools.last_offered
-    if offered is not None:
-        self.parley.status = replace(self.parley.status, tools=f"tools: {offered}")
+    shown = f"tools: {offered}" if offered is not None else (
+        "tools: off" if engine.settings.tools.enabled else "")
+    self.parley.status = replace(self.parley.status, tools=shown)

@@ -1,6 +1,7 @@
 """The chat settings dialog: provider and model (a picker of the server's models, configured
 ones first; any typed name works), system prompt, collections, RAG, top-k, temperature and
-max tokens of the current session. Imported when first opened, never before first paint.
+max tokens of the current session, and the tools its model may call
+(``tui.widgets.tool_picker``). Imported when first opened, never before first paint.
 
 Saving checks the model against the server: a model it does not have is reported here and
 the session keeps its old one. The dialog is dismissed with the saved session, or None.
@@ -29,6 +30,8 @@ from textual.widgets import (
 )
 from textual.widgets.option_list import Option
 
+from tui.widgets.tool_picker import ToolPicker
+
 if TYPE_CHECKING:
     from engine import Engine
     from engine.types import CollectionInfo, SessionSummary
@@ -42,6 +45,8 @@ HINTS = {
     "settings-system": "The system prompt: Enter adds a line; empty uses the configured one.",
     "settings-collections": "Space ticks or unticks a collection; none ticked searches all.",
     "settings-rag": "Space switches searching your documents on or off.",
+    "tools-mode": "Which tools the model may call in this chat.",
+    "tools-list": "Space ticks or unticks a tool; ticking one chooses only the ticked tools.",
 }
 DEFAULT_HINT = "Tab moves between fields, Ctrl+S saves, Esc cancels."
 
@@ -106,6 +111,7 @@ class SessionSettingsDialog(ModalScreen["SessionSummary | None"]):
                             value = params.get(name)
                             yield Input("" if value is None else str(value), type=kind,
                                         placeholder="configured", id=f"settings-{name}")
+                yield ToolPicker(self.summary, enabled=self.parley.settings.tools.enabled)
             yield Static(DEFAULT_HINT, id="settings-hint", classes="dialog-hint")
             yield Static("", id="settings-error", classes="dialog-error")
             with Horizontal(classes="dialog-buttons"):
@@ -218,6 +224,7 @@ class SessionSettingsDialog(ModalScreen["SessionSummary | None"]):
             "collections": collections if set(collections) != set(s.collections) else UNSET,
             "rag": rag if rag != (configured_rag if s.rag is None else s.rag) else UNSET,
             "params": changed or None,
+            "tools": self.query_one(ToolPicker).value(),
         }
 
     def action_save(self) -> None:
