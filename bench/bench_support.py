@@ -153,7 +153,13 @@ async def _direct_ingest(engine: Any, folder: Path, collection: str) -> int:
         vectors = iter(await embedder.embed_documents([c.text for cs in specs for c in cs]))
         async with engine.db.write() as s:
             for path, doc, chunks in zip(batch, docs, specs, strict=True):
+                chunk_set = m.ChunkSet(user_id=engine.user_id, created_by=engine.user_id,
+                                       content_hash=str(path),
+                                       chunk_count=len(chunks))
+                s.add(chunk_set)
+                await s.flush()
                 row = m.Document(user_id=engine.user_id, collection_id=coll.id,
+                                 chunk_set_id=chunk_set.id,
                                  source_path=str(path), path_hash=hashlib.sha256(
                                      str(path).encode()).hexdigest(), kind=doc.kind,
                                  mime=doc.mime, title=doc.title, size=path.stat().st_size,
@@ -161,8 +167,8 @@ async def _direct_ingest(engine: Any, folder: Path, collection: str) -> int:
                                  token_count=sum(c.token_count for c in chunks))
                 s.add(row)
                 await s.flush()
-                rows = [m.Chunk(user_id=engine.user_id, document_id=row.id,
-                                collection_id=coll.id, chunk_index=c.index, text=c.text,
+                rows = [m.Chunk(user_id=engine.user_id, chunk_set_id=chunk_set.id,
+                                chunk_index=c.index, text=c.text,
                                 content_hash=c.content_hash, page=c.page,
                                 heading_path=c.heading_path, line_start=c.line_start,
                                 line_end=c.line_end, char_start=c.char_start,

@@ -177,18 +177,23 @@ async def build_collection(engine: Any, chunks: int, per_doc: int = 100) -> floa
     for first in range(0, chunks, per_doc * 50):
         docs = min(50, (chunks - first + per_doc - 1) // per_doc)
         async with engine.db.write() as s:
-            doc_ids = (await s.execute(insert(m.Document).returning(
-                m.Document.id, sort_by_parameter_order=True), [{
+            set_ids = (await s.execute(insert(m.ChunkSet).returning(
+                m.ChunkSet.id, sort_by_parameter_order=True), [{
+                    "user_id": engine.user_id, "content_hash": f"{first // per_doc + d:064x}",
+                    "suffix": ".md", "chunk_count": per_doc} for d in range(docs)]
+            )).scalars().all()
+            await s.execute(insert(m.Document), [{
                     "user_id": engine.user_id, "collection_id": cid,
                     "source_path": f"/bench/doc{first // per_doc + d}.md",
                     "path_hash": f"{first // per_doc + d:064x}", "chunk_count": per_doc,
-                    "status": "indexed", "size": 0} for d in range(docs)])).scalars().all()
+                    "status": "indexed", "size": 0, "chunk_set_id": set_ids[d]}
+                    for d in range(docs)])
             rows = []
-            for doc_id in doc_ids:
+            for doc_id in set_ids:
                 for index in range(per_doc):
                     words = rng.choice(vocab, size=60, p=weights)
-                    rows.append({"user_id": engine.user_id, "document_id": doc_id,
-                                 "collection_id": cid, "chunk_index": index,
+                    rows.append({"user_id": engine.user_id, "chunk_set_id": doc_id,
+                                 "chunk_index": index,
                                  "text": " ".join(words), "content_hash": "x",
                                  "line_start": index * 5 + 1, "line_end": index * 5 + 5,
                                  "char_start": 0, "char_end": 300, "token_count": 60})

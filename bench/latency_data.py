@@ -97,24 +97,29 @@ async def bulk_load(engine: Any, size: int) -> float:
     return time.perf_counter() - started
 
 
-def _rows(engine: Any, first: int, texts: list[str]) -> tuple[list[tuple], list[tuple]]:
+def _rows(engine: Any, first: int, texts: list[str]
+          ) -> tuple[list[tuple], list[tuple], list[tuple]]:
     uid, now = engine.user_id, "2026-01-01 00:00:00"
-    docs, chunks = [], []
+    docs, chunks, sets = [], [], []
     for i, body in enumerate(texts):
         cid = first + i
         doc = (cid - 1) // CHUNKS_PER_DOC + 1
         if (cid - 1) % CHUNKS_PER_DOC == 0:
             docs.append((doc, uid, 1, f"/bench/{doc // 1000}/doc{doc}.txt",
                          hashlib.sha256(str(doc).encode()).hexdigest(), "text", 0, "indexed",
-                         CHUNKS_PER_DOC, WORDS_PER_CHUNK * CHUNKS_PER_DOC, now))
-        chunks.append((cid, uid, doc, 1, (cid - 1) % CHUNKS_PER_DOC, body, str(cid), 0,
+                         CHUNKS_PER_DOC, WORDS_PER_CHUNK * CHUNKS_PER_DOC, doc, now))
+            sets.append((doc, uid, str(doc), "", CHUNKS_PER_DOC,
+                         WORDS_PER_CHUNK * CHUNKS_PER_DOC, now))
+        chunks.append((cid, uid, doc, (cid - 1) % CHUNKS_PER_DOC, body, str(cid), 0,
                        len(body), WORDS_PER_CHUNK))
-    return docs, chunks
+    return docs, chunks, sets
 
 
 DOC_COLS = ("id", "user_id", "collection_id", "source_path", "path_hash", "kind", "size",
-            "status", "chunk_count", "token_count", "created_at")
-CHUNK_COLS = ("id", "user_id", "document_id", "collection_id", "chunk_index", "text",
+            "status", "chunk_count", "token_count", "chunk_set_id", "created_at")
+SET_COLS = ("id", "user_id", "content_hash", "suffix", "chunk_count", "token_count",
+            "created_at")
+CHUNK_COLS = ("id", "user_id", "chunk_set_id", "chunk_index", "text",
               "content_hash", "char_start", "char_end", "token_count")
 
 
@@ -130,8 +135,10 @@ async def _load_sqlite(engine: Any, size: int) -> None:
     conn.execute("PRAGMA synchronous=OFF")
     try:
         for first, texts, vectors in batches(size):
-            docs, chunks = _rows(engine, first, texts)
+            docs, chunks, sets = _rows(engine, first, texts)
             conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(f"INSERT INTO chunk_sets ({','.join(SET_COLS)}) VALUES "
+                             f"({','.join('?' * len(SET_COLS))})", sets)
             conn.executemany(f"INSERT INTO documents ({','.join(DOC_COLS)}) VALUES "
                              f"({','.join('?' * len(DOC_COLS))})", docs)
             conn.executemany(f"INSERT INTO chunks ({','.join(CHUNK_COLS)}) VALUES "
@@ -157,7 +164,9 @@ async def _load_postgres(engine: Any, size: int) -> None:
     try:
         await conn.execute(f"DROP INDEX IF EXISTS {pg_search.index_name(1, 1)}")
         for first, texts, vectors in batches(size):
-            docs, chunks = _rows(engine, first, texts)
+            docs, chunks, sets = _rows(engine, first, texts)
+            await conn.copy_records_to_table("chunk_sets", columns=SET_COLS,
+                                             records=[r[:-1] + (now,) for r in sets])
             await conn.copy_records_to_table("documents", columns=DOC_COLS,
                                              records=[d[:-1] + (now,) for d in docs])
             await conn.copy_records_to_table("chunks", columns=CHUNK_COLS, records=chunks)

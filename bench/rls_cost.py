@@ -45,7 +45,7 @@ async def _policies(admin: Any, on: bool) -> None:
     from engine.teams.rls import FORCED_TABLES
 
     async with admin.db.write() as s:
-        for table in FORCED_TABLES:
+        for table in (*FORCED_TABLES, "chunk_sets", "watched_folders"):
             await s.execute(text(f"ALTER TABLE {table} "
                                  f"{'ENABLE' if on else 'DISABLE'} ROW LEVEL SECURITY"))
 
@@ -98,7 +98,7 @@ async def main(args: argparse.Namespace) -> None:
                 member_id = member.user_id
                 big = await build(member, args.messages, 2000)
             async with admin.db.write() as s:
-                for table in ("collections", "documents", "chunks"):
+                for table in ("collections", "documents", "chunk_sets", "chunks"):
                     await s.execute(text(f"UPDATE {table} SET user_id = :u"), {"u": member_id})
                 await s.execute(text("ANALYZE"))
             print(f"PostgreSQL: {args.messages:,} messages, {args.chunks:,} chunks owned by a "

@@ -167,9 +167,14 @@ async def keyword_only(engine: object, corpus: Path, queries: dict[str, str],
                                  path_hash=hashlib.sha256(str(path).encode()).hexdigest(),
                                  kind=doc.kind, size=path.stat().st_size, status="indexed",
                                  chunk_count=len(chunks))
+                chunk_set = m.ChunkSet(user_id=uid, created_by=uid, content_hash=row.path_hash,
+                                       chunk_count=len(chunks))
+                s.add(chunk_set)
+                await s.flush()
+                row.chunk_set_id = chunk_set.id
                 s.add(row)
                 await s.flush()
-                s.add_all([m.Chunk(user_id=uid, document_id=row.id, collection_id=coll.id,
+                s.add_all([m.Chunk(user_id=uid, chunk_set_id=chunk_set.id,
                                    chunk_index=c.index, text=c.text, content_hash=c.content_hash,
                                    char_start=c.char_start, char_end=c.char_end,
                                    token_count=c.token_count) for c in chunks])

@@ -75,7 +75,7 @@ async def tune(engine: Any, train: tuple[dict, dict], test: tuple[dict, dict]) -
     async with engine.db.read() as s:
         doc_of = {cid: Path(path).stem for cid, path in (await s.execute(
             select(m.Chunk.id, m.Document.source_path).join(
-                m.Document, m.Document.id == m.Chunk.document_id))).all()}
+                m.Document, m.Document.chunk_set_id == m.Chunk.chunk_set_id))).all()}
     train_lists = await candidate_lists(engine, train[0])
     test_lists = await candidate_lists(engine, test[0])
 

@@ -189,7 +189,7 @@ async def _server_ms(engine: object, text_: str, vector: object) -> float:
     words = " ".join(query_terms(text_))
     settings = engine.settings.retrieval  # type: ignore[attr-defined]
     statements = [
-        (f"SELECT c.id, c.collection_id, c.document_id, bm25_get_current_score() FROM chunks c "
+        (f"SELECT c.id, c.chunk_set_id, bm25_get_current_score() FROM chunks c "
          f"ORDER BY c.text <@> to_bm25query(:q, '{pg_textsearch.INDEX}') LIMIT 160", {"q": words}),
         (f"SELECT chunk_id, (embedding::vector({DIM})) <=> :v AS d FROM chunk_embeddings "
          "WHERE collection_id = 1 AND generation = 1 ORDER BY d LIMIT 100", {"v": vector})]

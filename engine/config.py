@@ -331,6 +331,16 @@ class MCPServerSettings(_Section):
             raise ValueError("give either 'command' (a local server) or 'url' (an HTTP one)")
 
 
+class WatchSettings(_Section):
+    """Watched folders (``parley watch`` and the app)."""
+
+    debounce_ms: int = Field(500, ge=50, le=60_000)
+    """Changes are collected until the folder has been quiet this long, then synced in one
+    run (an editor's save-rename-write burst, a checkout touching thousands of files)."""
+    in_app: bool = True
+    """Keep the watched folders in sync while the app is open."""
+
+
 class Settings(BaseModel):
     """Every setting of Parley. See ``config.example.yaml`` for a commented copy.
 
@@ -355,6 +365,7 @@ class Settings(BaseModel):
     personas: dict[str, PersonaSettings] = {}
     tools: ToolsSettings = ToolsSettings()
     mcp_servers: dict[str, MCPServerSettings] = {}
+    watch: WatchSettings = WatchSettings()
 
     # Not settings: where this configuration was read from, filled by load_settings.
     _sources: dict[str, str] = {}

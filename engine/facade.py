@@ -33,10 +33,12 @@ if TYPE_CHECKING:
     from engine.portable.service import Backups
     from engine.providers.embedders import Embedder
     from engine.library.retrieval import Retriever
+    from engine.types import CitationCheck
     from engine.session_setup.personas import Personas
     from engine.teams.admin import Team
     from engine.tools.toolbox import Toolbox
     from engine.usage import UsageLedger
+    from engine.watch import FolderSync, WatchFolders
 
 
 class Engine:
@@ -222,6 +224,25 @@ class Engine:
         from engine.tools.toolbox import Toolbox
 
         return self._service("tools", Toolbox)
+
+    @property
+    def watched(self) -> WatchFolders:
+        """Watched folders: add, list, remove (``parley watch add|list|remove``)."""
+        from engine.watch.folders import WatchFolders
+
+        return self._service("watched", WatchFolders)
+
+    def folder_sync(self, **options: Any) -> FolderSync:
+        """What keeps the watched folders in sync (``parley watch``, the app's worker)."""
+        from engine.watch.sync import FolderSync
+
+        return FolderSync(self, **options)
+
+    async def verify_citations(self, session_id: int | None = None) -> list[CitationCheck]:
+        """Whether each stored citation (of a session, or all) still holds its source."""
+        from engine.drift.verify import verify_citations
+
+        return await verify_citations(self, session_id)
 
     def embedder(self) -> Embedder:
         """The configured embedder, created on first use and shared by every service."""

@@ -43,6 +43,21 @@ class Citation:
     line_end: int | None
     score: float | None
     snippet: str
+    drift: CitationDrift | None = None  # whether the source still says this (when shown)
+
+
+@dataclass(frozen=True, slots=True)
+class CitationDrift:
+    """Whether a stored citation still holds: ``state`` is ``current`` (same text, same
+    place), ``moved`` (found again: ``page``/``line_start``/``line_end`` are the new place),
+    ``changed`` (no longer in the file: only the stored snippet says what it was) or
+    ``missing`` (the document was removed). ``path`` is where the document is now."""
+
+    state: str
+    path: str
+    page: int | None = None
+    line_start: int | None = None
+    line_end: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +167,7 @@ class DocumentInfo:
     chunk_count: int
     indexed_at: datetime | None
     tags: tuple[str, ...] = ()
+    copies: tuple[tuple[str, str], ...] = ()  # (collection, path) of identical copies
 
 
 # --- streaming events -------------------------------------------------------------------
@@ -192,8 +208,10 @@ class IngestProgress:
     path: str
     done: int
     total: int
-    outcome: str  # "indexed" | "skipped" | "error" | "pruned" | "reconnecting" (not a file
-    # result: the database went away and the run waits for it; ``error`` says so)
+    # "indexed" | "linked" (a copy, stored once) | "skipped" | "error" | "pruned" |
+    # "reconnecting" (not a file result: the database went away and the run waits for it;
+    # ``error`` says so)
+    outcome: str
     error: str | None = None
     chunks: int = 0
 
@@ -211,6 +229,7 @@ class IngestResult:
     pruned: int
     chunks: int
     errors: tuple[tuple[str, str], ...] = ()  # (path, reason)
+    linked: int = 0  # of ``indexed``: copies of content already indexed, stored once
 
 
 # --- chat turns and usage reports ----------------------------------------------------------
@@ -601,3 +620,47 @@ class TrustRequest:
     env_names: tuple[str, ...]  # names only: values may be secrets
     cwd: str | None
     changed: bool  # the user trusted another command line for this server before
+
+
+# --- library sync: citation drift, watched folders ------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CitationCheck:
+    """One stored citation and whether it still holds (``citation.drift``)."""
+
+    session_id: int
+    message_id: int
+    citation: Citation
+
+
+@dataclass(frozen=True, slots=True)
+class WatchedFolderInfo:
+    """A folder ``parley watch`` keeps in sync with a collection."""
+
+    id: int
+    path: str
+    collection: str
+    include: tuple[str, ...]
+    exclude: tuple[str, ...]
+    tags: tuple[str, ...]
+    hidden: bool
+    last_sync_at: datetime | None
+    last_error: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    """What the folder watcher is doing: ``state`` is ``syncing`` (a run started),
+    ``synced`` (a run ended: its counts), ``watching`` (waiting for changes) or ``error``."""
+
+    state: str
+    folder: str | None = None
+    changed: int = 0  # files seen changed or added
+    indexed: int = 0
+    linked: int = 0  # of indexed: renamed/copied content, not embedded again
+    removed: int = 0
+    failed: int = 0
+    detail: str | None = None
+    at: datetime | None = None

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from textual.screen import Screen
 
     from engine import Engine, Settings
+    from engine.types import WatchEvent
 
 STYLES = Path(__file__).parent / "styles"
 QUIT_WAIT = 10.0  # seconds a quit waits for workers still storing their results
@@ -87,6 +88,8 @@ class ParleyApp(App[None]):
         self.settings = settings
         self.opener = opener or SourceOpener(settings.ui.editor)
         self.engine: Engine | None = None
+        self.folder_news: WatchEvent | None = None  # the folder watcher's last news
+        self.folder_count = 0
         self._engine_opened = asyncio.Event()
         self._engine_error: BaseException | None = None
         self.set_keymap(keymap(settings))  # ui.keys and ui.enter_sends (see tui.keys)
@@ -151,9 +154,18 @@ class ParleyApp(App[None]):
                             title="Database", timeout=10)
             backend = (await engine.schema_status()).backend
             self.status = replace(self.status, state="ready", backend=backend)
+            if self.settings.watch.in_app:
+                self.sync_watched_folders()
             self.set_model(None, None, self.status.context_used, self.status.context_estimated)
         finally:
             self._engine_opened.set()
+
+    @work(group="watch", exclusive=True, exit_on_error=False)
+    async def sync_watched_folders(self) -> None:
+        """Keep the watched folders in sync while the app is open (``tui/watch_worker``)."""
+        from tui.watch_worker import keep_in_sync
+
+        await keep_in_sync(self)
 
     async def ready_engine(self) -> Engine:
         """The open engine; waits while it opens. Raises the error that stopped it."""

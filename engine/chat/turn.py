@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.chat.citations import first_positions, resolve
 from engine.db import models as m
+from engine.drift.check import hashes_at_answer
 from engine.errors import ProviderError, StreamInterrupted
 from engine.chat.prompt import Prompt, build_prompt, estimate_tokens
 from engine.providers.base import ChatMessage, StreamUsage, TextDelta
@@ -267,11 +268,14 @@ async def _save(chat: Chat, turn: Turn, prompt: Prompt, call: _Call, embedded: t
                                          parent_id=turn.question_id, status=status,
                                          model=turn.model, provider=provider, error=error)
         citations = await _live(s, citations)
+        chunk_hash, doc_hash = await hashes_at_answer(s, [c.chunk_id for c in citations],
+                                                      [c.document_id for c in citations])
         s.add_all(m.Citation(
             user_id=engine.user_id, message_id=row.id, chunk_id=c.chunk_id,
             document_id=c.document_id, marker=c.marker, position=positions.get(c.marker),
             path=c.path, page=c.page, line_start=c.line_start, line_end=c.line_end,
-            score=c.score, snippet=c.snippet) for c in citations)
+            score=c.score, snippet=c.snippet, chunk_hash=chunk_hash.get(c.chunk_id or 0),
+            document_hash=doc_hash.get(c.document_id or 0)) for c in citations)
         if tools is not None and tools.outcome.rounds:
             from engine.tools.store import save_outcome
 

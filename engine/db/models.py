@@ -158,6 +158,9 @@ class Document(Base):
     mtime: Mapped[float | None] = mapped_column(Float)
     indexed_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The chunks this document's content was cut into, shared with its identical copies.
+    chunk_set_id: Mapped[int | None] = mapped_column(
+        ForeignKey("chunk_sets.id", ondelete="SET NULL"), index=True)
 
 
 class DocumentTag(Base):
@@ -168,15 +171,16 @@ class DocumentTag(Base):
 
 
 class Chunk(Base):
-    """A span of a document. Its text stays plain: keyword search needs it."""
+    """A span of a content (chunk set). Its text stays plain: keyword search needs it.
+
+    A chunk belongs to every document that points at its chunk set: the collections it is
+    found in are those documents' collections."""
 
     __tablename__ = "chunks"
-    __table_args__ = (Index("ix_chunks_document_id_chunk_index", "document_id", "chunk_index"),)
+    __table_args__ = (Index("ix_chunks_chunk_set_id_chunk_index", "chunk_set_id", "chunk_index"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = _user_fk()
-    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"))
-    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"),
-                                               index=True)
+    chunk_set_id: Mapped[int] = mapped_column(ForeignKey("chunk_sets.id", ondelete="CASCADE"))
     chunk_index: Mapped[int] = mapped_column(Integer)
     text: Mapped[str] = mapped_column(Text)
     content_hash: Mapped[str] = mapped_column(String(64))
@@ -190,7 +194,8 @@ class Chunk(Base):
 
 
 class ChunkEmbedding(Base):
-    """A chunk's vector for one generation of its collection's index."""
+    """A chunk's vector in one generation of one collection's index (a chunk shared by two
+    collections has a row in each: the vector is computed once, copied)."""
 
     __tablename__ = "chunk_embeddings"
     __table_args__ = (Index("ix_chunk_embeddings_collection_generation",
@@ -198,7 +203,8 @@ class ChunkEmbedding(Base):
     chunk_id: Mapped[int] = mapped_column(ForeignKey("chunks.id", ondelete="CASCADE"),
                                           primary_key=True)
     generation: Mapped[int] = mapped_column(Integer, primary_key=True)
-    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"),
+                                               primary_key=True)
     embedding: Mapped[np.ndarray] = mapped_column(Embedding())
 
 
@@ -221,6 +227,9 @@ class Citation(Base):
     line_end: Mapped[int | None] = mapped_column(Integer)
     score: Mapped[float | None] = mapped_column(Float)
     snippet: Mapped[str] = mapped_column(EncryptedText())
+    # What the source said when the answer was written, to tell later whether it still does.
+    chunk_hash: Mapped[str | None] = mapped_column(String(64))
+    document_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class TokenUsage(Base):
@@ -410,6 +419,41 @@ class ToolServerTrust(Base):
     user_id: Mapped[int] = _user_fk()
     server: Mapped[str] = mapped_column(String(200))
     digest: Mapped[str] = mapped_column(String(64))  # sha256 of command, args, env names
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ChunkSet(Base):
+    """One content cut into chunks, shared by every document (path, collection) holding
+    identical bytes of the same file type: chunked and embedded once."""
+
+    __tablename__ = "chunk_sets"
+    __table_args__ = (Index("ix_chunk_sets_user_id_content_hash", "user_id", "content_hash"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    suffix: Mapped[str] = mapped_column(String(32), default="")  # the loader depends on it
+    chunk_count: Mapped[int] = mapped_column(Integer, default=0)
+    token_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Who wrote it: the owner, or a member writing into a collection shared for writing.
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+
+class WatchedFolder(Base):
+    """A folder kept in sync with a collection (``parley watch``)."""
+
+    __tablename__ = "watched_folders"
+    __table_args__ = (UniqueConstraint("user_id", "path", "collection"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = _user_fk()
+    path: Mapped[str] = mapped_column(Text)
+    collection: Mapped[str] = mapped_column(String(200))
+    include: Mapped[list[Any]] = mapped_column(default=list)
+    exclude: Mapped[list[Any]] = mapped_column(default=list)
+    tags: Mapped[list[Any]] = mapped_column(default=list)
+    hidden: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_sync_at: Mapped[datetime | None] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -43,7 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import Text
 
 from engine.db.fts_query import query_terms
-from engine.db.search_filter import DocFilter, doc_conditions, placeholders
+from engine.db.search_filter import DocFilter, in_scope, placeholders
 
 K1, B = 1.2, 0.75
 DOC_LENGTH = "coalesce(nullif(c.token_count, 0), length(c.tsv))"
@@ -87,9 +87,9 @@ async def corpus_stats(s: AsyncSession, collection_ids: Sequence[int]) -> Corpus
     cached = _stats_cache.get(key)
     if cached is not None and cached.version == version:
         return cached
+    scope, _ = in_scope("c", collection_ids, None, "postgresql", "cid")
     count, avg = (await s.execute(text(
-        f"SELECT count(*), avg({DOC_LENGTH}) FROM chunks c WHERE c.collection_id IN ({cids})"),
-        params)).one()
+        f"SELECT count(*), avg({DOC_LENGTH}) FROM chunks c WHERE {scope}"), params)).one()
     stats = CorpusStats(version, int(count), float(avg or 1.0))
     _stats_cache[key] = stats
     return stats
@@ -137,10 +137,10 @@ async def document_frequencies(s: AsyncSession, collection_ids: Sequence[int],
     out = {lex: _df_cache[(*scope, lex)] for lex in lexemes if (*scope, lex) in _df_cache}
     missing = [lex for lex in lexemes if lex not in out]
     if missing:
-        cids, params = placeholders("cid", collection_ids)
+        scope, params = in_scope("c", collection_ids, None, "postgresql", "cid")
         rows = await s.execute(text(
-            "SELECT q.lexeme, (SELECT count(*) FROM chunks c WHERE c.collection_id IN "
-            f"({cids}) AND c.tsv @@ CAST(q.tsq AS tsquery)) "
+            f"SELECT q.lexeme, (SELECT count(*) FROM chunks c WHERE {scope} "
+            "AND c.tsv @@ CAST(q.tsq AS tsquery)) "
             "FROM unnest(CAST(:lexemes AS text[]), CAST(:tsqs AS text[])) AS q(lexeme, tsq)"
         ).bindparams(bindparam("lexemes", type_=ARRAY(Text)),
                      bindparam("tsqs", type_=ARRAY(Text))),
@@ -217,11 +217,13 @@ class _Scorer:
                  rare: Sequence[str], common: dict[str, float], k: int,
                  flt: DocFilter | None) -> None:
         self.s, self.rare = s, list(rare)
-        cids, self.params = placeholders("cid", collection_ids)
-        doc_join = ""
+        scope, self.params = in_scope("c", collection_ids, None, "postgresql", "cid")
+        doc_where = ""
         if flt:
-            cond, fparams = doc_conditions(flt, "postgresql")
-            doc_join = f"JOIN documents d ON d.id = tf.document_id AND {cond} "
+            # The filter applies after the rare lexemes' frequencies are counted over the
+            # whole scope, as without it.
+            cond, fparams = in_scope("tf", collection_ids, flt, "postgresql", "fcid")
+            doc_where = f"WHERE {cond} "
             self.params.update(fparams)
         self.params.update({"lexemes": [*rare, *common], "rare": self.rare,
                             "common": list(common), "idfs": list(common.values()),
@@ -229,12 +231,12 @@ class _Scorer:
                             "k1": K1, "b": B, "k": int(k)})
         self.stmt = text(
             "WITH m AS ("
-            f" SELECT c.id, c.document_id, {DOC_LENGTH} AS dl,"
+            f" SELECT c.id, c.chunk_set_id, {DOC_LENGTH} AS dl,"
             "  ts_filter(setweight(c.tsv, 'A', :lexemes), '{a}') AS qv"
             f" FROM chunks c WHERE c.tsv @@ CAST(:tsq AS tsquery)"
-            f" AND c.collection_id IN ({cids})),"
+            f" AND {scope}),"
             " tf AS ("
-            " SELECT m.id, m.document_id, m.dl, u.lexeme,"
+            " SELECT m.id, m.chunk_set_id, m.dl, u.lexeme,"
             "  greatest(coalesce(cardinality(u.positions), 0), 1) AS tf"
             " FROM m CROSS JOIN LATERAL unnest(m.qv) AS u),"
             " w AS ("
@@ -243,7 +245,7 @@ class _Scorer:
             " UNION ALL SELECT * FROM unnest(CAST(:common AS text[]), CAST(:idfs AS float8[])))"
             " SELECT tf.id, sum(w.idf"
             "  * tf.tf * (:k1 + 1.0) / (tf.tf + :k1 * (1.0 - :b + :b * tf.dl / :avgdl))) AS score"
-            f" FROM tf JOIN w ON w.lexeme = tf.lexeme {doc_join}"
+            f" FROM tf JOIN w ON w.lexeme = tf.lexeme {doc_where}"
             " GROUP BY tf.id ORDER BY score DESC, tf.id LIMIT :k"
         ).bindparams(bindparam("lexemes", type_=ARRAY(Text)), bindparam("rare", type_=ARRAY(Text)),
                      bindparam("common", type_=ARRAY(Text)))

@@ -255,7 +255,7 @@ async def _fetch(s: AsyncSession, collection_ids: Sequence[int], words: str, k: 
     # The score comes from the scan (bm25_get_current_score); the <@> expression in the
     # select list would score every row again from its text.
     stmt = text(
-        "SELECT c.id, c.collection_id, c.document_id, bm25_get_current_score() FROM chunks c"
+        "SELECT c.id, c.chunk_set_id, bm25_get_current_score() FROM chunks c"
         f" ORDER BY c.text <@> to_bm25query(:q, '{INDEX}') LIMIT {int(fetch)}")
     try:
         await pg_settings.apply(s, plan_cache_mode="force_generic_plan",
@@ -270,12 +270,11 @@ async def _fetch(s: AsyncSession, collection_ids: Sequence[int], words: str, k: 
         raise DatabaseError(f"keyword search through the pg_textsearch index failed: {detail}",
                             "search again: Parley uses exact SQL BM25 from now on; see "
                             "parley db current") from None
-    allowed = await _passing_documents(s, {doc for _, _, doc, _ in rows}, flt)
-    scope = set(collection_ids)
-    matched = [(int(cid), int(coll), int(doc), -float(score))
-               for cid, coll, doc, score in rows if score is not None and score < 0]
-    hits = [(cid, score) for cid, coll, doc, score in matched
-            if coll in scope and (allowed is None or doc in allowed)]
+    matched = [(int(cid), int(set_id), -float(score))
+               for cid, set_id, score in rows if score is not None and score < 0]
+    allowed = await _sets_in_scope(s, {set_id for _, set_id, _ in matched}, collection_ids,
+                                   flt)
+    hits = [(cid, score) for cid, set_id, score in matched if set_id in allowed]
     hits.sort(key=lambda hit: (-hit[1], hit[0]))
     return hits[:k], len(matched)
 
@@ -285,16 +284,20 @@ async def restore_planning(s: AsyncSession) -> None:
     await pg_settings.apply(s, plan_cache_mode="auto")
 
 
-async def _passing_documents(s: AsyncSession, documents: set[int],
-                             flt: DocFilter | None) -> set[int] | None:
-    """Which of ``documents`` pass the tag/path/kind filter (None: no filter)."""
-    if not flt or not documents:
-        return None
-    cond, params = doc_conditions(flt, "postgresql")
-    ids, id_params = placeholders("doc", sorted(documents))
-    rows = await s.execute(text(f"SELECT d.id FROM documents d WHERE d.id IN ({ids}) AND {cond}"),
-                           {**params, **id_params})
-    return {int(doc) for (doc,) in rows}
+async def _sets_in_scope(s: AsyncSession, sets: set[int], collection_ids: Sequence[int],
+                         flt: DocFilter | None) -> set[int]:
+    """Which of the chunk ``sets`` a document of ``collection_ids`` passing the tag/path/kind
+    filter holds (identical copies share a chunk set, so scope goes through documents)."""
+    if not sets or not collection_ids:
+        return set()
+    cond, params = doc_conditions(flt, "postgresql") if flt else ("", {})
+    ids, id_params = placeholders("set", sorted(sets))
+    cids, cid_params = placeholders("cid", collection_ids)
+    rows = await s.execute(text(
+        f"SELECT DISTINCT d.chunk_set_id FROM documents d WHERE d.chunk_set_id IN ({ids}) "
+        f"AND d.collection_id IN ({cids})" + (f" AND {cond}" if cond else "")),
+        {**params, **id_params, **cid_params})
+    return {int(set_id) for (set_id,) in rows}
 
 
 def _disable(s: AsyncSession, exc: DBAPIError) -> str:

@@ -65,12 +65,21 @@ async def _run(db: Database, action: str, revision: str) -> None:
         getattr(command, action)(config, revision)
 
     try:
-        async with db.engine.begin() as conn:
-            await conn.run_sync(work)
+        async with db.engine.connect() as conn:
+            if db.backend == "sqlite":
+                # A batch rebuild drops the old table; with foreign keys on, that would
+                # cascade into every row referencing it. The pragma only takes effect
+                # outside a transaction; revisions check the keys before committing.
+                raw = await conn.get_raw_connection()
+                await raw.driver_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+            async with conn.begin():
+                await conn.run_sync(work)
     except DBAPIError as exc:
         raise _migration_error(db, exc) from None
-    # Connections opened before the vector extension existed lack pgvector's codec.
-    await db.engine.dispose()
+    finally:
+        # Connections opened before the vector extension existed lack pgvector's codec,
+        # and the migration's SQLite connection has its foreign keys off.
+        await db.engine.dispose()
 
 
 async def upgrade(db: Database, revision: str = "head") -> None:

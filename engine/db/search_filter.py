@@ -104,11 +104,20 @@ def doc_conditions(flt: DocFilter, backend: str) -> tuple[str, dict[str, Any]]:
     return " AND ".join(clauses), params
 
 
+def in_scope(chunk: str, collection_ids: Sequence[int], flt: DocFilter | None,
+             backend: str, prefix: str = "f_cid") -> tuple[str, dict[str, Any]]:
+    """A condition on chunk alias ``chunk``: it belongs to a document of ``collection_ids``
+    that passes ``flt``. A chunk set is shared by identical copies, so the link goes
+    through the documents (a semi-join: a chunk held by two copies is listed once)."""
+    cond, params = doc_conditions(flt, backend) if flt else ("", {})
+    cids, cparams = placeholders(prefix, collection_ids)
+    sql = (f"{chunk}.chunk_set_id IN (SELECT d.chunk_set_id FROM documents d "
+           f"WHERE d.collection_id IN ({cids})" + (f" AND {cond}" if cond else "") + ")")
+    return sql, {**params, **cparams}
+
+
 def chunk_ids_subquery(flt: DocFilter, backend: str,
                        collection_ids: Sequence[int]) -> tuple[str, dict[str, Any]]:
     """``SELECT c.id ...``: the chunks of ``collection_ids`` whose document passes ``flt``."""
-    cond, params = doc_conditions(flt, backend)
-    cids, cparams = placeholders("f_cid", collection_ids)
-    sql = ("SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id "
-           f"WHERE c.collection_id IN ({cids})" + (f" AND {cond}" if cond else ""))
-    return sql, {**params, **cparams}
+    cond, params = in_scope("c", collection_ids, flt, backend)
+    return f"SELECT c.id FROM chunks c WHERE {cond}", params

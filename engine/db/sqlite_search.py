@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from engine.db import sqlite_bits
 from engine.db.connect import sqlite_path
 from engine.db.fts_query import fts5_match
-from engine.db.search_filter import DocFilter, chunk_ids_subquery, doc_conditions, placeholders
+from engine.db.search_filter import DocFilter, chunk_ids_subquery, in_scope, placeholders
 
 BACKEND = "sqlite"
 
@@ -37,38 +37,46 @@ def bit_table(collection_id: int, generation: int) -> str:
     return vec_table(collection_id, generation) + "_bit"
 
 
+def vector_index_ddl(collection_id: int, generation: int, dimension: int) -> list[str]:
+    """The statements creating one generation's vec0 tables and their sync triggers, and
+    copying any vectors already stored (idempotent; the migrations replay them after a table
+    rebuild drops the triggers)."""
+    cid, gen, dim = int(collection_id), int(generation), int(dimension)
+    tables = [(vec_table(cid, gen), f"float[{dim}] distance_metric=cosine", "{}")]
+    if dim % 8 == 0:  # sqlite-vec packs bits by the byte
+        tables.append((bit_table(cid, gen), f"bit[{dim}]", "vec_quantize_binary({})"))
+    out: list[str] = []
+    for table, column, convert in tables:
+        out += [
+            f"CREATE VIRTUAL TABLE IF NOT EXISTS {table} USING vec0("
+            f"chunk_id integer primary key, embedding {column})",
+            f"CREATE TRIGGER IF NOT EXISTS {table}_ai AFTER INSERT ON chunk_embeddings "
+            f"WHEN new.collection_id = {cid} AND new.generation = {gen} BEGIN "
+            f"INSERT INTO {table}(chunk_id, embedding) "
+            f"VALUES (new.chunk_id, {convert.format('new.embedding')}); END",
+            f"CREATE TRIGGER IF NOT EXISTS {table}_ad AFTER DELETE ON chunk_embeddings "
+            f"WHEN old.collection_id = {cid} AND old.generation = {gen} BEGIN "
+            f"DELETE FROM {table} WHERE chunk_id = old.chunk_id; END",
+            # The ids already present go through a temp table: a SELECT that reads the
+            # vec0 table it inserts into is materialised first, which strips the bit
+            # vector's subtype ("expected to be of type bit").
+            "DROP TABLE IF EXISTS temp.parley_vec_have",
+            f"CREATE TEMP TABLE parley_vec_have AS SELECT chunk_id FROM {table}",
+            f"INSERT INTO {table}(chunk_id, embedding) "
+            f"SELECT e.chunk_id, {convert.format('e.embedding')} FROM chunk_embeddings e "
+            f"WHERE e.collection_id = {cid} AND e.generation = {gen} "
+            f"AND e.chunk_id NOT IN (SELECT chunk_id FROM temp.parley_vec_have)",
+            "DROP TABLE temp.parley_vec_have"]
+    return out
+
+
 async def create_vector_index(s: AsyncSession, collection_id: int, generation: int,
                               dimension: int) -> None:
     """Create the vec0 tables and their sync triggers; copy any vectors already stored.
 
     Idempotent: calling it again on an older index adds what is missing (the bit table)."""
-    cid, gen, dim = int(collection_id), int(generation), int(dimension)
-    tables = [(vec_table(cid, gen), f"float[{dim}] distance_metric=cosine", "{}")]
-    if dim % 8 == 0:  # sqlite-vec packs bits by the byte
-        tables.append((bit_table(cid, gen), f"bit[{dim}]", "vec_quantize_binary({})"))
-    for table, column, convert in tables:
-        await s.execute(text(f"CREATE VIRTUAL TABLE IF NOT EXISTS {table} USING vec0("
-                             f"chunk_id integer primary key, embedding {column})"))
-        await s.execute(text(
-            f"CREATE TRIGGER IF NOT EXISTS {table}_ai AFTER INSERT ON chunk_embeddings "
-            f"WHEN new.collection_id = {cid} AND new.generation = {gen} BEGIN "
-            f"INSERT INTO {table}(chunk_id, embedding) "
-            f"VALUES (new.chunk_id, {convert.format('new.embedding')}); END"))
-        await s.execute(text(
-            f"CREATE TRIGGER IF NOT EXISTS {table}_ad AFTER DELETE ON chunk_embeddings "
-            f"WHEN old.collection_id = {cid} AND old.generation = {gen} BEGIN "
-            f"DELETE FROM {table} WHERE chunk_id = old.chunk_id; END"))
-        # The ids already present go through a temp table: a SELECT that reads the vec0
-        # table it inserts into is materialised first, which strips the bit vector's
-        # subtype ("expected to be of type bit").
-        await s.execute(text("DROP TABLE IF EXISTS temp.parley_vec_have"))
-        await s.execute(text(f"CREATE TEMP TABLE parley_vec_have AS SELECT chunk_id FROM {table}"))
-        await s.execute(text(
-            f"INSERT INTO {table}(chunk_id, embedding) "
-            f"SELECT e.chunk_id, {convert.format('e.embedding')} FROM chunk_embeddings e "
-            f"WHERE e.collection_id = {cid} AND e.generation = {gen} "
-            f"AND e.chunk_id NOT IN (SELECT chunk_id FROM temp.parley_vec_have)"))
-        await s.execute(text("DROP TABLE temp.parley_vec_have"))
+    for statement in vector_index_ddl(collection_id, generation, dimension):
+        await s.execute(text(statement))
 
 
 async def drop_vector_index(s: AsyncSession, collection_id: int, generation: int) -> None:
@@ -119,12 +127,12 @@ async def knn(s: AsyncSession, collection_id: int, generation: int, query: np.nd
                 allowed = np.fromiter((r[0] for r in await s.execute(text(sub), fparams)),
                                       dtype=np.int64)
             ids = await asyncio.to_thread(sqlite_bits.nearest, index, vector, wanted, allowed)
-            return await _rerank(s, ids.tolist(), gen, vector, k)
+            return await _rerank(s, ids.tolist(), cid, gen, vector, k)
         params["k"] = wanted
         rows = await s.execute(text(
             f"SELECT chunk_id FROM {bit_table(cid, gen)} "
             f"WHERE embedding MATCH vec_quantize_binary(:q) AND k = :k{where}"), params)
-        return await _rerank(s, [int(r[0]) for r in rows], gen, vector, k)
+        return await _rerank(s, [int(r[0]) for r in rows], cid, gen, vector, k)
     params["k"] = int(k)
     rows = await s.execute(text(
         f"SELECT chunk_id, distance FROM {vec_table(cid, gen)} "
@@ -132,15 +140,16 @@ async def knn(s: AsyncSession, collection_id: int, generation: int, query: np.nd
     return [(int(chunk_id), float(dist)) for chunk_id, dist in rows]
 
 
-async def _rerank(s: AsyncSession, chunk_ids: list[int], generation: int, query: np.ndarray,
-                  k: int) -> list[tuple[int, float]]:
+async def _rerank(s: AsyncSession, chunk_ids: list[int], collection_id: int, generation: int,
+                  query: np.ndarray, k: int) -> list[tuple[int, float]]:
     """Exact cosine distances of ``chunk_ids`` from their float32 BLOBs; the best ``k``."""
     if not chunk_ids:
         return []
     ids, params = placeholders("r", chunk_ids)
     rows = (await s.execute(text(
-        f"SELECT chunk_id, embedding FROM chunk_embeddings WHERE generation = :gen "
-        f"AND chunk_id IN ({ids})"), {**params, "gen": int(generation)})).all()
+        f"SELECT chunk_id, embedding FROM chunk_embeddings WHERE collection_id = :cid "
+        f"AND generation = :gen AND chunk_id IN ({ids})"),
+        {**params, "cid": int(collection_id), "gen": int(generation)})).all()
     matrix = np.stack([np.frombuffer(blob, dtype=np.float32) for _, blob in rows])
     norms = np.linalg.norm(matrix, axis=1) * max(float(np.linalg.norm(query)), 1e-12)
     distances = 1.0 - (matrix @ query) / np.maximum(norms, 1e-12)
@@ -159,14 +168,9 @@ async def keyword(s: AsyncSession, collection_ids: Sequence[int], query: str, k:
     match = fts5_match(query)
     if match is None or not collection_ids:
         return []
-    cids, params = placeholders("cid", collection_ids)
-    doc_join = ""
-    if flt:
-        cond, fparams = doc_conditions(flt, BACKEND)
-        doc_join = f"JOIN documents d ON d.id = c.document_id AND {cond} "
-        params.update(fparams)
+    cond, params = in_scope("c", collection_ids, flt, BACKEND, "cid")
     params.update({"match": match, "k": int(k), "over": 4 * int(k)})
-    scope = f"{doc_join}WHERE c.collection_id IN ({cids}) "
+    scope = f"WHERE {cond} "
     # bm25() is negative, best first; ties broken by id so results are stable.
     rows = (await s.execute(text(
         "SELECT c.id, -f.score FROM (SELECT rowid, bm25(chunk_fts) AS score FROM chunk_fts "

@@ -12,7 +12,7 @@ search live in ``engine.session_io`` and ``engine.history_search``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,10 +21,12 @@ from engine.db import models as m
 from engine.db.coltypes import UnreadableText, utcnow
 from engine.db.connect import Database
 from engine.db.reconnect import retry_read
+from engine.drift import check_citations
 from engine.errors import NotFound, UsageError
 from engine.types import (
     AttachmentInfo,
     Citation,
+    CitationDrift,
     HistorySearchResult,
     Message,
     SessionDeleted,
@@ -71,21 +73,23 @@ async def _attachment_infos(s: AsyncSession,
     return out
 
 
-def _citation(row: m.Citation) -> Citation:
+def _citation(row: m.Citation, drift: Mapping[int, CitationDrift]) -> Citation:
     return Citation(marker=row.marker, document_id=row.document_id, chunk_id=row.chunk_id,
                     path=row.path, page=row.page, line_start=row.line_start,
-                    line_end=row.line_end, score=row.score, snippet=row.snippet)
+                    line_end=row.line_end, score=row.score, snippet=row.snippet,
+                    drift=drift.get(row.id))
 
 
 def to_message(row: m.Message, citations: Iterable[m.Citation] = (),
                alternatives: Sequence[int] = (),
-               attachments: Sequence[AttachmentInfo] = ()) -> Message:
+               attachments: Sequence[AttachmentInfo] = (),
+               drift: Mapping[int, CitationDrift] | None = None) -> Message:
     unreadable = isinstance(row.content, UnreadableText)
     return Message(id=row.id, session_id=row.session_id, parent_id=row.parent_id,
                    role=row.role, content=row.content, status=row.status, model=row.model,
                    created_at=row.created_at,
                    error="content cannot be decrypted" if unreadable else row.error,
-                   citations=tuple(_citation(c) for c in citations),
+                   citations=tuple(_citation(c, drift or {}) for c in citations),
                    alternatives=tuple(alternatives) if len(alternatives) > 1 else (),
                    attachments=tuple(attachments))
 
@@ -184,6 +188,9 @@ class SessionStore:
                     .where(m.Message.session_id == row.id)
                     .order_by(m.Citation.message_id, m.Citation.marker, m.Citation.id)):
                 cites.setdefault(c.message_id, []).append(c)
+            shown = {msg.id for msg in messages}
+            drift = await check_citations(s, self.user_id, [
+                c for mid, group in cites.items() if mid in shown for c in group])
             names = await self._collection_names(s, [row.id])
             attached = await _attachment_infos(s, row.id)
             siblings: dict[int | None, list[int]] = {}
@@ -194,7 +201,7 @@ class SessionStore:
                 session=to_summary(row, len(messages), names.get(row.id, ())),
                 messages=tuple(to_message(msg, cites.get(msg.id, ()),
                                           siblings.get(msg.parent_id, ()),
-                                          attached.get(msg.id, ()))
+                                          attached.get(msg.id, ()), drift)
                                for msg in messages))
 
     @staticmethod

@@ -14,16 +14,18 @@ problem, and writes the session in one transaction with new ids.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy import insert, select
 
 from engine.db import models as m
 from engine.db.coltypes import UnreadableText
+from engine.drift import check_citations
 from engine.errors import DecryptionError, ParleyError, UsageError
-from engine.types import SessionImported
+from engine.types import CitationDrift, SessionImported
 
 if TYPE_CHECKING:
     from engine.history.sessions import SessionStore
@@ -49,6 +51,8 @@ class CitationDoc(_Strict):
     line_end: int | None = None
     score: float | None = None
     snippet: str
+    # Whether the source still said this at export time; informative, not imported.
+    drift: dict[str, Any] | None = None
 
 
 class AttachmentDoc(_Strict):
@@ -131,7 +135,8 @@ _RUN_FIELDS = ("round", "call_index", "call_id", "server", "tool", "arguments", 
 
 
 async def _load(store: SessionStore, session_id: int) -> tuple[
-        m.Session, list[m.Message], dict[int, list[m.Citation]], list[str]]:
+        m.Session, list[m.Message], dict[int, list[m.Citation]], list[str],
+        dict[int, CitationDrift]]:
     async with store.db.read() as s:
         row = await store._owned(s, session_id)
         messages = list((await s.scalars(select(m.Message).where(m.Message.session_id == row.id)
@@ -143,7 +148,9 @@ async def _load(store: SessionStore, session_id: int) -> tuple[
                 .order_by(m.Citation.message_id, m.Citation.marker, m.Citation.id)):
             cites.setdefault(c.message_id, []).append(c)
         names = (await store._collection_names(s, [row.id])).get(row.id, [])
-        return row, messages, cites, sorted(names)
+        drift = await check_citations(s, store.user_id,
+                                      [c for group in cites.values() for c in group])
+        return row, messages, cites, sorted(names), drift
 
 
 async def _attachments(store: SessionStore, session_id: int) -> dict[int, list[m.Attachment]]:
@@ -162,9 +169,9 @@ async def export_session(store: SessionStore, session_id: int, fmt: str) -> str:
     """The session as ``json`` or ``md`` text."""
     if fmt not in ("json", "md"):
         raise UsageError(f"unknown export format '{fmt}'", "use --format json or --format md")
-    row, messages, cites, names = await _load(store, session_id)
+    row, messages, cites, names, drift = await _load(store, session_id)
     if fmt == "md":
-        return render_markdown(row, messages, cites, names)
+        return render_markdown(row, messages, cites, names, drift)
     _refuse_unreadable(row, messages, cites)
     attached = await _attachments(store, row.id)
     runs = await _runs(store, row.id)
@@ -185,7 +192,8 @@ async def export_session(store: SessionStore, session_id: int, fmt: str) -> str:
             "citations": [{
                 "marker": c.marker, "position": c.position, "path": c.path, "page": c.page,
                 "line_start": c.line_start, "line_end": c.line_end, "score": c.score,
-                "snippet": c.snippet} for c in cites.get(msg.id, ())],
+                "snippet": c.snippet, "drift": _drift_doc(drift.get(c.id))}
+                for c in cites.get(msg.id, ())],
             "attachments": [{"path": a.path, "kind": a.kind, "text": a.text,
                              "pages": [list(p) for p in a.pages or ()]}
                             for a in attached.get(msg.id, ())],
@@ -201,8 +209,28 @@ def _when(value: datetime) -> str:
     return f"{value.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
 
 
+def _drift_doc(drift: CitationDrift | None) -> dict[str, Any] | None:
+    if drift is None:
+        return None
+    return {"state": drift.state, "path": drift.path, "page": drift.page,
+            "line_start": drift.line_start, "line_end": drift.line_end}
+
+
+def _drift_md(drift: CitationDrift | None) -> str:
+    if drift is None or drift.state == "current":
+        return ""
+    if drift.state == "moved":
+        where = ", ".join(x for x in (drift.path, f"p. {drift.page}" if drift.page else "",
+                                      _lines(drift.line_start, drift.line_end)) if x)
+        return f" _(moved: now {where})_"
+    if drift.state == "changed":
+        return " _(changed: the file no longer says this; quoted as cited)_"
+    return " _(missing: the document was removed)_"
+
+
 def render_markdown(row: m.Session, messages: list[m.Message],
-                    cites: dict[int, list[m.Citation]], names: list[str]) -> str:
+                    cites: dict[int, list[m.Citation]], names: list[str],
+                    drift: Mapping[int, CitationDrift] | None = None) -> str:
     """The active branch as a readable Markdown document (sources under each answer)."""
     from engine.history.sessions import SessionStore
 
@@ -232,7 +260,7 @@ def render_markdown(row: m.Session, messages: list[m.Message],
             for c in cites[msg.id]:
                 where = ", ".join(x for x in (c.path, f"p. {c.page}" if c.page else "",
                                               _lines(c.line_start, c.line_end)) if x)
-                out += [f"[{c.marker}] {where}"]
+                out += [f"[{c.marker}] {where}" + _drift_md((drift or {}).get(c.id))]
                 out += [f"    > {line}" for line in c.snippet.splitlines() or [""]]
             out += [""]
     return "\n".join(out).rstrip() + "\n"
@@ -321,7 +349,7 @@ async def import_session(store: SessionStore, data: str | bytes, *,
                 role=msg.role, content=msg.content, status=msg.status, model=msg.model,
                 provider=msg.provider, error=msg.error, created_at=msg.created_at,
             ).returning(m.Message.id))).scalar_one()
-            citations += [{**c.model_dump(), "user_id": store.user_id,
+            citations += [{**c.model_dump(exclude={"drift"}), "user_id": store.user_id,
                            "message_id": ids[msg.id]} for c in msg.citations]
             s.add_all(m.Attachment(user_id=store.user_id, message_id=ids[msg.id], position=n,
                                    path=a.path, kind=a.kind, text=a.text, pages=a.pages)

@@ -11,6 +11,11 @@
   the PostgreSQL server goes away under a write, the run says so, waits for it to answer
   again (``database.reconnect_timeout_s``) and writes that file again.
 
+A file whose content (bytes and file type) the user already has indexed, under another
+path or in another collection, is not loaded, chunked nor embedded: its document points at
+the existing chunk set (``store.write_linked``). Two copies met in the same run are
+chunked and embedded once too: the first claims the content, the others wait for it.
+
 Queues between the stages are bounded, so memory stays flat on any number of files.
 Cancelling the iteration (Ctrl-C) marks the run ``interrupted``; files already written stay
 indexed and a rerun skips them.
@@ -21,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -36,6 +42,7 @@ from engine.db.search_backend import for_backend
 from engine.errors import ConnectionLost, ParleyError, ProviderError
 from engine.ingest import runs as run_rows
 from engine.ingest import store
+from engine.ingest.copies import EMBED_CALL, CopyLinks
 from engine.ingest.prepare import Known, Prepared, PrepareOptions, prepare_file
 from engine.ingest.walker import Discovery, discover, is_gone
 from engine.types import IngestProgress, IngestResult
@@ -45,7 +52,6 @@ if TYPE_CHECKING:
     from engine.providers.embedders import Embedder
 
 T = TypeVar("T")
-EMBED_CALL = 64  # texts per embedding call: sorted by length inside, so little padding
 PARSE_WORKERS = 2  # parsing holds the GIL: more threads would not parse faster
 QUEUE_FILES = 32
 SAVE_EVERY_S = 2.0
@@ -78,7 +84,7 @@ class _Failure:
         self.exc = exc
 
 
-class IngestJob:
+class IngestJob(CopyLinks):
     """One run over ``paths`` into the collection ``target`` names."""
 
     def __init__(self, engine: Engine, embedder: Embedder, target: store.Target,
@@ -93,14 +99,20 @@ class IngestJob:
         self.prep = PrepareOptions(max_bytes=int(retrieval.max_file_mb * 1_048_576),
                                    max_tokens=budget,
                                    overlap_tokens=min(retrieval.chunk_overlap, budget // 2),
-                                   force=options.force)
+                                   force=options.force, claim=self._claim)
         self.totals = run_rows.RunTotals()
         self.known: dict[str, Known] = {}
+        self.shareable: dict[tuple[str, str], int] = {}
+        self._claims: dict[tuple[str, str], int | str] = {}
+        self._claim_lock = threading.Lock()
+        self._written: dict[tuple[str, str], int | None] = {}  # claimed content -> its set
+        self._waiting: dict[tuple[str, str], list[Prepared]] = {}
         self.run_id = 0
         self.total = 0
         self._done = 0
         self._usage: list[store.UsageRecord] = []
         self._saved_at = time.monotonic()
+        self._last_set: int | None = None
         self._out: asyncio.Queue[Any] = asyncio.Queue()
 
     # -- the run ------------------------------------------------------------------------------
@@ -118,6 +130,9 @@ class IngestJob:
             async with self.db.read() as s:
                 self.known = await store.known_documents(s, self.target.user_id,
                                                          self.target.collection_id)
+                if not self.options.force:  # forced: re-chunk, so share nothing older
+                    self.shareable = await store.shareable_sets(s, self.target.user_id,
+                                                                self.target.embedder)
             self.total = len(found.files) + len(found.errors)
             self.totals.files_seen = self.total
             for path, reason in found.errors:
@@ -172,6 +187,9 @@ class IngestJob:
             await asyncio.gather(*children)
             if self.options.prune:
                 await self._prune(found)
+            if self.target.actor == self.target.user_id:
+                async with self.db.write() as s:
+                    await store.collect_orphans(s, self.target.user_id)
             await self._flush_usage()
             if self.totals.chunks >= REFRESH_STATISTICS_AFTER:
                 async with self.db.write() as s:
@@ -192,7 +210,7 @@ class IngestJob:
     def _result(self, status: str) -> IngestResult:
         t = self.totals
         return IngestResult(self.run_id, status, t.files_seen, t.indexed, t.skipped, t.failed,
-                            t.pruned, t.chunks, tuple(t.errors))
+                            t.pruned, t.chunks, tuple(t.errors), t.linked)
 
     # -- stage 1: prepare ---------------------------------------------------------------------
     async def _prepare(self, paths: Iterator[Path], out: asyncio.Queue[Prepared | None]) -> None:
@@ -245,16 +263,15 @@ class IngestJob:
     async def _write(self, inbox: asyncio.Queue[Any]) -> None:
         while (message := await inbox.get()) is not None:
             _, item, vectors = message
-            outcome = await self._durable(lambda: self._write_file(item, vectors), item.path)
-            self._done += 1
-            self._out.put_nowait(IngestProgress(
-                self.run_id, item.path, self._done, self.total, outcome, item.error,
-                len(item.chunks) if outcome == "indexed" else 0))
+            if self._parked(item):
+                continue
+            await self._written_file(item, vectors)
             if time.monotonic() - self._saved_at > SAVE_EVERY_S:
                 await self._durable(self._flush_usage, item.path)
                 await self._durable(
                     lambda: run_rows.save_run(self.db, self.run_id, self.totals), item.path)
                 self._saved_at = time.monotonic()
+        await self._release_waiting()
 
     async def _durable(self, step: Callable[[], Awaitable[T]], path: str) -> T:
         """Run a database step; when the server went away under it (its transaction rolled
@@ -277,6 +294,8 @@ class IngestJob:
     async def _write_file(self, item: Prepared, vectors: np.ndarray | None) -> str:
         t = self.target
         # totals are counted after the write: a write retried after a reconnect counts once
+        if item.outcome == "link":
+            return await self._link(item)
         if item.outcome == "skip":
             if t.tags:
                 async with self.db.write() as s:
@@ -291,7 +310,7 @@ class IngestJob:
         try:
             async with self.db.write() as s:
                 await store.check_target(s, t)
-                await store.write_indexed(s, t, item, vectors)
+                self._last_set = await store.write_indexed(s, t, item, vectors)
                 await store.add_usage(s, t.actor, self._usage)
         except (DataError, IntegrityError) as exc:
             # This file's values cannot be stored (the transaction left nothing behind):
@@ -319,7 +338,8 @@ class IngestJob:
         gone = await asyncio.to_thread(lambda: [c for c in candidates if is_gone(c[0])])
         for path, doc_id in gone:
             async with self.db.write() as s:
-                await store.delete_documents(s, self.target.user_id, [doc_id])
+                await store.delete_documents(s, self.target.user_id, [doc_id],
+                                             self.target.actor)
             self.totals.pruned += 1
             self._out.put_nowait(IngestProgress(self.run_id, path, self._done, self.total,
                                                 "pruned"))

@@ -12,6 +12,7 @@ import errno
 import hashlib
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +42,9 @@ class PrepareOptions:
     overlap_tokens: int
     force: bool = False  # re-index files whose content did not change
     count_tokens: TokenCounter | None = None
+    # (path, content hash) -> what already holds this content (a chunk set id, or the path
+    # of a file of this run that claimed it first), or None: this file claims it.
+    claim: Callable[[str, str], int | str | None] | None = None
 
 
 @dataclass(slots=True)
@@ -49,13 +53,14 @@ class Prepared:
 
     path: str
     path_hash: str
-    outcome: str  # "index" | "skip" | "error"
+    outcome: str  # "index" | "skip" | "error" | "link" (same content as ``link``)
     size: int = 0
     mtime: float | None = None
     content_hash: str | None = None
     doc: LoadedDocument | None = None
     chunks: list[ChunkSpec] = field(default_factory=list)
     error: str | None = None
+    link: int | str | None = None
 
 
 def path_hash(path: str) -> str:
@@ -118,6 +123,11 @@ def prepare_file(path: Path, known: Known | None, opts: PrepareOptions) -> Prepa
                     and known.content_hash == out.content_hash):
                 out.outcome = "skip"
                 return out
+            if opts.claim is not None and out.content_hash is not None:
+                out.link = opts.claim(key, out.content_hash)
+                if out.link is not None:
+                    out.outcome = "link"
+                    return out
         out.doc = _storable(load_document(path, max_bytes=opts.max_bytes))
         out.chunks = chunk_document(out.doc, max_tokens=opts.max_tokens,
                                     overlap_tokens=opts.overlap_tokens,

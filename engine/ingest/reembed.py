@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import numpy as np
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import ColumnElement, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -98,7 +98,7 @@ class Reembed:
     async def _count(self, s: AsyncSession, cid: int, generation: int | None) -> int:
         if generation is None:
             stmt = select(func.count()).select_from(m.Chunk).where(
-                m.Chunk.collection_id == cid, m.Chunk.user_id == self.user_id)
+                _in_collection(cid), m.Chunk.user_id == self.user_id)
         else:
             stmt = select(func.count()).select_from(m.ChunkEmbedding).where(
                 m.ChunkEmbedding.collection_id == cid, m.ChunkEmbedding.generation == generation)
@@ -106,11 +106,12 @@ class Reembed:
 
     async def _missing(self, cid: int, generation: int) -> list[tuple[int, str]]:
         has_vector = select(m.ChunkEmbedding.chunk_id).where(
-            m.ChunkEmbedding.chunk_id == m.Chunk.id, m.ChunkEmbedding.generation == generation)
+            m.ChunkEmbedding.chunk_id == m.Chunk.id, m.ChunkEmbedding.collection_id == cid,
+            m.ChunkEmbedding.generation == generation)
         async with self.db.read() as s:
             rows = await s.execute(
                 select(m.Chunk.id, m.Chunk.text)
-                .where(m.Chunk.collection_id == cid, m.Chunk.user_id == self.user_id,
+                .where(_in_collection(cid), m.Chunk.user_id == self.user_id,
                        ~has_vector.exists())
                 .order_by(m.Chunk.id).limit(BATCH))
             return [(int(i), t) for i, t in rows]
@@ -164,3 +165,10 @@ class Reembed:
                               self.name, {"from": previous, "to": self.embedder.name,
                                           "generation": generation, "previous_generation": old})
         return True
+
+
+def _in_collection(collection_id: int) -> ColumnElement[bool]:
+    """The chunks of a collection: those of the chunk sets its documents point at (a set
+    shared with another collection is re-embedded for this one only)."""
+    return m.Chunk.chunk_set_id.in_(select(m.Document.chunk_set_id).where(
+        m.Document.collection_id == collection_id))

@@ -33,6 +33,7 @@ class RunTotals:
     pruned: int = 0
     chunks: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)
+    linked: int = 0  # of the indexed: copies of content already indexed (not stored)
 
     def fail(self, path: str, reason: str) -> None:
         self.failed += 1

@@ -27,12 +27,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from engine.db import models as m
 from engine.db.reconnect import retry_read
 from engine.db.search_backend import for_backend
-from engine.db.search_filter import DocFilter
+from engine.db.search_filter import DocFilter, doc_conditions, placeholders
 from engine.errors import EmbedderMismatch
 from engine.ingest.store import reembed_hint
 from engine.teams import shares
@@ -227,29 +227,46 @@ class Retriever:
                                 vector_weight=settings.vector_weight)
         fused = fused[:k]
         return await self._hits(s, fused, kw_ids if explain else None,
-                                vec_ids if explain else None)
+                                vec_ids if explain else None, scope.ids, flt)
 
     async def _hits(self, s: AsyncSession, fused: list[tuple[int, float]],
-                    keyword: list[int] | None, vector: list[int] | None) -> list[SearchHit]:
+                    keyword: list[int] | None, vector: list[int] | None,
+                    scope: Sequence[int], flt: DocFilter) -> list[SearchHit]:
         if not fused:
             return []
-        stmt = (select(m.Chunk, m.Document.source_path, m.Collection.name)
-                .join(m.Document, m.Document.id == m.Chunk.document_id)
-                .join(m.Collection, m.Collection.id == m.Chunk.collection_id)
-                .where(m.Chunk.id.in_([cid for cid, _ in fused])))
-        rows = {chunk.id: (chunk, path, name) for chunk, path, name in (await s.execute(stmt))}
+        chunk_ids = [cid for cid, _ in fused]
+        # No user filter: a shared collection's chunks are its owner's; the scope (and on
+        # PostgreSQL row-level security) decides what is visible.
+        chunks = {c.id: c for c in await s.scalars(select(m.Chunk).where(
+            m.Chunk.id.in_(chunk_ids)))}
+        # A chunk set is shared by identical copies: a hit names the copy in the searched
+        # collections (the first collection, then the first path) that passes the filter.
+        backend = self._engine._require_db().backend
+        cond, params = doc_conditions(flt, backend) if flt else ("", {})
+        ids, id_params = placeholders("h", sorted({c.chunk_set_id for c in chunks.values()}))
+        cids, cid_params = placeholders("hc", scope)
+        rows = (await s.execute(text(
+            "SELECT d.chunk_set_id, d.id, d.source_path, co.id, co.name FROM documents d "
+            "JOIN collections co ON co.id = d.collection_id "
+            f"WHERE d.chunk_set_id IN ({ids}) AND d.collection_id IN ({cids})"
+            + (f" AND {cond}" if cond else "") + " ORDER BY co.id, d.source_path"),
+            {**params, **id_params, **cid_params})).all() if chunks else []
+        holder: dict[int, tuple[int, str, int, str]] = {}
+        for set_id, doc_id, path, collection_id, name in rows:
+            holder.setdefault(set_id, (doc_id, path, collection_id, name))
         kw_rank = {cid: i for i, cid in enumerate(keyword or (), start=1)}
         vec_rank = {cid: i for i, cid in enumerate(vector or (), start=1)}
         hits = []
         for chunk_id, score in fused:
-            if chunk_id not in rows:
+            chunk = chunks.get(chunk_id)
+            if chunk is None or chunk.chunk_set_id not in holder:
                 continue  # deleted between ranking and reading: never a dangling hit
-            chunk, path, name = rows[chunk_id]
+            doc_id, path, collection_id, name = holder[chunk.chunk_set_id]
             hits.append(SearchHit(
-                rank=len(hits) + 1, score=score, path=path, document_id=chunk.document_id,
+                rank=len(hits) + 1, score=score, path=path, document_id=doc_id,
                 chunk_id=chunk.id, page=chunk.page, line_start=chunk.line_start,
                 line_end=chunk.line_end, heading=chunk.heading_path, text=chunk.text,
                 keyword_rank=kw_rank.get(chunk_id), vector_rank=vec_rank.get(chunk_id),
-                collection=self._owners.get(chunk.collection_id, (None, name))[1],
-                owner=self._owners.get(chunk.collection_id, (None, name))[0]))
+                collection=self._owners.get(collection_id, (None, name))[1],
+                owner=self._owners.get(collection_id, (None, name))[0]))
         return hits

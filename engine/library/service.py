@@ -26,6 +26,7 @@ from engine.ingest import store
 from engine.ingest.pipeline import IngestJob, IngestOptions
 from engine.ingest.reembed import Reembed
 from engine.ingest.streamed import Streamed
+from engine.library.copies import copies_of
 from engine.teams import rls, shares
 from engine.types import (
     CollectionInfo,
@@ -196,7 +197,8 @@ class Library:
                 stmt = stmt.where(m.Document.status == status)
             rows = list((await s.scalars(stmt)).all())
             tags = await self._tags(s, [d.id for d in rows])
-        return [_doc_info(d, item.label, tags.get(d.id, ())) for d in rows]
+        # Copies are the owner's business: their other paths are not listed here.
+        return [_doc_info(d, item.label, tags.get(d.id, ()), {}) for d in rows]
 
     async def _documents(self, collection: str | None, status: str | None,
                          condition: ColumnElement[bool] | None = None) -> list[DocumentInfo]:
@@ -215,7 +217,8 @@ class Library:
                 await self._row(s, _check_name(collection))
             rows = (await s.execute(stmt)).all()
             tags = await self._tags(s, [d.id for d, _ in rows])
-        return [_doc_info(d, name, tags.get(d.id, ())) for d, name in rows]
+            copies = await copies_of(s, self.user_id, [d.chunk_set_id for d, _ in rows])
+        return [_doc_info(d, name, tags.get(d.id, ()), copies) for d, name in rows]
 
     @retry_read
     async def document(self, doc_id: int) -> DocumentInfo:
@@ -228,7 +231,8 @@ class Library:
             if row is None:
                 raise NotFound(f"no document with id {doc_id}", "see 'parley docs list'")
             tags = await self._tags(s, [doc_id])
-        return _doc_info(row[0], row[1], tags.get(doc_id, ()))
+            copies = await copies_of(s, self.user_id, [row[0].chunk_set_id])
+        return _doc_info(row[0], row[1], tags.get(doc_id, ()), copies)
 
     async def _tags(self, s: AsyncSession, doc_ids: Sequence[int]) -> dict[int, tuple[str, ...]]:
         out: dict[int, list[str]] = {}
@@ -379,9 +383,12 @@ class Library:
         return await self.reindex(collection, **options)
 
 
-def _doc_info(d: m.Document, collection: str, tags: tuple[str, ...]) -> DocumentInfo:
+def _doc_info(d: m.Document, collection: str, tags: tuple[str, ...],
+              copies: dict[int, list[tuple[int, str, str]]]) -> DocumentInfo:
+    others = tuple((name, path) for doc_id, name, path in copies.get(d.chunk_set_id or 0, ())
+                   if doc_id != d.id)
     return DocumentInfo(d.id, collection, d.source_path, d.title, d.mime, d.size, d.status,
-                        d.error, d.chunk_count, d.indexed_at, tags)
+                        d.error, d.chunk_count, d.indexed_at, tags, others)
 
 
 def _run_info(r: m.IngestionRun, collection: str | None) -> IngestRunInfo:

@@ -10,7 +10,9 @@ Installed by migration ``0006_teams`` (and removed by its downgrade); SQLite get
   ``BYPASSRLS`` roles see past them). History, usage, runs, audit rows and key facts admit
   only ``user_id = parley_uid()``. Collections, documents, chunks, vectors and tags admit
   the rows of collections the user owns or that are shared with them
-  (``collection_shares``); writing needs ownership or a share with write access.
+  (``collection_shares``); writing needs ownership or a share with write access. Since
+  ``0003_library_sync`` chunks belong to chunk sets and are admitted through the documents
+  pointing at them (``engine.teams.rls_chunks``).
 - ``users`` has RLS enabled but not forced: members read it (owner names for shared
   collections, ``team list``) and cannot write it; the owner adds and removes members.
 - A table added later whose rows belong to one user needs the same: its revision calls
@@ -98,25 +100,31 @@ _FUNCTION_NAMES = ("parley_vector_index(integer, integer, integer, boolean)",
                    "parley_shared_collections()", "parley_uid()")
 
 
+def library_policies(table: str) -> list[str]:
+    """The by-collection policies of one of ``LIBRARY_TABLES`` (``chunks`` and
+    ``documents`` get chunk-set policies later: ``engine.teams.rls_chunks``)."""
+    owner_of = "(SELECT c.user_id FROM collections c WHERE c.id = collection_id)"
+    owned = "" if table == "chunk_embeddings" else f" AND user_id = {owner_of}"
+    return [
+        f"CREATE POLICY parley_read ON {table} FOR SELECT "
+        f"USING (collection_id = ANY {_READABLE})",
+        f"CREATE POLICY parley_insert ON {table} FOR INSERT "
+        f"WITH CHECK (collection_id = ANY {_WRITABLE}{owned})",
+        f"CREATE POLICY parley_update ON {table} FOR UPDATE "
+        f"USING (collection_id = ANY {_WRITABLE}) "
+        f"WITH CHECK (collection_id = ANY {_WRITABLE}{owned})",
+        f"CREATE POLICY parley_delete ON {table} FOR DELETE "
+        f"USING (collection_id = ANY {_WRITABLE})",
+    ]
+
+
 def _policies(own: tuple[str, ...]) -> list[str]:
     out = []
     for table in own:
         out.append(f"CREATE POLICY parley_own ON {table} USING (user_id = {_UID}) "
                    f"WITH CHECK (user_id = {_UID})")
-    owner_of = "(SELECT c.user_id FROM collections c WHERE c.id = collection_id)"
     for table in LIBRARY_TABLES:
-        owned = "" if table == "chunk_embeddings" else f" AND user_id = {owner_of}"
-        out += [
-            f"CREATE POLICY parley_read ON {table} FOR SELECT "
-            f"USING (collection_id = ANY {_READABLE})",
-            f"CREATE POLICY parley_insert ON {table} FOR INSERT "
-            f"WITH CHECK (collection_id = ANY {_WRITABLE}{owned})",
-            f"CREATE POLICY parley_update ON {table} FOR UPDATE "
-            f"USING (collection_id = ANY {_WRITABLE}) "
-            f"WITH CHECK (collection_id = ANY {_WRITABLE}{owned})",
-            f"CREATE POLICY parley_delete ON {table} FOR DELETE "
-            f"USING (collection_id = ANY {_WRITABLE})",
-        ]
+        out += library_policies(table)
     shared = "((SELECT parley_shared_collections())::integer[])"
     out += [
         f"CREATE POLICY parley_read ON collections FOR SELECT "

@@ -13,7 +13,7 @@ their own data in), and every forced table gets the ``parley_copy`` policy throu
 every user's rows. Members never pass it.
 
 Revision ID: 0008_copy_state
-Revises: 0010_session_tools
+Revises: 0003_library_sync
 Create Date: 2026-11-30 11:20:00
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ from alembic import op
 from engine.teams import rls
 
 revision: str = '0008_copy_state'
-down_revision: str | None = '0010_session_tools'
+down_revision: str | None = '0003_library_sync'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

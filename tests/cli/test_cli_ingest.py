@@ -203,4 +203,5 @@ async def test_killing_ingest_midway_and_rerunning_gives_the_same_index(
         reference = await engine.library.run_ingest([folder], collection="reference")
         assert reference.indexed == 24
         assert await index_state(engine, "reference", folder) == resumed
-        assert len(resumed["chunks"]) == reference.chunks
+        # the same files in a second collection are stored once: linked, not chunked again
+        assert (reference.linked, reference.chunks) == (24, 0)

@@ -83,7 +83,7 @@ async def test_ingest_waits_for_a_restarted_server_and_finishes_whole(
                     m.Document.source_path, m.Document.status, m.Document.chunk_count))).all()
                 chunks = dict((await s.execute(
                     select(m.Document.source_path, func.count(m.Chunk.id))
-                    .join(m.Chunk, m.Chunk.document_id == m.Document.id)
+                    .join(m.Chunk, m.Chunk.chunk_set_id == m.Document.chunk_set_id)
                     .group_by(m.Document.source_path))).all())
                 vectors = await s.scalar(select(func.count()).select_from(m.ChunkEmbedding))
                 total = await s.scalar(select(func.count()).select_from(m.Chunk))

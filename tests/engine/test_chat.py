@@ -105,7 +105,8 @@ async def test_grounded_answer_cites_the_right_page_and_records_reported_usage(
     assert (cited.page, cited.line_start, cited.line_end) == (2, 1, 3)
     assert "1.21 gigawatts" in cited.snippet
     chunk = next(c for c in await rows(chat_engine, m.Chunk) if c.id == cited.chunk_id)
-    assert "gigawatts" in chunk.text and chunk.document_id == cited.document_id
+    doc = next(d for d in await rows(chat_engine, m.Document) if d.id == cited.document_id)
+    assert "gigawatts" in chunk.text and chunk.chunk_set_id == doc.chunk_set_id
 
     done = one(events, Done)
     assert done.status == "complete" and done.model == "test-model"

@@ -41,7 +41,8 @@ async def index_state(engine: Engine, collection: str, root: Path | None = None)
         cid, gen = coll.id, coll.vector_generation
         docs = (await s.scalars(select(m.Document).where(m.Document.collection_id == cid))).all()
         paths = {d.id: _rel(d.source_path, root) for d in docs}
-        chunks = (await s.scalars(select(m.Chunk).where(m.Chunk.collection_id == cid))).all()
+        chunks = (await s.scalars(select(m.Chunk).where(m.Chunk.chunk_set_id.in_(
+            select(m.Document.chunk_set_id).where(m.Document.collection_id == cid))))).all()
         n_vectors = await s.scalar(select(func.count()).select_from(m.ChunkEmbedding).where(
             m.ChunkEmbedding.collection_id == cid, m.ChunkEmbedding.generation == gen))
         with_vector = await s.scalar(select(func.count(func.distinct(m.ChunkEmbedding.chunk_id)))
@@ -60,14 +61,16 @@ async def index_state(engine: Engine, collection: str, root: Path | None = None)
             # raises if the keyword index differs from the chunk table in any way
             await s.execute(text(
                 "INSERT INTO chunk_fts(chunk_fts, rank) VALUES('integrity-check', 1)"))
+    held = []
     for d in docs:
-        mine = [c for c in chunks if c.document_id == d.id]
+        mine = [c for c in chunks if c.chunk_set_id == d.chunk_set_id]
         assert d.chunk_count == len(mine) or d.status == "error"
         assert sorted(c.chunk_index for c in mine) == list(range(len(mine)))
+        held += [(paths[d.id], c) for c in mine]
     return {
         "docs": {paths[d.id]: (d.status, d.error, d.chunk_count, d.content_hash) for d in docs},
-        "chunks": sorted((paths[c.document_id], c.chunk_index, c.text, c.content_hash, c.page,
-                          c.line_start, c.line_end, c.char_start, c.char_end) for c in chunks),
+        "chunks": sorted((path, c.chunk_index, c.text, c.content_hash, c.page,
+                          c.line_start, c.line_end, c.char_start, c.char_end) for path, c in held),
     }
 
 

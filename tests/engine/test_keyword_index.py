@@ -46,8 +46,8 @@ async def reference(engine: Engine, collection_ids: list[int], query: str, k: in
         await s.execute(text("SET LOCAL enable_indexscan = off"))
         rows = await s.execute(text(
             f"SELECT c.id, c.text <@> to_bm25query(:q, '{pg_textsearch.INDEX}') AS score "
-            "FROM chunks c JOIN documents d ON d.id = c.document_id "
-            f"WHERE c.collection_id IN ({cids}) {where} ORDER BY score, c.id"), {"q": query})
+            "FROM chunks c JOIN documents d ON d.chunk_set_id = c.chunk_set_id "
+            f"WHERE d.collection_id IN ({cids}) {where} ORDER BY score, c.id"), {"q": query})
         scored = [(int(cid), -float(score)) for cid, score in rows if score < 0]
     return scored[:k]
 

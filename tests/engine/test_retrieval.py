@@ -73,13 +73,18 @@ async def add_collection(engine: Engine, name: str, docs: list[Doc], *,
             # fall back to an exact scan; this role never searches it anyway).
             await rls.vector_index(s, engine.db.backend, coll.id, 1, model.dimension)
         for i, doc in enumerate(docs):
+            chunk_set = m.ChunkSet(user_id=coll.user_id, created_by=engine.user_id,
+                                   content_hash=str(i), chunk_count=1)
+            s.add(chunk_set)
+            await s.flush()
             row = m.Document(user_id=coll.user_id, collection_id=coll.id, source_path=doc.path,
                              path_hash=hashlib.sha256(doc.path.encode()).hexdigest(),
-                             kind=doc.kind, chunk_count=1, size=len(doc.body))
+                             kind=doc.kind, chunk_count=1, size=len(doc.body),
+                             chunk_set_id=chunk_set.id)
             s.add(row)
             await s.flush()
             s.add_all([m.DocumentTag(document_id=row.id, tag=t) for t in doc.tags])
-            chunk = m.Chunk(user_id=coll.user_id, document_id=row.id, collection_id=coll.id,
+            chunk = m.Chunk(user_id=coll.user_id, chunk_set_id=chunk_set.id,
                             chunk_index=0, text=doc.body, content_hash=str(i), page=doc.page,
                             heading_path="Notes > " + doc.path.rsplit("/", 1)[-1],
                             line_start=1, line_end=1, char_start=0, char_end=len(doc.body),
@@ -314,7 +319,7 @@ async def test_keyword_scores_are_bm25(engine: Engine) -> None:
     async with engine.db.read() as s:
         ranked = await backend.keyword(s, [cid], "zebra apple", 10)
         ids = dict((await s.execute(select(m.Chunk.id, m.Document.source_path).join(
-            m.Document, m.Document.id == m.Chunk.document_id))).all())
+            m.Document, m.Document.chunk_set_id == m.Chunk.chunk_set_id))).all())
         assert [ids[c] for c, _ in ranked][:2] == ["/a", "/d"]
         if engine.db.backend != "postgresql":
             return
@@ -393,9 +398,11 @@ async def test_pruned_bm25_on_postgresql_equals_scoring_every_chunk(
     async with engine.db.read() as s:
         pairs = (await s.execute(text(
             "SELECT c.id, u.lexeme, cardinality(u.positions) FROM chunks c, unnest(c.tsv) u "
-            "WHERE c.collection_id = :cid"), {"cid": cid})).all()
-        rows = (await s.execute(select(m.Chunk.id, m.Chunk.token_count, m.Document.source_path)
-                                .join(m.Document, m.Document.id == m.Chunk.document_id))).all()
+            "WHERE c.chunk_set_id IN (SELECT chunk_set_id FROM documents "
+            "WHERE collection_id = :cid)"), {"cid": cid})).all()
+        rows = (await s.execute(
+            select(m.Chunk.id, m.Chunk.token_count, m.Document.source_path)
+            .join(m.Document, m.Document.chunk_set_id == m.Chunk.chunk_set_id))).all()
     tf: dict[int, Counter[str]] = {}
     for chunk_id, lexeme, count in pairs:
         tf.setdefault(chunk_id, Counter())[lexeme] = count

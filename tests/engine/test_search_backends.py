@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import func, select, text
 
 from engine import Engine
 from engine.db import models as m
 from engine.db.search_backend import for_backend
+from engine.ingest import store
 
 # also on PostgreSQL with the pg_textsearch BM25 index: [postgres-bm25]
 pytestmark = pytest.mark.keyword_index
@@ -35,14 +36,17 @@ async def _fill(engine: Engine) -> tuple[int, list[int]]:
         s.add(coll)
         await s.flush()
         await backend.create_vector_index(s, coll.id, 1, 8)
+        chunk_set = m.ChunkSet(user_id=engine.user_id, created_by=engine.user_id, content_hash="h")
+        s.add(chunk_set)
+        await s.flush()
         doc = m.Document(user_id=engine.user_id, collection_id=coll.id, source_path="/n.md",
-                         path_hash="h")
+                         path_hash="h", chunk_set_id=chunk_set.id)
         s.add(doc)
         await s.flush()
         ids = []
         for i, body in enumerate(TEXTS):
-            chunk = m.Chunk(user_id=engine.user_id, document_id=doc.id, collection_id=coll.id,
-                            chunk_index=i, text=body, content_hash=str(i), char_start=0,
+            chunk = m.Chunk(user_id=engine.user_id, chunk_set_id=chunk_set.id, chunk_index=i,
+                            text=body, content_hash=str(i), char_start=0,
                             char_end=len(body))
             s.add(chunk)
             await s.flush()
@@ -83,7 +87,10 @@ async def test_deleting_a_document_removes_chunks_vectors_and_keywords(engine: E
     assert engine.db is not None
     backend = for_backend(engine.db.backend)
     async with engine.db.write() as s:
-        await s.execute(delete(m.Document))
+        # documents share chunk sets with identical copies: the store releases what no
+        # document holds any more
+        doc_ids = list((await s.scalars(select(m.Document.id))).all())
+        await store.delete_documents(s, engine.user_id, doc_ids)
     async with engine.db.read() as s:
         assert await s.scalar(select(func.count()).select_from(m.Chunk)) == 0
         assert await s.scalar(select(func.count()).select_from(m.ChunkEmbedding)) == 0

@@ -12,6 +12,7 @@ from engine import Engine, Settings
 from engine.db import models as m
 from engine.db.search_backend import for_backend
 from engine.history.sessions import purge_wal
+from engine.ingest import store
 
 PLAIN_CANARY = "plaincanary-91c2e"
 
@@ -70,12 +71,16 @@ async def test_a_deleted_document_leaves_no_chunks_vectors_or_index_terms(
         docs = []
         for name, words, vec in (("gone.md", f"zebra {PLAIN_CANARY} words", vector),
                                  ("kept.md", "ordinary words stay", other)):
+            chunk_set = m.ChunkSet(user_id=engine.user_id, created_by=engine.user_id,
+                                   content_hash=name)
+            s.add(chunk_set)
+            await s.flush()
             doc = m.Document(user_id=engine.user_id, collection_id=coll.id, source_path=name,
-                             path_hash=name)
+                             path_hash=name, chunk_set_id=chunk_set.id)
             s.add(doc)
             await s.flush()
-            chunk = m.Chunk(user_id=engine.user_id, document_id=doc.id, collection_id=coll.id,
-                            chunk_index=0, text=words, content_hash=name, char_start=0,
+            chunk = m.Chunk(user_id=engine.user_id, chunk_set_id=chunk_set.id, chunk_index=0,
+                            text=words, content_hash=name, char_start=0,
                             char_end=len(words))
             s.add(chunk)
             await s.flush()
@@ -89,7 +94,7 @@ async def test_a_deleted_document_leaves_no_chunks_vectors_or_index_terms(
         await purge_wal(engine.db)
         assert vector.tobytes() in _stored(settings) and b"zebra" in _stored(settings)
     async with engine.db.write() as s:
-        await s.delete(await s.get(m.Document, docs[0]))
+        await store.delete_documents(s, engine.user_id, [docs[0]])
     await purge_wal(engine.db)
     async with engine.db.read() as s:
         assert await search_backend.keyword(s, [coll_id], "zebra", 5) == []

@@ -128,6 +128,8 @@ async def ingest(paths: tuple[str, ...], collection: str | None, tags: tuple[str
 def _summary(result: IngestResult, seconds: float) -> None:
     info(f"indexed {result.indexed}, unchanged {result.skipped}, failed {result.failed}"
          + (f", pruned {result.pruned}" if result.pruned else "")
+         + (f" ({result.linked} copies of indexed content, stored once)"
+            if result.linked else "")
          + f" of {result.files_seen} files ({result.chunks} chunks) in {seconds:.1f} s")
     for path, reason in result.errors[:SHOWN_ERRORS]:
         info(f"  {path or '(run)'}: {reason}")
@@ -163,7 +165,11 @@ async def docs_list(collection: str | None, status: str | None, as_json: bool) -
 def _doc_line(d: DocumentInfo) -> str:
     tags = f"  [{', '.join(d.tags)}]" if d.tags else ""
     state = "ok " if d.status == "indexed" else "ERR"
-    return f"{d.id:>6}  {state}  {d.chunk_count:>5}  {d.collection}  {d.path}{tags}"
+    line = f"{d.id:>6}  {state}  {d.chunk_count:>5}  {d.collection}  {d.path}{tags}"
+    for collection, path in d.copies:  # identical content, stored once
+        where = path if collection == d.collection else f"{collection}:{path}"
+        line += f"\n{'':>6}  {'':3}  {'':>5}  = same content as {where}"
+    return line
 
 
 @docs_group.command("remove")

@@ -79,10 +79,11 @@ def _register() -> None:
         team,
         tools,
         usage,
+        watch,
     )
 
     for module in (db, config, search, sessions, key, ingest, ask, usage, personas, team,
-                   tools, portable):
+                   tools, watch, portable):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -23,7 +23,7 @@ from tui.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from engine.types import Message, SessionDetail
+    from engine.types import Citation, Message, SessionDetail
 
 
 @click.group("sessions")
@@ -68,11 +68,29 @@ def _print_message(msg: Message) -> None:
         click.echo(f"  attached: {a.path} ({a.kind}, {a.lines} line"
                    f"{'s' if a.lines != 1 else ''})")
     for c in msg.citations:
-        where = ", ".join(x for x in (c.path, f"p. {c.page}" if c.page else "",
-                                      f"lines {c.line_start}-{c.line_end}"
-                                      if c.line_start is not None else "") if x)
-        click.echo(f"  [{c.marker}] {where}")
+        click.echo(f"  [{c.marker}] {_where(c.path, c.page, c.line_start, c.line_end)}"
+                   + _drift_note(c))
+        if c.drift is not None and c.drift.state == "changed":
+            for line in c.snippet.splitlines()[:6]:
+                click.echo(f"      ~ {line}")
     click.echo("")
+
+
+def _where(path: str, page: int | None, start: int | None, end: int | None) -> str:
+    return ", ".join(x for x in (path, f"p. {page}" if page else "",
+                                 f"lines {start}-{end}" if start is not None else "") if x)
+
+
+def _drift_note(c: Citation) -> str:
+    """What became of the cited passage since the answer was written."""
+    d = c.drift
+    if d is None or d.state == "current":
+        return ""
+    if d.state == "moved":
+        return f"  [moved: now {_where(d.path, d.page, d.line_start, d.line_end)}]"
+    if d.state == "changed":
+        return "  [changed: the file no longer says this; the cited passage was:]"
+    return "  [missing: the document was removed from the library]"
 
 
 def _print_settings(settings: dict[str, dict[str, object]]) -> None:
@@ -334,6 +352,35 @@ async def search(text: str, limit: int, as_json: bool) -> None:
     if result.unreadable:
         info(f"parley: warning: {result.unreadable} value(s) could not be decrypted and were "
              "not searched")
+
+
+@sessions_group.command("verify")
+@click.argument("session_id", type=int, required=False)
+@json_option
+@run
+async def verify(session_id: int | None, as_json: bool) -> None:
+    """Check every citation of a session (or of all sessions) against the library.
+
+    Each is current (its source still says it, there), moved (found again elsewhere in
+    the file: the new place is shown), changed (no longer in the file) or missing (the
+    document was removed). Exits with 0 whatever the states: they are data, not errors.
+    """
+    async with open_engine() as engine:
+        checks = await engine.verify_citations(session_id)
+    if as_json:
+        print_json({"citations": checks})
+        return
+    if not checks:
+        info("no citations" + (f" in session {session_id}" if session_id is not None else ""))
+        return
+    counts: dict[str, int] = {}
+    for check in checks:
+        c = check.citation
+        state = c.drift.state if c.drift else "current"
+        counts[state] = counts.get(state, 0) + 1
+        click.echo(f"{check.session_id:>5}/{check.message_id:<6} {state:8} [{c.marker}] "
+                   f"{_where(c.path, c.page, c.line_start, c.line_end)}" + _drift_note(c))
+    info(", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
 
 
 COMMANDS = [sessions_group]

@@ -22,7 +22,13 @@ from textual.widgets import DataTable, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from engine.errors import ParleyError
-from engine.types import CollectionInfo, DocumentInfo, IngestProgress, IngestResult
+from engine.types import (
+    CollectionInfo,
+    DocumentInfo,
+    IngestProgress,
+    IngestResult,
+    WatchEvent,
+)
 from tui.screens.base import ParleyScreen, engine_task
 from tui.screens.dialogs import ConfirmDialog
 from tui.widgets.format import count, one_line, short_path, when
@@ -82,6 +88,7 @@ class LibraryScreen(ParleyScreen):
                 yield Label("Collections", classes="panel-title")
                 yield OptionList(id="collections")
                 yield Static("Last backup: never", id="backup-status")
+                yield Static("", id="watch-status", classes="watch-status")
             with Vertical(id="documents-pane"):
                 yield Label("Documents", classes="panel-title", id="documents-title")
                 yield DataTable(id="documents", cursor_type="row", zebra_stripes=True)
@@ -99,6 +106,17 @@ class LibraryScreen(ParleyScreen):
 
     def on_screen_resume(self) -> None:
         self.refresh_library()
+        self.show_watch(self.parley.folder_news, self.parley.folder_count)
+
+    def show_watch(self, event: WatchEvent | None, folders: int, *,
+                   refresh: bool = False) -> None:
+        """The folder watcher's status line; a finished sync reloads the documents."""
+        from tui.watch_worker import watch_line
+
+        self.query_one("#watch-status", Static).update(
+            Content.styled(watch_line(event, folders), "$text-muted"))
+        if refresh:
+            self.refresh_library()
 
     # -- loading ------------------------------------------------------------------------------
     @engine_task("library")

@@ -8,6 +8,7 @@ no source is listed as such, never attached to another document.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from textual import on
@@ -35,7 +36,30 @@ def citation_prompt(citation: Citation) -> Content:
                      citation.line_end)
     snippet = one_line(citation.snippet, 220)
     return Content.assemble((f"[{citation.marker}] ", "bold $text-accent"), (where, "bold"),
-                            "\n", (snippet, "$text-muted"), "\n")
+                            *_drift_note(citation), "\n", (snippet, "$text-muted"), "\n")
+
+
+def _drift_note(citation: Citation) -> tuple[str | tuple[str, str], ...]:
+    """A line saying what became of the cited passage, when it is no longer as cited."""
+    drift = citation.drift
+    if drift is None or drift.state == "current":
+        return ()
+    if drift.state == "moved":
+        now = location(short_path(drift.path, 24), drift.page, drift.line_start,
+                       drift.line_end)
+        return ("\n", (f"moved: now {now}", "$text-warning"))
+    if drift.state == "changed":
+        return ("\n", ("changed since: the file no longer says this", "bold $text-error"))
+    return ("\n", ("missing: the document was removed", "bold $text-error"))
+
+
+def where_now(citation: Citation) -> Citation:
+    """The citation pointing where its passage is now (a moved one opens at its new place)."""
+    drift = citation.drift
+    if drift is None or drift.state != "moved":
+        return citation
+    return replace(citation, path=drift.path, page=drift.page, line_start=drift.line_start,
+                   line_end=drift.line_end)
 
 
 class SourceList(OptionList):
@@ -118,4 +142,4 @@ class SourcesPanel(Vertical):
     def _selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()
         if event.option_index < len(self.citations):
-            self.post_message(self.OpenRequested(self.citations[event.option_index]))
+            self.post_message(self.OpenRequested(where_now(self.citations[event.option_index])))
