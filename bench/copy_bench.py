@@ -73,16 +73,19 @@ def build(path: Path, rows: int, key: bytes) -> None:
     per_doc = 100
     conn.execute("BEGIN")
     for d in range(rows // per_doc):
+        digest = hashlib.sha256(str(d).encode()).hexdigest()
+        conn.execute("INSERT INTO chunk_sets(id, user_id, content_hash, suffix, chunk_count, "
+                     "token_count, created_at, created_by) VALUES (?, 1, ?, '.md', ?, 0, "
+                     "'2026-01-01 00:00:00', 1)", (d + 1, digest, per_doc))
         conn.execute("INSERT INTO documents(id, user_id, collection_id, source_path, path_hash,"
-                     " size, status, chunk_count, token_count, created_at) VALUES "
-                     "(?, 1, 1, ?, ?, 0, 'indexed', ?, 0, '2026-01-01 00:00:00')",
-                     (d + 1, f"/docs/{d}.md", hashlib.sha256(str(d).encode()).hexdigest(),
-                      per_doc))
+                     " size, status, chunk_count, token_count, created_at, chunk_set_id) VALUES "
+                     "(?, 1, 1, ?, ?, 0, 'indexed', ?, 0, '2026-01-01 00:00:00', ?)",
+                     (d + 1, f"/docs/{d}.md", digest, per_doc, d + 1))
         ids = range(d * per_doc + 1, (d + 1) * per_doc + 1)
         text = [" ".join(rng.choice(words, 60)) for _ in ids]
         conn.executemany(
-            "INSERT INTO chunks(id, user_id, document_id, collection_id, chunk_index, text, "
-            "content_hash, char_start, char_end, token_count) VALUES (?, 1, ?, 1, ?, ?, ?, 0, "
+            "INSERT INTO chunks(id, user_id, chunk_set_id, chunk_index, text, "
+            "content_hash, char_start, char_end, token_count) VALUES (?, 1, ?, ?, ?, ?, 0, "
             "0, 60)", [(i, d + 1, i, t, str(i)) for i, t in zip(ids, text, strict=True)])
         vecs = rng.standard_normal((per_doc, DIM)).astype(np.float32)
         conn.executemany("INSERT INTO chunk_embeddings VALUES (?, 1, 1, ?)",

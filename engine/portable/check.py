@@ -86,8 +86,12 @@ async def _vector_checks(conn: AsyncConnection, backend: str,
             problems.append(CheckProblem("vector index", f"{label}: the vector index holds "
                                          f"{indexed} vectors, the table {stored}", REPAIR))
         if live:
-            chunks = int(await conn.scalar(select(func.count()).select_from(m.Chunk).where(
-                m.Chunk.collection_id == cid)) or 0)
+            # a collection's chunks are those of its documents' chunk sets
+            chunks = int(await conn.scalar(select(func.count(func.distinct(m.Chunk.id)))
+                                           .select_from(m.Chunk)
+                                           .join(m.Document, m.Document.chunk_set_id ==
+                                                 m.Chunk.chunk_set_id)
+                                           .where(m.Document.collection_id == cid)) or 0)
             if chunks != stored:
                 problems.append(CheckProblem(
                     "missing vectors", f"{label}: {chunks} chunks but {stored} vectors",

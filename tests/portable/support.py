@@ -50,15 +50,18 @@ async def _tiny_collection(engine: Engine, rng: np.random.Generator, user_id: in
         # as a team member may: through the function that checks write access
         await rls.vector_index(s, backend, coll.id, 1, 8)
         await rls.vector_index(s, backend, coll.id, 2, 16)
+        chunk_set = m.ChunkSet(user_id=user_id, created_by=engine.user_id,
+                               content_hash="t" * 64, suffix=".txt", chunk_count=4)
+        s.add(chunk_set)
+        await s.flush()
         doc = m.Document(user_id=user_id, collection_id=coll.id, source_path="/t/a.txt",
                          path_hash="t" * 64, kind="text", chunk_count=4, size=40,
-                         title="Tiny ünïcødé")
+                         title="Tiny ünïcødé", chunk_set_id=chunk_set.id)
         s.add(doc)
         await s.flush()
         s.add(m.DocumentTag(document_id=doc.id, tag="small"))
         for i in range(4):
-            chunk = m.Chunk(user_id=user_id, document_id=doc.id, collection_id=coll.id,
-                            chunk_index=i, text=f"tiny chunk {i} zebra", content_hash=f"h{i}",
+            chunk = m.Chunk(user_id=user_id, chunk_set_id=chunk_set.id, chunk_index=i, text=f"tiny chunk {i} zebra", content_hash=f"h{i}",
                             char_start=0, char_end=10, line_start=i + 1, line_end=i + 1)
             s.add(chunk)
             await s.flush()
@@ -97,7 +100,9 @@ async def populate(url: str, *, second_user: bool = True, user: str | None = Non
                 m.Chunk.text.like("%warranty%")))).scalars().first()
             assert chunk is not None
             s.add(m.Citation(user_id=engine.user_id, message_id=a.id, chunk_id=chunk.id,
-                             document_id=chunk.document_id, marker=1, position=12,
+                             document_id=await s.scalar(select(m.Document.id).where(
+                                 m.Document.chunk_set_id == chunk.chunk_set_id).limit(1)),
+                             marker=1, position=12,
                              path="/manuals/warranty.pdf", page=3, line_start=1, line_end=1,
                              score=0.91, snippet="The warranty covers battery"))
             s.add(m.Citation(user_id=engine.user_id, message_id=a.id, chunk_id=None,

@@ -56,11 +56,13 @@ async def _carol(url: str) -> str:
             coll = m.Collection(user_id=carol.user_id, name="notes", embedder="x", dimension=4)
             s.add(coll)
             await s.flush()
-            doc = m.Document(user_id=carol.user_id, collection_id=coll.id, source_path="/c",
-                             path_hash="c" * 64)
-            s.add(doc)
+            chunk_set = m.ChunkSet(user_id=carol.user_id, created_by=carol.user_id,
+                                   content_hash="c" * 64, chunk_count=5)
+            s.add(chunk_set)
             await s.flush()
-            s.add_all(m.Chunk(user_id=carol.user_id, document_id=doc.id, collection_id=coll.id,
+            s.add(m.Document(user_id=carol.user_id, collection_id=coll.id, source_path="/c",
+                             path_hash="c" * 64, chunk_set_id=chunk_set.id))
+            s.add_all(m.Chunk(user_id=carol.user_id, chunk_set_id=chunk_set.id,
                               chunk_index=i, text=f"carol {i}", content_hash=str(i),
                               char_start=0, char_end=1) for i in range(5))
     return carol_url

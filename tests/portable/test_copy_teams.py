@@ -113,9 +113,11 @@ async def test_a_member_copies_in_and_out_under_row_level_security(
             await conn.close()
 
         # alice cites bob's shared collection in one of her answers
-        cited = await su.fetchrow("SELECT id, document_id FROM chunks WHERE user_id = $1 "
-                                  "AND collection_id = (SELECT id FROM collections WHERE "
-                                  "user_id = $1 AND name = 'notes') LIMIT 1", bob_id)
+        cited = await su.fetchrow(
+            "SELECT c.id, d.id AS document_id FROM chunks c JOIN documents d ON "
+            "d.chunk_set_id = c.chunk_set_id WHERE d.user_id = $1 AND d.collection_id = "
+            "(SELECT id FROM collections WHERE user_id = $1 AND name = 'notes') LIMIT 1",
+            bob_id)
         answer = await su.fetchval("SELECT id FROM messages WHERE user_id = $1 AND role = "
                                    "'assistant' ORDER BY id LIMIT 1", alice_id)
         conn = await alice.sql()
