@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from engine.chat.service import Chat
     from engine.keys.service import KeyManager
     from engine.library.service import Library
+    from engine.portable.service import Backups
     from engine.providers.embedders import Embedder
     from engine.library.retrieval import Retriever
     from engine.types import CitationCheck
@@ -195,6 +196,13 @@ class Engine:
         from engine.usage import UsageLedger
 
         return self._service("usage", UsageLedger)
+
+    @property
+    def backups(self) -> Backups:
+        """Backup archives of this database: back up now, the last backup."""
+        from engine.portable.service import Backups
+
+        return self._service("backups", Backups)
 
     @property
     def personas(self) -> Personas:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Float,
     ForeignKey,
@@ -92,7 +93,9 @@ class Session(Base):
     provider: Mapped[str | None] = mapped_column(String(200))
     system_prompt: Mapped[str | None] = mapped_column(EncryptedText())
     # No foreign key: messages point at their session, and a cycle would complicate deletes.
-    current_message_id: Mapped[int | None] = mapped_column(Integer)
+    # ``refers_to`` tells ``engine/portable`` to remap it like one when copying.
+    current_message_id: Mapped[int | None] = mapped_column(Integer,
+                                                           info={"refers_to": "messages.id"})
     archived: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -452,3 +455,29 @@ class WatchedFolder(Base):
     last_sync_at: Mapped[datetime | None] = mapped_column()
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CopyState(Base):
+    """How far one ``parley db copy`` into this database got (``engine/portable``)."""
+
+    __tablename__ = "parley_copy_state"
+    copy_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    table_name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    id_offset: Mapped[int] = mapped_column(BigInteger, default=0)
+    # the top of the id block taken from the table's sequence (PostgreSQL)
+    id_reserved: Mapped[int | None] = mapped_column(BigInteger)
+    last_key: Mapped[str | None] = mapped_column(Text)  # JSON list: the last source key copied
+    copied: Mapped[int] = mapped_column(BigInteger, default=0)
+    skipped: Mapped[int] = mapped_column(BigInteger, default=0)
+    done: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CopyMap(Base):
+    """Source ids a merging copy matched to rows already here (the rest follow the offset)."""
+
+    __tablename__ = "parley_copy_map"
+    copy_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    table_name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    old_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    new_id: Mapped[int] = mapped_column(BigInteger)

@@ -57,10 +57,16 @@ def vector_index_ddl(collection_id: int, generation: int, dimension: int) -> lis
             f"CREATE TRIGGER IF NOT EXISTS {table}_ad AFTER DELETE ON chunk_embeddings "
             f"WHEN old.collection_id = {cid} AND old.generation = {gen} BEGIN "
             f"DELETE FROM {table} WHERE chunk_id = old.chunk_id; END",
+            # The ids already present go through a temp table: a SELECT that reads the
+            # vec0 table it inserts into is materialised first, which strips the bit
+            # vector's subtype ("expected to be of type bit").
+            "DROP TABLE IF EXISTS temp.parley_vec_have",
+            f"CREATE TEMP TABLE parley_vec_have AS SELECT chunk_id FROM {table}",
             f"INSERT INTO {table}(chunk_id, embedding) "
             f"SELECT e.chunk_id, {convert.format('e.embedding')} FROM chunk_embeddings e "
             f"WHERE e.collection_id = {cid} AND e.generation = {gen} "
-            f"AND e.chunk_id NOT IN (SELECT chunk_id FROM {table})"]
+            f"AND e.chunk_id NOT IN (SELECT chunk_id FROM temp.parley_vec_have)",
+            "DROP TABLE temp.parley_vec_have"]
     return out
 
 

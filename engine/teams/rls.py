@@ -235,6 +235,57 @@ def install_own_table(execute: Callable[[str], object], table: str) -> None:
     execute(f"CREATE POLICY parley_own ON {table} USING (user_id = {_UID}) "
             f"WITH CHECK (user_id = {_UID})")
     execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {MEMBER_ROLE}")
+    # the schema owner's copy policy, once ``0008_copy_state`` has made its function
+    execute(f"""DO $$ BEGIN
+  IF to_regprocedure('parley_copy_all()') IS NOT NULL THEN
+    EXECUTE 'CREATE POLICY parley_copy ON {table} USING ({_COPY_ALL}) WITH CHECK ({_COPY_ALL})';
+  END IF;
+END $$""")
+
+
+COPY_ALL_SETTING = "parley.copy_all"
+_COPY_ALL = "(SELECT parley_copy_all())"
+COPY_STATE_TABLES = ("parley_copy_state", "parley_copy_map")
+
+
+def install_copy_policies(execute: Callable[[str], object], schema: str) -> None:
+    """Let the schema owner read and write every user's rows, for one session at a time.
+
+    ``db copy``, ``backup`` and ``db check`` run by the owner must see the whole team (the
+    owner is held to the policies by FORCE like everyone else). ``parley_copy_all()`` is
+    true only when the session set ``parley.copy_all`` to ``on`` *and* ``session_user`` is
+    a member of the role that owns the schema's tables, so a member who sets it gains
+    nothing. One more permissive policy per forced table (OR'ed with the others), evaluated
+    once per query. Members also get DML on the copy-state tables (their own copies)."""
+    quoted = '"' + schema.replace('"', '""') + '"'
+    execute(f"""CREATE FUNCTION parley_copy_all() RETURNS boolean LANGUAGE sql STABLE
+SET search_path = {quoted}, pg_temp AS $$
+  SELECT coalesce(current_setting('{COPY_ALL_SETTING}', true), '') = 'on'
+    AND pg_has_role(session_user,
+                    (SELECT relowner FROM pg_class WHERE oid = 'users'::regclass), 'MEMBER')
+$$""")
+    execute(f"""DO $$ DECLARE t record; BEGIN
+  FOR t IN SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = current_schema() AND c.relkind = 'r' AND c.relforcerowsecurity
+  LOOP
+    EXECUTE format('CREATE POLICY parley_copy ON %I USING ({_COPY_ALL}) '
+                   'WITH CHECK ({_COPY_ALL})', t.relname);
+  END LOOP;
+END $$""")
+    execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {', '.join(COPY_STATE_TABLES)} "
+            f"TO {MEMBER_ROLE}")
+
+
+def uninstall_copy_policies(execute: Callable[[str], object], schema: str) -> None:
+    """Remove what ``install_copy_policies`` created."""
+    execute("""DO $$ DECLARE p record; BEGIN
+  FOR p IN SELECT tablename FROM pg_policies WHERE schemaname = current_schema()
+           AND policyname = 'parley_copy'
+  LOOP
+    EXECUTE format('DROP POLICY parley_copy ON %I', p.tablename);
+  END LOOP;
+END $$""")
+    execute("DROP FUNCTION IF EXISTS parley_copy_all()")
 
 
 async def vector_index(s: AsyncSession, backend: str, collection_id: int, generation: int,

@@ -104,3 +104,20 @@ async def test_reindex_and_remove_a_document(tui_settings: Settings, docs: Path)
         assert [Path(d.path).name for d in screen.documents] == ["paris.md"]
     async with Engine(tui_settings) as engine:
         assert [Path(d.path).name for d in await engine.library.documents()] == ["paris.md"]
+
+
+async def test_back_up_now_writes_an_archive_and_shows_when(tui_settings: Settings,
+                                                            parley_home: Path) -> None:
+    app = ParleyApp(tui_settings)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        screen = await open_library(pilot)
+        status = screen.query_one("#backup-status", Static)
+        assert "Last backup: never" in str(status.render())
+        await pilot.press("b")
+        await pilot.app.workers.wait_for_complete()
+        await settle(pilot)
+        archives = list((parley_home / "backups").glob("parley-*.parley-backup"))
+        assert len(archives) == 1
+        assert "Last backup: never" not in str(status.render())
+        assert "Last backup:" in str(status.render())

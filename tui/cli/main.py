@@ -73,6 +73,7 @@ def _register() -> None:
         ingest,
         key,
         personas,
+        portable,
         search,
         sessions,
         team,
@@ -82,7 +83,7 @@ def _register() -> None:
     )
 
     for module in (db, config, search, sessions, key, ingest, ask, usage, personas, team,
-                   tools, watch):
+                   tools, watch, portable):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -11,6 +11,7 @@ import contextlib
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import on
 from textual.binding import Binding
@@ -32,6 +33,9 @@ from tui.screens.base import ParleyScreen, engine_task
 from tui.screens.dialogs import ConfirmDialog
 from tui.widgets.format import count, one_line, short_path, when
 from tui.widgets.ingest import IngestPanel
+
+if TYPE_CHECKING:
+    from engine.portable.service import LastBackup
 
 ALL = "*"
 NO_DOCS = "No documents yet: press i to ingest a folder."
@@ -67,6 +71,7 @@ class LibraryScreen(ParleyScreen):
         Binding("e", "reembed_collection", "Re-embed collection", id="library.reembed"),
         Binding("d,delete", "remove_document", "Remove document", id="library.remove"),
         Binding("g", "refresh", "Refresh", id="library.refresh"),
+        Binding("b", "backup_now", "Back up now", id="library.backup"),
         Binding("escape", "stop_ingest", "Stop ingest", show=False, id="library.stop_ingest"),
     ]
 
@@ -82,6 +87,7 @@ class LibraryScreen(ParleyScreen):
             with Vertical(id="collections-pane"):
                 yield Label("Collections", classes="panel-title")
                 yield OptionList(id="collections")
+                yield Static("Last backup: never", id="backup-status")
                 yield Static("", id="watch-status", classes="watch-status")
             with Vertical(id="documents-pane"):
                 yield Label("Documents", classes="panel-title", id="documents-title")
@@ -124,6 +130,7 @@ class LibraryScreen(ParleyScreen):
         self.documents = await engine.library.documents(self.collection)
         self._show_collections(collections)
         self._show_documents()
+        self._show_backup(await engine.backups.last())
         if not self._run_shown:
             self._run_shown = True
             runs = await engine.library.runs(limit=1)
@@ -161,6 +168,11 @@ class LibraryScreen(ParleyScreen):
         self.query_one("#documents-title", Label).update(title)
         table.display = bool(self.documents)
         self.query_one("#documents-empty").display = not self.documents
+
+    def _show_backup(self, last: LastBackup | None) -> None:
+        text = "Last backup: never" if last is None else \
+            f"Last backup: {when(last.at)} · {size_text(last.size)}"
+        self.query_one("#backup-status", Static).update(text)
 
     @on(OptionList.OptionHighlighted, "#collections")
     def _collection_highlighted(self, event: OptionList.OptionHighlighted) -> None:
@@ -235,6 +247,22 @@ class LibraryScreen(ParleyScreen):
             self.parley.set_note("")
             panel.finished(result, note or "Stopped: files done so far are kept.")
             self.refresh_library()
+
+    def action_backup_now(self) -> None:
+        if any(w.group == "backup" and w.is_running for w in self.workers):
+            self.notify("A backup is already running", timeout=3)
+            return
+        self.backup_now()
+
+    @engine_task("backup")
+    async def backup_now(self) -> None:
+        """A backup archive in the data folder (what ``parley backup`` writes)."""
+        engine = await self.engine()
+        self.query_one("#backup-status", Static).update("Backing up…")
+        result = await engine.backups.backup_now()
+        self.notify(f"Backed up to {short_path(result.path, 60)} ({size_text(result.size)})",
+                    timeout=5)
+        self._show_backup(await engine.backups.last())
 
     def action_remove_document(self) -> None:
         doc = self._selected_document()

@@ -1,0 +1,161 @@
+"""A ``db copy`` killed with SIGKILL at several points, then run again: the same result as
+an uninterrupted copy, no duplicates (the state commits with each batch)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from engine import Engine
+from engine.db import models as m
+from engine.db.connect import Database, create_engine
+from tests.conftest import PostgresServer
+from tests.portable.support import REPO, cli, populate, settings_for, table_digests
+
+EXTRA_MESSAGES = 1500
+
+
+async def _big_source(url: str) -> None:
+    await populate(url)
+    async with Engine(settings_for(url)) as me:
+        session = await me.sessions.create("long")
+        assert me.db is not None
+        async with me.db.write() as s:
+            s.add_all(m.Message(user_id=me.user_id, session_id=session.id, role="user",
+                                content=f"message {i}") for i in range(EXTRA_MESSAGES))
+
+
+async def _copied(db: Database) -> int:
+    try:
+        async with db.engine.connect() as conn:
+            return int(await conn.scalar(select(func.coalesce(func.sum(m.CopyState.copied),
+                                                              0))) or 0)
+    except Exception:  # the schema is being created
+        return 0
+
+
+async def _run_and_kill(source: str, target: str, at_least: int) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
+    env.update(PARLEY_HOME=os.environ["PARLEY_HOME"], PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "--db", source, "db", "copy",
+                             "--to", target, "--batch", "10"], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    db = Database(create_engine(target))
+    deadline = time.monotonic() + 300
+    try:
+        while await _copied(db) < at_least:
+            assert proc.poll() is None, f"the copy ended before the kill: {proc.stderr.read()}"
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(60) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        await db.dispose()
+
+
+@pytest.mark.parametrize("target_kind", ["sqlite", "postgres"])
+async def test_sigkill_then_rerun_is_identical(parley_home: Path, target_kind: str,
+                                               request: pytest.FixtureRequest) -> None:
+    source = f"sqlite:///{parley_home / 'source.db'}"
+    name = None
+    if target_kind == "sqlite":
+        target = f"sqlite:///{parley_home / 'target.db'}"
+    else:
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        name = await server.create_database()
+        target = server.sqlalchemy_url(name)
+    try:
+        await _big_source(source)
+        # early (first tables), in the middle of the messages, near the end of them
+        for at_least in (1, 600, 1300):
+            await _run_and_kill(source, target, at_least)
+        done = cli("db", "copy", "--to", target, url=source)
+        assert done.returncode == 0, done.stderr
+        assert "(resumed)" in done.stderr and "every table verified" in done.stderr
+        assert await table_digests(target) == await table_digests(source)
+        # and once more: nothing to do, nothing duplicated
+        again = cli("db", "copy", "--to", target, url=source)
+        assert again.returncode == 0, again.stderr
+        assert await table_digests(target) == await table_digests(source)
+    finally:
+        if name is not None:
+            await request.getfixturevalue("postgres_server").drop_database(name)
+
+
+async def _kill_in_phase(source: str, target: str, phase: str, at: int, marker: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
+    env.update(PARLEY_HOME=os.environ["PARLEY_HOME"], PYTHONPATH=str(REPO))
+    marker.unlink(missing_ok=True)
+    proc = subprocess.Popen([sys.executable, "-m", "tests.portable.pausing_copy", source,
+                             target, phase, str(at), str(marker)], cwd=REPO, env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    try:
+        while not marker.exists():
+            assert proc.poll() is None, f"the copy ended before the kill: {proc.stderr.read()}"
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(60) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+async def _vector_indexes(url: str) -> int:
+    from sqlalchemy import text
+
+    db = Database(create_engine(url))
+    try:
+        async with db.engine.connect() as conn:
+            if db.backend == "postgresql":
+                sql = "SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'ix_vec_c%'"
+            else:
+                sql = "SELECT count(*) FROM sqlite_master WHERE name GLOB 'vec_c*_g*' " \
+                      "AND name NOT GLOB '*_bit' AND sql LIKE 'CREATE VIRTUAL TABLE%'"
+            return int((await conn.execute(text(sql))).scalar_one())
+    finally:
+        await db.dispose()
+
+
+@pytest.mark.parametrize("target_kind", ["sqlite", "postgres"])
+async def test_sigkill_while_building_indexes_and_verifying(
+        parley_home: Path, target_kind: str, request: pytest.FixtureRequest) -> None:
+    """Killed after the rows, with one vector index built; then killed halfway through the
+    verification: the rerun builds what is missing, verifies, and the target checks clean."""
+    source = f"sqlite:///{parley_home / 'source.db'}"
+    name = None
+    if target_kind == "sqlite":
+        target = f"sqlite:///{parley_home / 'target.db'}"
+    else:
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        name = await server.create_database()
+        target = server.sqlalchemy_url(name)
+    marker = parley_home / "paused"
+    try:
+        await populate(source)
+        await _kill_in_phase(source, target, "(indexes)", 1, marker)
+        assert marker.read_text().startswith("(indexes) 1/3")
+        assert await _vector_indexes(target) == 1  # the other two were never built
+        await _kill_in_phase(source, target, "(verify)", 5, marker)
+        done = cli("db", "copy", "--to", target, url=source)
+        assert done.returncode == 0, done.stderr
+        assert "every table verified" in done.stderr
+        assert await table_digests(target) == await table_digests(source)
+        assert await _vector_indexes(target) == 3
+        checked = cli("db", "check", url=target)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+    finally:
+        if name is not None:
+            await request.getfixturevalue("postgres_server").drop_database(name)
