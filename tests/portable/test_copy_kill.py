@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -42,17 +43,19 @@ async def _copied(db: Database) -> int:
         return 0
 
 
-async def _run_and_kill(source: str, target: str, at_least: int) -> None:
+def _child_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
     env.update(PARLEY_HOME=os.environ["PARLEY_HOME"], PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "--db", source, "db", "copy",
-                             "--to", target, "--batch", "10"], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    db = Database(create_engine(target))
+    return env
+
+
+async def _kill_when(proc: subprocess.Popen[bytes], ready: Callable[[], Awaitable[bool]]) -> None:
+    """SIGKILL ``proc`` as soon as ``ready()`` holds (it must still be running then)."""
     deadline = time.monotonic() + 300
     try:
-        while await _copied(db) < at_least:
-            assert proc.poll() is None, f"the copy ended before the kill: {proc.stderr.read()}"
+        while not await ready():
+            assert proc.poll() is None, (
+                f"the copy ended before the kill: {proc.stderr.read()}")  # type: ignore[union-attr]
             assert time.monotonic() < deadline
             await asyncio.sleep(0.01)
         proc.send_signal(signal.SIGKILL)
@@ -60,6 +63,20 @@ async def _run_and_kill(source: str, target: str, at_least: int) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+async def _run_and_kill(source: str, target: str, at_least: int) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "--db", source, "db", "copy",
+                             "--to", target, "--batch", "10"], cwd=REPO, env=_child_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    db = Database(create_engine(target))
+
+    async def copied_enough() -> bool:
+        return await _copied(db) >= at_least
+
+    try:
+        await _kill_when(proc, copied_enough)
+    finally:
         await db.dispose()
 
 
@@ -93,24 +110,16 @@ async def test_sigkill_then_rerun_is_identical(parley_home: Path, target_kind: s
 
 
 async def _kill_in_phase(source: str, target: str, phase: str, at: int, marker: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
-    env.update(PARLEY_HOME=os.environ["PARLEY_HOME"], PYTHONPATH=str(REPO))
     marker.unlink(missing_ok=True)
     proc = subprocess.Popen([sys.executable, "-m", "tests.portable.pausing_copy", source,
-                             target, phase, str(at), str(marker)], cwd=REPO, env=env,
+                             target, phase, str(at), str(marker)], cwd=REPO, env=_child_env(),
                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 300
-    try:
-        while not marker.exists():
-            assert proc.poll() is None, f"the copy ended before the kill: {proc.stderr.read()}"
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.01)
-        proc.send_signal(signal.SIGKILL)
-        assert proc.wait(60) == -signal.SIGKILL
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+
+    async def paused() -> bool:
+        return marker.exists()
+
+    await _kill_when(proc, paused)
 
 
 async def _vector_indexes(url: str) -> int:
