@@ -17,16 +17,10 @@ from engine.config import MCPServerSettings
 from engine.errors import NotFound
 from engine.types import Done
 from tests.engine.tool_support import Approver, call, collect, configure, finished, open_engine
-from tests.support.mcp_launch import http_server, stdio_config
+from tests.support.mcp_launch import stdio_config
 from tests.support.openai_server import OpenAITestServer, calls_script
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-
-
-@pytest.fixture(scope="module")
-def mcp_url() -> Iterator[str]:
-    with http_server() as url:
-        yield url
 
 
 @pytest.fixture

@@ -12,16 +12,9 @@ from engine import Settings
 from engine.config import MCPServerSettings
 from engine.types import ToolCallFinished, ToolCallStarted
 from tests.engine.tool_support import Approver, call, collect, configure, finished, open_engine
-from tests.support.mcp_launch import http_server
 from tests.support.openai_server import OpenAITestServer, calls_script
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-
-
-@pytest.fixture(scope="module")
-def mcp_url() -> Iterator[str]:
-    with http_server() as url:
-        yield url
 
 
 @pytest.fixture
