@@ -312,7 +312,7 @@ async def test_rls_covers_every_user_table_and_members_hold_no_ddl(team) -> None
 
 async def test_migration_moves_the_key_to_the_user_and_back(settings: Settings,
                                                             backend: str) -> None:
-    await migrate(settings)
+    await migrate(settings, from_scratch=True)
     async with Engine(settings) as engine:
         await engine.sessions.create("kept across the migration")
         assert engine.db is not None
