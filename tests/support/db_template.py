@@ -22,6 +22,7 @@ migrations themselves, take the real path.
 
 from __future__ import annotations
 
+import atexit
 import shutil
 import tempfile
 import uuid
@@ -75,6 +76,7 @@ async def _sqlite_copy(path: Path) -> bool:
         return False
     if not _sqlite_template:
         folder = Path(tempfile.mkdtemp(prefix="parley-template-"))
+        atexit.register(shutil.rmtree, folder, True)
         template = folder / "template.db"
         await upgrade(load_settings(overrides={"database": {"url": f"sqlite:///{template}"},
                                                "crypto": {"key_file": str(folder / "key")}},
