@@ -125,3 +125,58 @@ def _ok_out(person: Person, *args: str) -> str:
     out = person.cli(*args)
     assert out.returncode == 0, out.stderr
     return out.stdout
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+async def test_existing_copy_state_migrates_and_downgrades(kind: str, parley_home: Path,
+                                                          request: pytest.FixtureRequest
+                                                          ) -> None:
+    """Rows written before ``0011_copy_state_owner`` go to the schema owner's user on
+    PostgreSQL (to nobody on SQLite); downgrading drops the column and keeps the rows."""
+    from sqlalchemy import text
+
+    from engine import Engine
+    from tests.portable.support import settings_for
+
+    if kind == "sqlite":
+        url = f"sqlite:///{parley_home / 'old.db'}"
+        owner, cleanup = None, None
+    else:
+        from tests.teams.support import TeamDatabase
+
+        cleanup = TeamDatabase(request.getfixturevalue("postgres_server").admin_url,
+                               parley_home)
+        owner = await cleanup.create()
+        url = owner.url
+    try:
+        async with Engine(settings_for(url), migrate=False) as engine:
+            await engine.upgrade("0008_copy_state")
+            assert engine.db is not None
+            async with engine.db.engine.begin() as conn:
+                uid = (await conn.execute(text(
+                    "INSERT INTO users (name, created_at) VALUES (:n, CURRENT_TIMESTAMP) "
+                    "RETURNING id"), {"n": owner.role if owner else "me"})).scalar_one()
+                await conn.execute(text(
+                    "INSERT INTO parley_copy_state (copy_id, table_name, id_offset, copied, "
+                    "skipped, done, updated_at) VALUES ('old', 'users', 0, 1, 0, false, "
+                    "CURRENT_TIMESTAMP)"))
+                await conn.execute(text("INSERT INTO parley_copy_map VALUES "
+                                        "('old', 'users', 1, 2)"))
+            await engine.upgrade()
+            async with engine.db.engine.connect() as conn:
+                if owner is not None:  # as the owner, held to the policies: its copy
+                    await conn.execute(text("SELECT set_config('parley.copy_all', 'on', "
+                                            "false)"))
+                for table in ("parley_copy_state", "parley_copy_map"):
+                    got = (await conn.execute(text(f"SELECT copy_id, user_id FROM {table}"))
+                           ).all()
+                    assert got == [("old", uid if owner else None)], table
+            await engine.downgrade("0008_copy_state")
+            async with engine.db.engine.connect() as conn:
+                for table in ("parley_copy_state", "parley_copy_map"):
+                    row = (await conn.execute(text(f"SELECT * FROM {table}"))).mappings().one()
+                    assert "user_id" not in row and row["copy_id"] == "old"
+            await engine.upgrade()
+    finally:
+        if cleanup is not None:
+            await cleanup.drop()
