@@ -8,7 +8,6 @@ whole configuration right after that frame.
 
 from __future__ import annotations
 
-import getpass
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,6 +21,8 @@ RESERVED_ENV = {"PARLEY_HOME", "PARLEY_CONFIG", "PARLEY_KEY"}
 
 
 def default_user() -> str:
+    import getpass  # termios and pwd: only when the settings are validated
+
     try:
         return getpass.getuser()
     except Exception:  # no passwd entry (containers): still a stable name

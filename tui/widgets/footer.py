@@ -1,16 +1,20 @@
 """The footer: Textual's, rebuilt only when the keys it shows change.
 
 Textual rebuilds the footer on every change of the active bindings (each focus change),
-and every rebuilt key is styled again, twice (its compact class is set, then bound). Before
-the first frame it was built three times with the same keys: two thirds of all the styling
-work of that frame. Here a rebuild with the same keys is skipped.
+and every rebuilt key is styled three times: when mounted, when its compact class is set
+(a key starts compact) and when it is bound to the footer's (which is not). Before the
+first frame the footer was built three times with the same keys: most of the styling work
+of that frame. Here a rebuild with the same keys is skipped, and a key starts with the
+footer's compactness, so it is styled once.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from textual.app import ComposeResult
 from textual.widgets import Footer as TextualFooter
+from textual.widgets._footer import FooterKey
 
 
 class Footer(TextualFooter):
@@ -28,6 +32,14 @@ class Footer(TextualFooter):
         palette = active.get(self.app.COMMAND_PALETTE_BINDING)
         return (shown, self.show_command_palette,
                 None if palette is None else (palette[1], palette[2]))
+
+    def compose(self) -> ComposeResult:
+        for widget in super().compose():
+            if isinstance(widget, FooterKey) and "compact" in (widget._reactive_connect or {}):
+                # what the binding to the footer's `compact` sets on mount, set before it
+                # (the palette's key is not bound: it stays compact)
+                widget.set_reactive(FooterKey.compact, self.compact)
+            yield widget
 
     async def recompose(self) -> None:
         if not self._bindings_ready or not self.is_attached:
