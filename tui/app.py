@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import traceback
 from collections.abc import Awaitable, Callable
@@ -117,12 +118,15 @@ class ParleyApp(App[None]):
     _theme_applied = False  # a class default: App.__init__ already sets the theme
 
     def __init__(self, settings: Settings | EarlySettings, *, opener: SourceOpener | None = None,
-                 settle: Callable[[], Settings] | None = None) -> None:
+                 settle: Callable[[], Settings] | None = None, resume_gc: bool = False) -> None:
         """``settle``: when ``settings`` are the first frame's (``read_early``), what
-        validates the whole configuration right after that frame."""
+        validates the whole configuration right after that frame. ``resume_gc``: the
+        cyclic garbage collector was paused for the start-up (``tui.cli.start``); it
+        resumes after the first frame."""
         super().__init__()
         self.settings: Settings = settings  # type: ignore[assignment]  # settled at once
         self._settle = settle
+        self._resume_gc = resume_gc
         self.config_error: ParleyError | None = None
         self.opener = opener or SourceOpener(settings.ui.editor)
         self.engine: Engine | None = None
@@ -151,6 +155,10 @@ class ParleyApp(App[None]):
         the engine. The validation runs here, not in a worker: no key typed meanwhile is
         handled with settings that may be wrong, and a broken configuration ends the app
         before it takes any input (``tui.cli.start`` prints the error and exits 2)."""
+        if self._resume_gc:
+            self._resume_gc = False
+            gc.freeze()  # what start-up built lives on: later collections skip it
+            gc.enable()
         if self._settle is not None:
             settle, self._settle = self._settle, None
             try:

@@ -7,6 +7,7 @@ way a broken configuration ends ``parley`` with one error line and exit code 2.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from collections.abc import Mapping
@@ -18,6 +19,10 @@ if TYPE_CHECKING:
 
 def start_tui(config_path: str | None, overrides: Mapping[str, Any]) -> None:
     """Check what the first frame needs, run the app, then end at once."""
+    # Until the first frame (``ParleyApp.after_first_frame``), importing Textual and building
+    # the screen allocate hundreds of thousands of objects that all live on: the cyclic
+    # collector would walk them again and again for nothing (about 5% of the first paint).
+    gc.disable()
     from engine.config.early import read_early
     from engine.errors import ParleyError
 
@@ -36,7 +41,7 @@ def start_tui(config_path: str | None, overrides: Mapping[str, Any]) -> None:
         fail(exc)
     from tui.app import ParleyApp
 
-    app = ParleyApp(settings, settle=validated if early is not None else None)
+    app = ParleyApp(settings, settle=validated if early is not None else None, resume_gc=True)
     app.run()
     if app.config_error is not None:  # found right after the first frame
         fail(app.config_error)
