@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, ClassVar
 from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType
-from textual.css.stylesheet import Stylesheet
 from textual.reactive import reactive
 
 from engine.errors import ParleyError
@@ -32,6 +31,7 @@ from tui.keys import keymap, keys_for
 from tui.open_source import SourceOpener
 from tui.screens.chat import ChatScreen
 from tui.screens.dialogs import ErrorDialog
+from tui.stylesheet import KeptStylesheet
 from tui.ui_state import load_state, remember
 from tui.widgets.status import StatusInfo, model_status
 
@@ -59,35 +59,6 @@ def _later(module: str, name: str) -> Callable[[], Screen[None]]:
         return getattr(importlib.import_module(module), name)()  # type: ignore[no-any-return]
 
     return make
-
-
-class KeptStylesheet(Stylesheet):
-    """Textual refreshes the CSS when the first screen mounts: it sets the variables again
-    (which throws away every parsed rule, even when they did not change) and re-parses
-    every source into a fresh stylesheet (with an empty cache). The whole CSS was parsed
-    twice before the first frame; here rules parsed with the same variables are kept."""
-
-    def set_variables(self, variables: dict[str, str]) -> None:
-        if variables != self._variables:
-            super().set_variables(variables)
-
-    def reparse(self) -> None:
-        # Textual's reparse (a fresh stylesheet, so an error leaves this one intact) with
-        # this one's cache: the same variables give the same rules.
-        fresh = KeptStylesheet(variables=self._variables)
-        fresh._parse_cache = self._parse_cache
-        for read_from, (css, is_defaults, tie_breaker, scope) in self.source.items():
-            fresh.add_source(css, read_from=read_from, is_default_css=is_defaults,
-                             tie_breaker=tie_breaker, scope=scope)
-        try:
-            fresh.parse()
-        except Exception:
-            self._invalid_css.update(fresh._invalid_css)
-            raise
-        self._rules = fresh.rules
-        self._rules_map = None
-        self.source = fresh.source
-        self._require_parse = False
 
 
 class ParleyApp(App[None]):
@@ -152,9 +123,10 @@ class ParleyApp(App[None]):
 
     def after_first_frame(self) -> None:
         """Validate the configuration (if the first frame was drawn before that), then open
-        the engine. The validation runs here, not in a worker: no key typed meanwhile is
-        handled with settings that may be wrong, and a broken configuration ends the app
-        before it takes any input (``tui.cli.start`` prints the error and exits 2)."""
+        the engine. The validation runs here, on the app's own loop, not in a worker: it is
+        over before the app handles anything but the first frame's keys (which use only
+        ``ui``, read exactly as validated), and a broken configuration ends the app before
+        the engine opens (``tui.cli.start`` prints the error and exits 2)."""
         if self._resume_gc:
             self._resume_gc = False
             gc.freeze()  # what start-up built lives on: later collections skip it

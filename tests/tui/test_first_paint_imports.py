@@ -36,7 +36,8 @@ OWN = {
     "engine", "engine.errors",
     # the pydantic-free part of the configuration: files, and the first frame's keys
     "engine.config", "engine.config.files", "engine.config.early",
-    "tui", "tui.app", "tui.commands", "tui.keys", "tui.open_source", "tui.ui_state",
+    "tui", "tui.app", "tui.commands", "tui.keys", "tui.open_source", "tui.stylesheet",
+    "tui.ui_state",
     "tui.cli", "tui.cli.entry", "tui.cli.start",
     "tui.screens", "tui.screens.base", "tui.screens.chat", "tui.screens.chat_turns",
     "tui.screens.chat_setup",  # the chat screen's set-up half; its dialogs load later
