@@ -15,6 +15,7 @@ from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Input, Static
 
+from engine.errors import ParleyError
 from tui.screens.base import engine_task
 from tui.screens.chat_setup import ChatSetup
 from tui.screens.chat_turns import ChatTurns
@@ -95,7 +96,11 @@ class ChatScreen(ChatSetup, ChatTurns):
     @engine_task("sessions")
     async def load_sessions(self) -> None:
         """The first page of the sidebar."""
-        engine = await self.engine()
+        try:
+            engine = await self.engine()
+        except ParleyError:
+            self.sidebar.unavailable()
+            raise
         page = await engine.sessions.list(limit=PAGE + 1)
         self.sidebar.reset(page[:PAGE], exhausted=len(page) <= PAGE, current=self.session_id)
 
