@@ -35,6 +35,7 @@ OWN = {
     "tui", "tui.app", "tui.commands", "tui.keys", "tui.open_source", "tui.ui_state",
     "tui.cli", "tui.cli.main", "tui.cli.common", "tui.cli.start",
     "tui.screens", "tui.screens.base", "tui.screens.chat", "tui.screens.chat_turns",
+    "tui.screens.chat_sources",  # the chat screen's sources half
     "tui.screens.chat_setup",  # the chat screen's set-up half; its dialogs load later
     "tui.screens.dialogs",
     "tui.widgets", "tui.widgets.format", "tui.widgets.message", "tui.widgets.prompt",
