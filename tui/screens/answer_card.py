@@ -41,14 +41,14 @@ class AnswerCard(ModalScreen[AnswerT]):
 
     def __init__(self, title: str, why: str, details: str, *, message: str = "") -> None:
         super().__init__(classes="dialog")
-        self.card_title = title
+        self.title_text = title
         self.why = why
         self.details = details
         self.message = message
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog-box -warning"):
-            yield Label(self.card_title, classes="dialog-title")
+            yield Label(self.title_text, classes="dialog-title")
             if self.message:
                 yield Static(self.message, classes="dialog-message", markup=False)
             yield Static(self.why, classes="card-why", markup=False)
