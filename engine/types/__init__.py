@@ -6,7 +6,7 @@ and the UI never depends on the storage layer.
 One module per domain, named like the engine package that returns them (``chat``,
 ``history``, ``library``, ``tools``, ...). Every name is re-exported here, so
 ``from engine.types import X`` is how callers import them: a new dataclass goes in the
-module of its domain (or a new one) and gets a line here.
+module of its domain (or a new one) and is added to the imports and ``__all__`` below.
 """
 
 from engine.types.chat import Delta, Done, NothingFound, Searched, Sources
