@@ -40,6 +40,7 @@ OWN = {
     "tui.ui_state",
     "tui.cli", "tui.cli.entry", "tui.cli.start",
     "tui.screens", "tui.screens.base", "tui.screens.chat", "tui.screens.chat_turns",
+    "tui.screens.chat_sources",  # the chat screen's sources half
     "tui.screens.chat_setup",  # the chat screen's set-up half; its dialogs load later
     "tui.screens.dialogs",
     "tui.widgets", "tui.widgets.footer", "tui.widgets.format", "tui.widgets.message",

@@ -237,22 +237,6 @@ class ChatScreen(ChatSetup, ChatTurns):
     def action_focus_transcript(self) -> None:
         self.transcript.focus()
 
-    def action_toggle_sources(self) -> None:
-        if self.sources.display and self.sources.has_focus_within:
-            self.sources.display = False
-            self.prompt.focus()
-            return
-        self.sources.display = True
-        self.sources.source_list.focus()
-
-    def action_open_source(self) -> None:
-        citation = self.sources.highlighted
-        if citation is None:
-            self.notify("No source selected: answers with sources list them here",
-                        severity="warning")
-            return
-        self.open_citation(citation)
-
     def insert_context(self, text: str) -> None:
         """Put quoted passages before whatever the prompt holds, ready for a question."""
         self.prompt.restore(text + self.prompt.text)
