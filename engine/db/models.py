@@ -471,6 +471,9 @@ class CopyState(Base):
     skipped: Mapped[int] = mapped_column(BigInteger, default=0)
     done: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # who ran the copy (row-level security: a member sees only their own copies); NULL: a
+    # role with no user row on the target yet (the owner creating it, a superuser)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
 
 
 class CopyMap(Base):
@@ -481,3 +484,4 @@ class CopyMap(Base):
     table_name: Mapped[str] = mapped_column(String(128), primary_key=True)
     old_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     new_id: Mapped[int] = mapped_column(BigInteger)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
