@@ -105,6 +105,21 @@ def build(path: Path, rows: int, key: bytes) -> None:
     conn.close()
 
 
+def _count_rows(path: Path) -> int:
+    """Every row the copy moves (chunk sets, documents, chunks, vectors, sessions, messages,
+    users, key facts, ...): counted, not derived from --rows."""
+    import sqlite3
+
+    from engine.portable.plan import build_plans
+
+    conn = sqlite3.connect(path)
+    try:
+        return sum(conn.execute(f'SELECT count(*) FROM "{p.name}"').fetchone()[0]
+                   for p in build_plans())
+    finally:
+        conn.close()
+
+
 def _env(home: Path, key: bytes) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
     env.update(PARLEY_HOME=str(home), PARLEY_KEY=key.decode(), PYTHONPATH=str(REPO))
@@ -151,8 +166,8 @@ async def main() -> None:
             else subprocess.run(["cp", str(args.source), str(source)], check=True)
     else:
         build(source, args.rows, key)
-    total_rows = 2 * args.rows + args.rows // 100 * 2 + 2 + args.rows  # + vectors
-    print(f"built {args.rows:,} chunks + {args.rows:,} messages "
+    total_rows = _count_rows(source)
+    print(f"built {args.rows:,} chunks + {args.rows:,} messages, {total_rows:,} rows in all "
           f"({source.stat().st_size / 1e6:,.0f} MB) in {time.perf_counter() - t0:.0f}s")
     src = f"sqlite:///{source}"
     async with postgres_url(args.postgres, True) as pg:

@@ -1,15 +1,16 @@
 """Parley's engine: storage, encryption, ingestion, retrieval, chat and usage.
 
-Front ends import from here only. ``Engine`` is imported on first use: settings can be
-loaded (and a UI painted) before SQLAlchemy, Alembic and numpy are imported.
+Front ends import from here only. ``Engine``, ``Settings`` and ``load_settings`` are
+imported on first use: a UI can paint before pydantic, SQLAlchemy, Alembic and numpy are
+imported (importing ``engine.errors`` runs this module too).
 """
 
 from typing import TYPE_CHECKING, Any
 
-from engine.config import Settings, load_settings
 from engine.errors import ParleyError
 
 if TYPE_CHECKING:
+    from engine.config import Settings, load_settings
     from engine.facade import Engine
 
 __version__ = "0.1.0"
@@ -22,4 +23,8 @@ def __getattr__(name: str) -> Any:
         from engine.facade import Engine
 
         return Engine
+    if name in ("Settings", "load_settings"):
+        import engine.config
+
+        return getattr(engine.config, name)
     raise AttributeError(f"module 'engine' has no attribute {name!r}")

@@ -2,7 +2,9 @@
 
 The first screen paints before the engine opens: opening (connecting, migrating the
 embedded database, checking the key) runs in a worker after mount, and screens wait for it
-in their own workers (``ready_engine``). Screens do the work; this module only connects
+in their own workers (``ready_engine``). Started by ``parley``, it may also paint before the
+configuration is validated (``settle``): that runs right after the first frame, before any
+key is handled, and a broken configuration ends the app (``config_error``). Screens do the work; this module only connects
 them.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import traceback
 from collections.abc import Awaitable, Callable
@@ -28,6 +31,7 @@ from tui.keys import keymap, keys_for
 from tui.open_source import SourceOpener
 from tui.screens.chat import ChatScreen
 from tui.screens.dialogs import ErrorDialog
+from tui.stylesheet import KeptStylesheet
 from tui.ui_state import load_state, remember
 from tui.widgets.status import StatusInfo, model_status
 
@@ -35,6 +39,7 @@ if TYPE_CHECKING:
     from textual.screen import Screen
 
     from engine import Engine, Settings
+    from engine.config.early import EarlySettings
     from engine.types import WatchEvent
 
 STYLES = Path(__file__).parent / "styles"
@@ -83,9 +88,17 @@ class ParleyApp(App[None]):
     status: reactive[StatusInfo] = reactive(StatusInfo, init=False)
     _theme_applied = False  # a class default: App.__init__ already sets the theme
 
-    def __init__(self, settings: Settings, *, opener: SourceOpener | None = None) -> None:
+    def __init__(self, settings: Settings | EarlySettings, *, opener: SourceOpener | None = None,
+                 settle: Callable[[], Settings] | None = None, resume_gc: bool = False) -> None:
+        """``settle``: when ``settings`` are the first frame's (``read_early``), what
+        validates the whole configuration right after that frame. ``resume_gc``: the
+        cyclic garbage collector was paused for the start-up (``tui.cli.start``); it
+        resumes after the first frame."""
         super().__init__()
-        self.settings = settings
+        self.settings: Settings = settings  # type: ignore[assignment]  # settled at once
+        self._settle = settle
+        self._resume_gc = resume_gc
+        self.config_error: ParleyError | None = None
         self.opener = opener or SourceOpener(settings.ui.editor)
         self.engine: Engine | None = None
         self.folder_news: WatchEvent | None = None  # the folder watcher's last news
@@ -95,24 +108,55 @@ class ParleyApp(App[None]):
         self.set_keymap(keymap(settings))  # ui.keys and ui.enter_sends (see tui.keys)
         # the footer finds the palette's binding by this key
         self.COMMAND_PALETTE_BINDING = keys_for(self, "app.command_palette", "ctrl+p")[0]
+        # The theme is set before the stylesheet is made, so the CSS is parsed once, with
+        # its variables (set on mount, it was parsed with the default theme's first).
+        self._unknown_theme = self._apply_theme()
+        self.stylesheet = KeptStylesheet(variables=self.get_css_variables())
 
     def on_mount(self) -> None:
-        self._apply_theme()
-        self.set_model(None, None, 0, False)
-        self.call_after_refresh(self.open_engine)
+        if self._unknown_theme:
+            self.notify(f"Unknown theme '{self._unknown_theme}': using {self.theme}",
+                        severity="warning")
+        if self._settle is None:
+            self.set_model(None, None, 0, False)
+        self.call_after_refresh(self.after_first_frame)
 
-    def _apply_theme(self) -> None:
-        """The configured theme, else the one last picked in the app, else the default."""
+    def after_first_frame(self) -> None:
+        """Validate the configuration (if the first frame was drawn before that), then open
+        the engine. The validation runs here, on the app's own loop, not in a worker: it is
+        over before the app handles anything but the first frame's keys (which use only
+        ``ui``, read exactly as validated), and a broken configuration ends the app before
+        the engine opens (``tui.cli.start`` prints the error and exits 2)."""
+        if self._resume_gc:
+            self._resume_gc = False
+            gc.freeze()  # what start-up built lives on: later collections skip it
+            gc.enable()
+        if self._settle is not None:
+            settle, self._settle = self._settle, None
+            try:
+                self.settings = settle()
+            except ParleyError as exc:
+                self.config_error = exc
+                self.exit(return_code=exc.exit_code)
+                return
+            self.set_model(None, None, 0, False)
+        self.open_engine()
+
+    def _apply_theme(self) -> str:
+        """The configured theme, else the one last picked in the app, else the default.
+        Returns the configured name when no theme has it, else ""."""
         theme = self.settings.ui.theme
         if not self._theme_configured:
             remembered = load_state().get("theme")
             if isinstance(remembered, str) and remembered in self.available_themes:
                 theme = remembered
+        unknown = ""
         if theme in self.available_themes:
             self.theme = theme
         else:
-            self.notify(f"Unknown theme '{theme}': using {self.theme}", severity="warning")
+            unknown = theme
         self._theme_applied = True
+        return unknown
 
     @property
     def _theme_configured(self) -> bool:

@@ -19,7 +19,8 @@ to that turn; a session created by the turn keeps them.
 Which collections: the call's, else the session's; a session that names none searches
 every collection its user can see (``engine.session_setup.scope``). Temperature, max tokens,
 top-k and RAG: the call's, else the session's, else the configuration; the context window
-is the server's own figure where it tells (``engine.session_setup.windows``).
+is the server's own figure where it tells (``engine.session_setup.windows``). These choices
+are made in ``engine.session_setup.choices``.
 
 Tools: ``tools`` True/False overrides ``tools.enabled`` for the turn, ``approval`` overrides
 ``tools.approval``, and ``approver`` is the front end's question to the user before a call
@@ -31,35 +32,27 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from engine.history.branches import Branches, last_exchange
+from engine.chat.turn import EXTRACTIVE, ChatEvent, run_turn
 from engine.db import models as m
-from engine.errors import ConfigError, ProviderError, UsageError
-from engine.chat.prompt import DEFAULT_SYSTEM_PROMPT, answer_reserve, fixed_tokens
+from engine.errors import ConfigError, UsageError
+from engine.history.branches import Branches, LastExchange, last_exchange
 from engine.providers.base import ChatProvider
 from engine.providers.registry import make_chat_provider
-from engine.chat.turn import EXTRACTIVE, ChatEvent, Turn, run_turn
-from engine.session_setup.attachments import (
-    LoadedAttachment,
-    attachment_hits,
-    too_large,
-)
+from engine.session_setup.attachments import LoadedAttachment
 from engine.session_setup.attachments import store_in as store_attachments
 from engine.session_setup.attachments import stored as stored_attachments
-from engine.session_setup.scope import resolve_scope
+from engine.session_setup.choices import choose_model, turn_scope, turn_setup
 from engine.session_setup.settings import (
-    TurnOptions,
+    collection_rows,
     list_models,
     merged_params,
     parse_params,
-    turn_params,
+    replace_collections,
 )
-from engine.teams import shares
 from engine.types import ChatScope, ContextWindow, Searched, SessionDetail, SessionSummary
 
 if TYPE_CHECKING:
@@ -67,15 +60,6 @@ if TYPE_CHECKING:
     from engine.tools.loop import Approver
 
 TITLE_CHARS = 60
-
-
-@dataclass(frozen=True, slots=True)
-class _Setup:
-    provider: str | None
-    model: str
-    system: str
-    scope: ChatScope
-    options: TurnOptions
 
 
 def title_from(question: str) -> str:
@@ -149,8 +133,8 @@ class Chat:
         detail = None if new else await self._find_session(session_id)
         summary = detail.session if detail else None
         given = parse_params(params) if params else {}
-        setup = await self._setup(summary, provider, model, collections, rag, given,
-                                  system_prompt, question, attachments)
+        setup = await turn_setup(self, summary, provider, model, collections, rag, given,
+                                 system_prompt, question, attachments)
         async with self.engine._require_db().write() as s:
             if summary is None:
                 session = await self._create_in(s, question, provider,
@@ -165,10 +149,8 @@ class Chat:
             store_attachments(s, self.engine.user_id, row.id, attachments)
         yield Searched(setup.scope, summary is None
                        or summary.message_count == 0)
-        turn = Turn(session.id, row.id, question, detail.messages if detail else (),
-                    setup.scope.collections, setup.provider, setup.model, setup.system,
-                    setup.scope.rag, options=setup.options, tools=tools, approval=approval,
-                    approver=approver)
+        turn = setup.turn(session.id, row.id, question, detail.messages if detail else (),
+                          tools=tools, approval=approval, approver=approver)
         async with contextlib.aclosing(run_turn(self, turn)) as events:
             async for event in events:
                 yield event
@@ -180,17 +162,11 @@ class Chat:
                          approver: Approver | None = None) -> AsyncIterator[ChatEvent]:
         """Answer the last question again as a new branch (the old answer is kept).
         ``session_id`` None: the latest session."""
-        detail = await self._existing_session(session_id)
-        session_id = detail.session.id
-        summary, last = detail.session, last_exchange(detail)
-        async with self.engine._require_db().read() as s:
-            attached = await stored_attachments(s, last.question.id)
-        setup = await self._setup(summary, provider, model, None, rag, {}, None,
-                                  last.question.content, attached)
-        turn = Turn(session_id, last.question.id, last.question.content, last.history,
-                    setup.scope.collections, setup.provider, setup.model, setup.system,
-                    setup.scope.rag, options=setup.options, tools=tools, approval=approval,
-                    approver=approver)
+        summary, last, attached = await self._last_exchange(session_id)
+        setup = await turn_setup(self, summary, provider, model, None, rag, {}, None,
+                                 last.question.content, attached)
+        turn = setup.turn(summary.id, last.question.id, last.question.content, last.history,
+                          tools=tools, approval=approval, approver=approver)
         async with contextlib.aclosing(run_turn(self, turn)) as events:
             async for event in events:
                 yield event
@@ -205,48 +181,19 @@ class Chat:
         question = question.strip()
         if not question:
             raise UsageError("the question is empty", "type the new question")
-        detail = await self._existing_session(session_id)
-        session_id = detail.session.id
-        summary, last = detail.session, last_exchange(detail)
-        async with self.engine._require_db().read() as s:
-            attached = await stored_attachments(s, last.question.id)
-        setup = await self._setup(summary, provider, model, None, rag, {}, None, question,
-                                  attached)
+        summary, last, attached = await self._last_exchange(session_id)
+        setup = await turn_setup(self, summary, provider, model, None, rag, {}, None, question,
+                                 attached)
         async with self.engine._require_db().write() as s:
-            session = await self.branches.owned(s, session_id)
+            session = await self.branches.owned(s, summary.id)
             row = await self.branches.add_in(s, session, "user", question,
                                              parent_id=last.question.parent_id)
             store_attachments(s, self.engine.user_id, row.id, attached)
-        turn = Turn(session_id, row.id, question, last.history, setup.scope.collections,
-                    setup.provider, setup.model, setup.system, setup.scope.rag,
-                    options=setup.options, tools=tools, approval=approval, approver=approver)
+        turn = setup.turn(summary.id, row.id, question, last.history, tools=tools,
+                          approval=approval, approver=approver)
         async with contextlib.aclosing(run_turn(self, turn)) as events:
             async for event in events:
                 yield event
-
-    async def _setup(self, summary: SessionSummary | None, provider: str | None,
-                     model: str | None, collections: Sequence[str] | None, rag: bool | None,
-                     params: Mapping[str, Any], system_prompt: str | None, question: str,
-                     attachments: Sequence[LoadedAttachment]) -> _Setup:
-        """Everything a turn takes from the call, the session and the configuration; refuses
-        attachments that cannot fit before anything is stored."""
-        name, chosen = await self._choose_model(summary, provider, model)
-        use_rag = self._rag(rag if rag is not None else (summary.rag if summary else None))
-        scope = await resolve_scope(self.engine, await self._collections(summary, collections),
-                                    rag=use_rag)
-        temperature, max_tokens, top_k = turn_params(
-            self.engine, merged_params(summary.params if summary else None, params))
-        window = await self.context_window(name, chosen)
-        system = self._system_prompt(summary, system_prompt)
-        pinned = tuple(attachment_hits(attachments))
-        if pinned:
-            reserve = answer_reserve(window.tokens, max_tokens)
-            needed = fixed_tokens(system, question, pinned)
-            if needed > window.tokens - reserve:
-                raise too_large(attachments, needed, window.tokens, reserve)
-        options = TurnOptions(temperature, max_tokens, top_k, window.tokens, scope, pinned,
-                              tools=summary.tools if summary else None)
-        return _Setup(name, chosen, system, scope, options)
 
     async def context_window(self, provider: str | None, model: str, *,
                              refresh: bool = False) -> ContextWindow:
@@ -263,9 +210,7 @@ class Chat:
                     rag: bool | None = None) -> ChatScope:
         """Which documents a question in ``session_id`` (None: a new session) searches."""
         summary = (await self.engine.sessions.get(session_id)).session if session_id else None
-        use_rag = self._rag(rag if rag is not None else (summary.rag if summary else None))
-        return await resolve_scope(self.engine, await self._collections(summary, collections),
-                                   rag=use_rag)
+        return await turn_scope(self.engine, summary, collections, rag)
 
     async def start(self, *, persona: str | None = None) -> SessionSummary:
         """A new, empty session (its title comes from its first question), set up from
@@ -316,17 +261,13 @@ class Chat:
         return (await self.engine.sessions.get(session_id)).session
 
     async def set_collections(self, session_id: int, names: Sequence[str]) -> SessionSummary:
-        """The collections the session searches (empty: the default collection)."""
+        """The collections the session searches (empty: all of the user's)."""
         async with self.engine._require_db().write() as s:
             session = await self.branches.owned(s, session_id)
-            rows = await self._collection_rows(s, names)
-            await s.execute(delete(m.SessionCollection)
-                            .where(m.SessionCollection.session_id == session.id))
-            s.add_all(m.SessionCollection(session_id=session.id, collection_id=row.id)
-                      for row in rows)
+            await replace_collections(self.engine, s, session, names)
         return (await self.engine.sessions.get(session_id)).session
 
-    # -- choices --------------------------------------------------------------------------------
+    # -- which session --------------------------------------------------------------------------
     async def _find_session(self, session_id: int | None) -> SessionDetail | None:
         """The session and its active branch: ``session_id``'s, else the latest one."""
         if session_id is None:
@@ -343,56 +284,20 @@ class Chat:
             raise UsageError("there is no session yet", "ask a question first: parley ask --new")
         return detail
 
-    def _system_prompt(self, summary: SessionSummary | None, given: str | None) -> str:
-        return (given or (summary.system_prompt if summary else None)
-                or self.engine.settings.chat.system_prompt or DEFAULT_SYSTEM_PROMPT)
-
-    def _rag(self, given: bool | None) -> bool:
-        return self.engine.settings.chat.rag if given is None else given
+    async def _last_exchange(self, session_id: int | None) -> tuple[
+            SessionSummary, LastExchange, list[LoadedAttachment]]:
+        """The session (``session_id``, else the latest), its last question and answer, and
+        the files attached to that question."""
+        detail = await self._existing_session(session_id)
+        last = last_exchange(detail)
+        async with self.engine._require_db().read() as s:
+            attached = await stored_attachments(s, last.question.id)
+        return detail.session, last, attached
 
     async def _choose_model(self, summary: SessionSummary | None, provider: str | None,
                             model: str | None) -> tuple[str | None, str]:
-        """(provider name or None for the extractive answerer, model id)."""
-        chat = self.engine.settings.chat
-        name = provider or (summary.provider if summary else None) or chat.provider
-        if self.provider(name).kind == EXTRACTIVE:
-            if model and name is None:
-                raise ConfigError(f"--model {model} needs a model server, and no chat provider "
-                                  "is configured", "set chat.provider, or pass --provider NAME")
-            return (name if name in self.engine.settings.providers else None), EXTRACTIVE
-        if model:
-            return name, model
-        if summary and summary.model and (summary.provider or chat.provider) == name:
-            return name, summary.model
-        if chat.model and chat.provider == name:
-            return name, chat.model
-        configured = self.engine.settings.providers[name].models if name else {}
-        if configured:
-            return name, next(iter(configured))
-        try:
-            offered = ", ".join(await self.provider(name).list_models()) or "none"
-        except ProviderError as exc:
-            offered = f"unknown ({exc.message})"
-        raise ConfigError(f"no model chosen for provider '{name}'",
-                          f"set chat.model or pass --model; the server offers: {offered}")
-
-    async def _collections(self, summary: SessionSummary | None,
-                           given: Sequence[str] | None) -> tuple[str, ...]:
-        """The collections a turn is scoped to (labels: ``owner/name`` for a shared one);
-        empty: all of the user's."""
-        if given:
-            async with self.engine._require_db().read() as s:
-                return tuple(v.label for v in await shares.resolve(
-                    s, self.engine.user_id, given, quote=False))
-        if summary and summary.collections:
-            return tuple(summary.collections)
-        return ()
-
-    async def _collection_rows(self, s: AsyncSession,
-                               names: Sequence[str]) -> list[m.Collection]:
-        # the user's own, or shared with them (``owner/name``), in the order given
-        return [v.row for v in await shares.resolve(s, self.engine.user_id, names,
-                                                    quote=False)]
+        # the chat screen's header asks which model a session would use
+        return await choose_model(self, summary, provider, model)
 
     async def _create_in(self, s: AsyncSession, question: str, provider: str | None,
                          model: str | None, system_prompt: str | None,
@@ -402,7 +307,7 @@ class Chat:
                             system_prompt=system_prompt.strip() if system_prompt else None)
         s.add(session)
         await s.flush()
-        for row in await self._collection_rows(s, collections):
+        for row in await collection_rows(self.engine, s, collections):
             s.add(m.SessionCollection(session_id=session.id, collection_id=row.id))
         return session
 

@@ -77,14 +77,15 @@ async def snapshot_to(url: str, work: Path, *, settings: Any = None,
             raise CopyRefused(f"there is no database at {path}", "check database.url")
         await asyncio.to_thread(_vacuum_into, path, out)
         return out
+    from engine.portable.access import Access
     from engine.portable.copier import Copier
-    from engine.portable.target import forget_state
+    from engine.portable.state import Runner, forget_state
 
     report = await Copier(url, _sqlite_url(out), settings=settings, progress=progress,
                           users=users).run()
     db = Database(create_engine(_sqlite_url(out)))
     try:
-        await forget_state(db, report.copy_id)
+        await forget_state(db, report.copy_id, Runner.of(Access("sqlite")))
     finally:
         await db.dispose()
     return out

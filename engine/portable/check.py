@@ -120,7 +120,12 @@ async def _reference_checks(conn: AsyncConnection, problems: list[CheckProblem],
             problems.append(CheckProblem(
                 "dangling citations", f"{dangling} citations point at a {table.__tablename__[:-1]} "
                 "that is gone (not marked as removed)", REPAIR))
-    checks.append("no unfinished copy")
+
+
+async def _copy_checks(conn: AsyncConnection, problems: list[CheckProblem],
+                       checks: list[str], sees_all: bool) -> None:
+    # a member's copy state is their own (row-level security): they check their copies
+    checks.append("no unfinished copy" + ("" if sees_all else " of yours"))
     unfinished = int(await conn.scalar(select(func.count(func.distinct(m.CopyState.copy_id)))
                                        .where(m.CopyState.done.is_(False))) or 0)
     if unfinished:
@@ -160,6 +165,7 @@ async def check(db: Database, keys_for: KeyCandidates, user: str) -> CheckReport
                 await _sqlite_checks(conn, problems, checks)
             await _vector_checks(conn, db.backend, problems, checks)
             await _reference_checks(conn, problems, checks, who.sees_all)
+            await _copy_checks(conn, problems, checks, who.sees_all)
             await _key_check(conn, keys_for, who.role or user, problems, checks)
     except Exception as exc:  # a damaged file fails before any check can name it
         problems.append(CheckProblem("unreadable", str(exc).splitlines()[0][:200],

@@ -24,6 +24,7 @@ from engine.db import schema
 from engine.db.connect import Database, mask_url, sqlite_path
 from engine.errors import DatabaseError
 from engine.portable import scope
+from engine.portable import state as st
 from engine.portable import target as tg
 from engine.portable.access import access, open_database
 from engine.portable.idmap import IdMap
@@ -72,7 +73,7 @@ class Copier(Matching):
                  dry_run: bool = False, users: Sequence[str] | None = None,
                  batch: int = BATCH, progress: Progress | None = None,
                  verify: bool = True, settings: Settings | None = None,
-                 copy_id: str | None = None) -> None:
+                 copy_id: str | None = None, local_user: str | None = None) -> None:
         self.source_url, self.target_url = source_url, target_url
         self.merge, self.dry_run, self.batch, self.verify = merge, dry_run, batch, verify
         self.user_names = list(users) if users else None
@@ -83,6 +84,8 @@ class Copier(Matching):
         self.keys = tg.key_candidates(settings)
         self.inserted = 0
         self.fixed_copy_id = copy_id
+        # the user an SQLite target opens as (``scope._into_file``); None: names kept
+        self.local_user = local_user
 
     async def run(self) -> CopyReport:
         if _location(self.source_url) == _location(self.target_url):
@@ -143,8 +146,10 @@ class Copier(Matching):
         self.names = await self._source_users(sconn)
         async with tgt.engine.connect() as tconn:
             self.target_access = await access(tconn)
-            self.ids.renames = await scope.renames(None if created else tconn, users,
-                                                   self.target_access, self.names)
+            self.ids.renames = await scope.renames(
+                None if created else tconn, users, self.target_access, self.names,
+                source=self.source_access, local_user=self.local_user)
+        self.runner = st.Runner.of(self.target_access)
         return user_ids
 
     async def _run(self, src: Database, tgt: Database) -> CopyReport:
@@ -155,9 +160,10 @@ class Copier(Matching):
             meta = await tg.read_meta(sconn)
             self.key_facts = await tg.user_key_facts(sconn, self.names)
             checks = sorted(str(f.get("key_check")) for f in self.key_facts.values())
-            copy_id = self.fixed_copy_id or hashlib.sha256("|".join([
+            copy_id = st.runner_copy_id(self.fixed_copy_id or hashlib.sha256("|".join([
                 _location(self.source_url), *checks, json.dumps(self.ids.renames),
-                json.dumps(sorted(self.user_names or []))]).encode()).hexdigest()[:32]
+                json.dumps(sorted(self.user_names or []))]).encode()).hexdigest()[:32],
+                self.target_access)
             counts, maxima = await self._counts(sconn)
             self.maxima = maxima
             if self.dry_run:
@@ -203,7 +209,7 @@ class Copier(Matching):
                 "parley --db TARGET db check")
             error.report = report  # type: ignore[attr-defined]
             raise error
-        await tg.finish_state(tgt, copy_id)
+        await st.finish_state(tgt, copy_id, self.runner)
         return report
 
     def _scope_text(self) -> str:
@@ -243,10 +249,11 @@ class Copier(Matching):
         skip = () if self.target_access.sees_all else (USERS,)
         async with tgt.engine.begin() as conn:
             await tg.check_keys(conn, self.key_facts, self.ids.renames, self.keys)
-            state = await tg.load_state(conn, copy_id, self.ids)
-            if state is not None:
-                await tg.extend_reservations(conn, copy_id, self.plans, maxima, state,
-                                             skip=skip)
+            loaded = await st.load_state(conn, copy_id, self.ids, self.runner)
+            if loaded is not None:
+                state, self.runner = loaded
+                await st.extend_reservations(conn, copy_id, self.plans, maxima, state,
+                                             self.runner, skip=skip)
                 return state, True
             if not self.merge:
                 owners = await tg.users_with_data(
@@ -254,7 +261,8 @@ class Copier(Matching):
                 if owners:
                     raise CopyRefused(f"the target already holds data of user '{owners[0]}'",
                                       "add --merge to copy only what is not there yet")
-            state = await tg.start_state(conn, copy_id, self.plans, maxima, self.ids, skip=skip)
+            state = await st.start_state(conn, copy_id, self.plans, maxima, self.ids,
+                                         self.runner, skip=skip)
         if self.target_access.sees_all:
             await tg.copy_meta(tgt, meta)
         return state, False
@@ -281,7 +289,7 @@ class Copier(Matching):
                 state.last_key = tg.dump_key(plan.key_of(rows[-1]))
                 state.copied += len(out)
                 state.skipped += len(rows) - len(out)
-                await tg.save_progress(conn, copy_id, plan, state, matched)
+                await st.save_progress(conn, copy_id, plan, state, matched, self.runner)
             last = list(plan.key_of(rows[-1]))
             done += len(rows)
             if self.progress:

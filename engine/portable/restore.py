@@ -16,9 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, inspect, select
+from sqlalchemy import inspect, select
 
-from engine.db import models as m
 from engine.db import schema
 from engine.db.connect import Database, create_engine, mask_url, sqlite_path
 from engine.portable.backup import _sha256, _sqlite_url, describe, move_into_place, stage
@@ -28,15 +27,18 @@ from engine.portable.results import ArchiveError, CopyRefused, RestoreResult
 
 async def _state(url: str, copy_id: str) -> tuple[bool, bool]:
     """(whether the target has any Parley data, whether this restore already started)."""
-    from engine.portable.access import open_database
+    from engine.portable import state as st
+    from engine.portable.access import access, open_database
 
     db = open_database(url)
     try:
         async with db.engine.connect() as conn:
             tables = set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
-            started = "parley_copy_state" in tables and bool(await conn.scalar(
-                select(func.count()).select_from(m.CopyState).where(
-                    m.CopyState.copy_id == copy_id)))
+            started = False
+            if "parley_copy_state" in tables:  # this role's own restore of this archive
+                who = await access(conn)
+                started = await st.started(conn, st.runner_copy_id(copy_id, who),
+                                           st.Runner.of(who))
             for plan in build_plans():
                 if plan.name == USERS or plan.name not in tables:
                     continue

@@ -8,6 +8,8 @@
   (``session_user``), unless the owner copies in a user who already exists there under
   that name (restoring one member's backup). Several users land on their own names, which
   only the owner may do; a member is asked to pick one with ``--only-user``.
+- Out of PostgreSQL into SQLite (``db copy`` only), your own data lands on the SQLite
+  file's user (``_into_file``); other users keep their role names.
 """
 
 from __future__ import annotations
@@ -47,10 +49,13 @@ async def source_user_ids(conn: AsyncConnection, users: TablePlan, who: Access,
 
 
 async def renames(tconn: AsyncConnection | None, users: TablePlan, target: Access,
-                  source_names: list[str]) -> dict[str, str]:
+                  source_names: list[str], *, source: Access | None = None,
+                  local_user: str | None = None) -> dict[str, str]:
     """Source user name -> target user name, for the names that change."""
-    if target.backend != "postgresql" or not source_names:
+    if not source_names:
         return {}
+    if target.backend != "postgresql":
+        return _into_file(source, source_names, local_user)
     role = str(target.role)
     if len(source_names) > 1:
         if not target.sees_all:
@@ -69,3 +74,20 @@ async def renames(tconn: AsyncConnection | None, users: TablePlan, target: Acces
             select(users.table.c.id).where(users.table.c.name == name)) is not None:
         return {}  # the owner restores a member who is already on the team
     return {name: role}
+
+
+def _into_file(source: Access | None, source_names: list[str],
+               local_user: str | None) -> dict[str, str]:
+    """Out of PostgreSQL into SQLite: your own data lands on the file's own user.
+
+    On PostgreSQL you are your role; an SQLite file's user is the ``user:`` setting (by
+    default your login name), which is who ``parley --db FILE`` opens as. So when the copy
+    holds only the connecting role's own data (a member's copy, or the owner's
+    ``--only-user`` naming themselves) that user is renamed to ``local_user``: the file
+    opens as you, with the same key. Anyone else's data, and a whole team, keep their role
+    names (each opens with ``--user ROLE``); backups never rename (``local_user`` None)."""
+    if (local_user is None or source is None or source.backend != "postgresql"
+            or len(source_names) != 1 or source_names[0] != source.role
+            or source_names[0] == local_user):
+        return {}
+    return {source_names[0]: local_user}

@@ -1,6 +1,6 @@
-"""Target-side steps of a copy: state rows, id offsets and sequences, each user's key check
-value, conflicts with data already there, fetching rows by key, and building the search
-indexes.
+"""Target-side steps of a copy: each user's key check value, conflicts with data already
+there, fetching rows by key, and building the search indexes (the copy's own progress and
+id offsets: ``engine.portable.state``).
 """
 
 from __future__ import annotations
@@ -9,16 +9,13 @@ import json
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.db import models as m
 from engine.keys import crypto
-from engine.db.coltypes import utcnow
 from engine.db.connect import Database
 from engine.db.search_backend import for_backend
-from engine.portable.access import reserve_block, sequence_of
-from engine.portable.idmap import IdMap
 from engine.teams import rls
 from engine.portable.plan import USERS, TablePlan
 from engine.portable.results import CopyRefused
@@ -120,22 +117,6 @@ async def copy_meta(tgt: Database, source_meta: dict[str, str]) -> None:
             await conn.execute(insert(m.Meta), missing)
 
 
-async def load_state(conn: AsyncConnection, copy_id: str,
-                     ids: IdMap) -> dict[str, m.CopyState] | None:
-    rows = (await conn.execute(select(m.CopyState.__table__).where(
-        m.CopyState.copy_id == copy_id))).mappings().all()
-    if not rows:
-        return None
-    state = {r["table_name"]: m.CopyState(**dict(r)) for r in rows}
-    for r in rows:
-        ids.offsets[r["table_name"]] = int(r["id_offset"])
-    for table, old, new in (await conn.execute(
-            select(m.CopyMap.table_name, m.CopyMap.old_id, m.CopyMap.new_id)
-            .where(m.CopyMap.copy_id == copy_id))).all():
-        ids.exceptions.setdefault(table, {})[int(old)] = int(new)
-    return state
-
-
 async def users_with_data(conn: AsyncConnection, plans: dict[str, TablePlan],
                           names: Sequence[str]) -> list[str]:
     """Which of these user names already own rows on the target."""
@@ -156,94 +137,6 @@ async def users_with_data(conn: AsyncConnection, plans: dict[str, TablePlan],
                 owners.append(name)
                 break
     return owners
-
-
-async def _sequence(conn: AsyncConnection, plan: TablePlan) -> str | None:
-    if not plan.offset_pk:
-        return None
-    return await sequence_of(conn, plan.name, plan.offset_pk)
-
-
-async def start_state(conn: AsyncConnection, copy_id: str, plans: list[TablePlan],
-                      source_max: dict[str, int], ids: IdMap, *,
-                      skip: Sequence[str] = ()) -> dict[str, m.CopyState]:
-    """Pick each table's id offset and record the state rows.
-
-    PostgreSQL: a block of the table's sequence as large as the source's largest id
-    (starting at 1, so ids are kept, when the sequence never gave one out); the block is
-    taken, so concurrent inserts cannot collide and no one needs to see the others' rows.
-    SQLite: past the largest id (0 into an empty table)."""
-    state = {}
-    for plan in plans:
-        offset = 0
-        top = source_max.get(plan.name, 0)
-        if plan.offset_pk and plan.name not in skip:
-            seq = await _sequence(conn, plan)
-            if seq and top:
-                offset = await reserve_block(conn, seq, top)
-            elif not seq:
-                col = plan.table.c[plan.offset_pk]
-                offset = int(await conn.scalar(select(func.coalesce(func.max(col), 0))) or 0)
-        ids.offsets[plan.name] = offset
-        state[plan.name] = m.CopyState(
-            copy_id=copy_id, table_name=plan.name, id_offset=offset, id_reserved=offset + top,
-            last_key=None, copied=0, skipped=0, done=False, updated_at=utcnow())
-    await conn.execute(insert(m.CopyState), [
-        {c.name: getattr(s, c.name) for c in m.CopyState.__table__.columns}
-        for s in state.values()])
-    return state
-
-
-async def extend_reservations(conn: AsyncConnection, copy_id: str, plans: list[TablePlan],
-                              source_max: dict[str, int], state: dict[str, m.CopyState],
-                              *, skip: Sequence[str] = ()) -> None:
-    """A resumed copy whose source grew: take the ids after the block reserved before,
-    if no one took them meanwhile (else the new rows would collide: refuse)."""
-    for plan in plans:
-        row = state.get(plan.name)
-        if row is None or plan.name in skip:
-            continue
-        need = int(row.id_offset or 0) + source_max.get(plan.name, 0)
-        have = int(row.id_reserved or 0)
-        seq = await _sequence(conn, plan)
-        if not seq or need <= have:
-            continue
-        last, called = (await conn.execute(text(f"SELECT last_value, is_called FROM {seq}"))
-                        ).one()
-        start = await reserve_block(conn, seq, need - have) if (
-            int(last) == have or not called) else None
-        if start != have:
-            raise CopyRefused(f"the source's {plan.name} grew since this copy began and the "
-                              "target gave those ids to other rows meanwhile",
-                              "add --merge to copy what is missing with new ids")
-        row.id_reserved = need
-        await conn.execute(update(m.CopyState).where(
-            m.CopyState.copy_id == copy_id, m.CopyState.table_name == plan.name).values(
-            id_reserved=need))
-
-
-async def save_progress(conn: AsyncConnection, copy_id: str, plan: TablePlan,
-                        row: m.CopyState, exceptions: dict[int, int]) -> None:
-    if exceptions:
-        await conn.execute(insert(m.CopyMap), [
-            {"copy_id": copy_id, "table_name": plan.name, "old_id": o, "new_id": n}
-            for o, n in exceptions.items()])
-    await conn.execute(update(m.CopyState).where(
-        m.CopyState.copy_id == copy_id, m.CopyState.table_name == plan.name).values(
-        last_key=row.last_key, copied=row.copied, skipped=row.skipped, done=row.done,
-        updated_at=utcnow()))
-
-
-async def finish_state(tgt: Database, copy_id: str) -> None:
-    async with tgt.engine.begin() as conn:
-        await conn.execute(update(m.CopyState).where(m.CopyState.copy_id == copy_id)
-                           .values(done=True, updated_at=utcnow()))
-
-
-async def forget_state(tgt: Database, copy_id: str) -> None:
-    async with tgt.engine.begin() as conn:
-        await conn.execute(delete(m.CopyMap).where(m.CopyMap.copy_id == copy_id))
-        await conn.execute(delete(m.CopyState).where(m.CopyState.copy_id == copy_id))
 
 
 async def fetch_by_keys(conn: AsyncConnection, plan: TablePlan,

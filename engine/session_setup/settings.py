@@ -14,16 +14,18 @@ the model is kept, and the caller is told it was not checked.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.config import ChatParams
 from engine.db import models as m
 from engine.errors import ConfigError, ProviderError, UnknownModel, UsageError
+from engine.teams import shares
 from engine.types import ChatScope, SearchHit, SessionSummary
 
 if TYPE_CHECKING:
@@ -170,11 +172,7 @@ async def configure(engine: Engine, session_id: int, *, provider: Any = UNSET,
         if tools is not UNSET:
             session.tools = tools
         if collections is not UNSET:
-            rows = await chat._collection_rows(s, list(collections or ()))
-            await s.execute(delete(m.SessionCollection)
-                            .where(m.SessionCollection.session_id == session.id))
-            s.add_all(m.SessionCollection(session_id=session.id, collection_id=row.id)
-                      for row in rows)
+            await replace_collections(engine, s, session, list(collections or ()))
     return (await engine.sessions.get(session_id)).session, warnings
 
 
@@ -208,3 +206,18 @@ def _tools_text(summary: SessionSummary, engine: Engine) -> str:
 
     return describe(summary.tools, engine.settings.tools.enabled)
 
+
+async def collection_rows(engine: Engine, s: AsyncSession,
+                          names: Sequence[str]) -> list[m.Collection]:
+    # the user's own, or shared with them (``owner/name``), in the order given
+    return [v.row for v in await shares.resolve(s, engine.user_id, names, quote=False)]
+
+
+async def replace_collections(engine: Engine, s: AsyncSession, session: m.Session,
+                              names: Sequence[str]) -> None:
+    """Make ``names`` the collections ``session`` searches (empty: all of the user's)."""
+    rows = await collection_rows(engine, s, names)
+    await s.execute(delete(m.SessionCollection)
+                    .where(m.SessionCollection.session_id == session.id))
+    s.add_all(m.SessionCollection(session_id=session.id, collection_id=row.id)
+              for row in rows)

@@ -256,7 +256,8 @@ def install_copy_policies(execute: Callable[[str], object], schema: str) -> None
     true only when the session set ``parley.copy_all`` to ``on`` *and* ``session_user`` is
     a member of the role that owns the schema's tables, so a member who sets it gains
     nothing. One more permissive policy per forced table (OR'ed with the others), evaluated
-    once per query. Members also get DML on the copy-state tables (their own copies)."""
+    once per query. Members also get DML on the copy-state tables, whose rows belong to
+    who ran the copy since ``0011_copy_state_owner`` (``install_own_table``)."""
     quoted = '"' + schema.replace('"', '""') + '"'
     execute(f"""CREATE FUNCTION parley_copy_all() RETURNS boolean LANGUAGE sql STABLE
 SET search_path = {quoted}, pg_temp AS $$

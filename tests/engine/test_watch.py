@@ -21,7 +21,7 @@ from engine.types import WatchEvent
 from tests.engine.test_duplicates import count_embedded
 from tests.engine.test_ingest import index_state
 
-DEADLINE = 90.0
+DEADLINE = 240.0
 
 
 async def until(condition: Callable[[], Awaitable[bool]], what: str,

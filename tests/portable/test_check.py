@@ -60,8 +60,9 @@ SQLITE_DAMAGE: dict[str, tuple[str, Damage, bool]] = {
     "missing vectors": ("missing vectors", lambda db: _sql(
         db, "DELETE FROM chunk_embeddings WHERE chunk_id = 2 AND generation = 1"), False),
     "unfinished copy": ("unfinished copy", lambda db: _sql(
-        db, "INSERT INTO parley_copy_state VALUES ('x', 'users', 0, NULL, NULL, 0, 0, false, "
-            "CURRENT_TIMESTAMP)"), False),
+        db, "INSERT INTO parley_copy_state (copy_id, table_name, id_offset, id_reserved, "
+            "last_key, copied, skipped, done, updated_at) VALUES ('x', 'users', 0, NULL, NULL, "
+            "0, 0, false, CURRENT_TIMESTAMP)"), False),
 }
 
 

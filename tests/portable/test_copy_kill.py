@@ -24,8 +24,8 @@ from tests.portable.support import REPO, cli, populate, settings_for, table_dige
 EXTRA_MESSAGES = 1500
 
 
-async def _big_source(url: str) -> None:
-    await populate(url)
+async def _big_source(url: str, *, second_user: bool = True) -> None:
+    await populate(url, second_user=second_user)
     async with Engine(settings_for(url)) as me:
         session = await me.sessions.create("long")
         assert me.db is not None

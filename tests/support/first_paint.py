@@ -1,9 +1,9 @@
-"""Start ``parley`` (the real command group, no subcommand) headless and print, as JSON, the
+"""Start ``parley`` (the real entry point, no subcommand) headless and print, as JSON, the
 modules imported when the first frame is on screen; then quit.
 
-The app opens its engine right after the first refresh (``ParleyApp.open_engine`` is called
-after it), so that call is where the snapshot is taken. Run with ``-X importtime`` to learn
-which module imported which (the test does).
+The app validates its configuration and opens its engine right after the first refresh
+(``ParleyApp.after_first_frame`` is called after it), so that call is where the snapshot is
+taken. Run with ``-X importtime`` to learn which module imported which (the test does).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 
 def main() -> None:
     import tui.app
-    from tui.cli.main import cli
+    from tui.cli.entry import main as parley
 
     def snapshot(self: tui.app.ParleyApp) -> None:
         sys.stdout.write(json.dumps(sorted(sys.modules)) + "\n")
@@ -22,10 +22,11 @@ def main() -> None:
         self.exit()
 
     run = tui.app.ParleyApp.run
-    tui.app.ParleyApp.open_engine = snapshot  # type: ignore[method-assign,assignment]
+    tui.app.ParleyApp.after_first_frame = snapshot  # type: ignore[method-assign,assignment]
     tui.app.ParleyApp.run = (  # type: ignore[method-assign]
         lambda self, **kw: run(self, headless=True, **kw))
-    cli.main(args=sys.argv[1:], prog_name="parley", standalone_mode=False)
+    sys.argv = ["parley", *sys.argv[1:]]
+    parley()
 
 
 if __name__ == "__main__":

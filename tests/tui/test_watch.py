@@ -11,7 +11,7 @@ from textual.widgets import Static
 from engine import Engine, Settings
 from tui.app import ParleyApp
 
-DEADLINE = 90.0
+DEADLINE = 240.0
 
 
 async def wait_until(pilot: object, check: object, timeout: float) -> None:

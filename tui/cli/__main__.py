@@ -1,5 +1,5 @@
 """``python -m tui.cli``: the same as the ``parley`` command."""
 
-from tui.cli.main import main
+from tui.cli.entry import main
 
 main()

@@ -55,7 +55,7 @@ def cli(ctx: click.Context, config_path: str | None, db_url: str | None,
     if ctx.invoked_subcommand is None:
         from tui.cli.start import start_tui
 
-        start_tui(ctx.obj)
+        start_tui(config_path, overrides)
 
 
 _registered = False

@@ -91,9 +91,12 @@ async def copy(to_url: str | None, from_url: str | None, merge: bool, dry_run: b
     assert source is not None and target is not None
     progress = Progress()
     try:
+        settings = app_context().settings()
+        # settings.user is not resolved to the PostgreSQL role here: it is the name an
+        # SQLite file opens as with this configuration (your own data lands on it)
         report = await Copier(source, target, merge=merge, dry_run=dry_run,
                               users=users or None, batch=batch, progress=progress,
-                              settings=app_context().settings()).run()
+                              settings=settings, local_user=settings.user).run()
     except VerificationFailed as exc:
         progress.close()
         if getattr(exc, "report", None) is not None and not as_json:
@@ -126,8 +129,14 @@ def _show_copy(report: CopyReport, as_json: bool) -> None:
         return
     shifted = ", ".join(f"{k} +{v}" for k, v in report.ids_shifted.items())
     info(f"source: {report.scope}")
+    into_file = report.target.startswith("sqlite")
     for old, new in report.renamed.items():
-        info(f"user '{old}' lands on '{new}' (the role you connect as)")
+        info(f"user '{old}' lands on '{new}' " + (
+            "(this file's user: it opens as you, with your key)" if into_file
+            else "(the role you connect as)"))
+    if into_file and report.source.startswith("postgresql") and not report.renamed:
+        info("users keep their role names there: open it as one of them with "
+             "parley --db FILE --user NAME")
     if report.resumed and report.new_rows == 0:
         info(f"{report.target} already holds this copy: nothing new to copy; every table "
              "verified")

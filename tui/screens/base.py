@@ -18,8 +18,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer
-
+from tui.widgets.footer import Footer
 from tui.widgets.status import StatusBar
 
 if TYPE_CHECKING:

@@ -15,6 +15,7 @@ from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Input, Static
 
+from engine.errors import ParleyError
 from tui.screens.base import engine_task
 from tui.screens.chat_setup import ChatSetup
 from tui.screens.chat_turns import ChatTurns
@@ -95,7 +96,11 @@ class ChatScreen(ChatSetup, ChatTurns):
     @engine_task("sessions")
     async def load_sessions(self) -> None:
         """The first page of the sidebar."""
-        engine = await self.engine()
+        try:
+            engine = await self.engine()
+        except ParleyError:
+            self.sidebar.unavailable()
+            raise
         page = await engine.sessions.list(limit=PAGE + 1)
         self.sidebar.reset(page[:PAGE], exhausted=len(page) <= PAGE, current=self.session_id)
 
@@ -231,22 +236,6 @@ class ChatScreen(ChatSetup, ChatTurns):
 
     def action_focus_transcript(self) -> None:
         self.transcript.focus()
-
-    def action_toggle_sources(self) -> None:
-        if self.sources.display and self.sources.has_focus_within:
-            self.sources.display = False
-            self.prompt.focus()
-            return
-        self.sources.display = True
-        self.sources.source_list.focus()
-
-    def action_open_source(self) -> None:
-        citation = self.sources.highlighted
-        if citation is None:
-            self.notify("No source selected: answers with sources list them here",
-                        severity="warning")
-            return
-        self.open_citation(citation)
 
     def insert_context(self, text: str) -> None:
         """Put quoted passages before whatever the prompt holds, ready for a question."""

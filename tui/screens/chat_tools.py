@@ -4,7 +4,6 @@ for the first paint."""
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -46,22 +45,10 @@ def turn_events(self: ChatTurns, engine: Engine, kind: str, text: str) -> AsyncI
 
 async def approve_tool(self: ChatTurns, request: ApprovalRequest) -> str:
     """Ask on the approval card; a stopped answer takes the card away (denied)."""
-    from tui.screens.tool_approval import ToolApproval  # needed only when one asks
+    from tui.screens.answer_card import ask_card  # needed only when one asks
+    from tui.screens.tool_approval import ToolApproval
 
-    answered: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-    card = ToolApproval(request)
-
-    def done(answer: str | None) -> None:
-        if not answered.done():
-            answered.set_result(answer or "deny")
-
-    self.app.push_screen(card, done)
-    try:
-        return await answered
-    except asyncio.CancelledError:
-        if card.is_attached:
-            card.dismiss("deny")
-        raise
+    return await ask_card(self.app, ToolApproval(request), "deny")
 
 async def tool_event(self: ChatTurns, event: Any, stream: Any,
                  lines: dict[str, ToolLine]) -> None:

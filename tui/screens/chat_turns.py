@@ -1,9 +1,10 @@
-"""Turns on the chat screen: ask, regenerate, edit the last question, stop, show sources.
+"""Turns on the chat screen: ask, regenerate, edit the last question, stop, switch branches.
 
 One worker (group ``turn``) streams an answer into the transcript. Escape cancels it; the
 engine keeps what arrived (status ``interrupted``; a running tool call ``cancelled``); tool
-calls show as lines and the approval card (``chat_tools``). A failed call shows its error and puts
-the question back in the prompt, so nothing typed is lost.
+calls show as lines and the approval card (``chat_tools``). A failed call shows its error
+and puts the question back in the prompt, so nothing typed is lost. The answer's sources
+are shown by ``chat_sources``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from textual.reactive import reactive
 from textual.widgets import Static
 
 from tui.keys import key_hint
-from tui.screens.base import ParleyScreen, engine_task
+from tui.screens.base import engine_task
+from tui.screens.chat_sources import ChatSources
 from tui.widgets.message import Answer, MessageView
 from tui.widgets.prompt import PromptInput
 from tui.widgets.sources import SourcesPanel
@@ -25,14 +27,14 @@ from tui.widgets.transcript import Transcript
 
 if TYPE_CHECKING:
     from engine import Engine
-    from engine.types import Citation, Done, NothingFound, Searched
+    from engine.types import Done, NothingFound, Searched
     from tui.widgets.sessions import Sidebar
     from tui.widgets.tool_line import ToolLine
 
 EDIT_NOTE = "Editing your last question: {send} asks it again as a new branch, {stop} cancels."
 
 
-class ChatTurns(ParleyScreen):
+class ChatTurns(ChatSources):
     """The turn-taking half of the chat screen (``ChatScreen`` adds the rest)."""
 
     streaming: reactive[bool] = reactive(False, init=False)
@@ -227,42 +229,7 @@ class ChatTurns(ParleyScreen):
             self.session_id = latest[0].id
         self.sidebar.upsert_top(latest[0])
 
-    # -- sources -----------------------------------------------------------------------------
-    def show_sources(self, answer: Answer | None) -> None:
-        """List an answer's sources; the panel appears when there is something to show."""
-        citations = answer.citations if answer else ()
-        unknown = answer.unknown_markers if answer else ()
-        self.sources.show(citations, unknown)
-        if citations:
-            self.sources.display = True
-
-    @on(Transcript.Selected)
-    def _message_selected(self, event: Transcript.Selected) -> None:
-        if event.view.role == "assistant":
-            self.show_sources(event.view.answer)
-
-    @on(Transcript.CitationPicked)
-    def _citation_picked(self, event: Transcript.CitationPicked) -> None:
-        self.show_sources(event.view.answer)
-        if not self.sources.pick(event.number):
-            self.notify(f"[{event.number}] names no source in this answer",
-                        severity="warning", timeout=3)
-
-    @on(SourcesPanel.OpenRequested)
-    def _open_requested(self, event: SourcesPanel.OpenRequested) -> None:
-        self.open_citation(event.citation)
-
-    def open_citation(self, citation: Citation) -> None:
-        """Open a cited source at its line or page."""
-        try:
-            command = self.parley.opener.open(self.app, citation.path, line=citation.line_start,
-                                              page=citation.page)
-        except Exception as exc:
-            self.parley.report(exc)
-            return
-        if command.note:
-            self.notify(command.note, timeout=5)
-
+    # -- branches and stored sessions ------------------------------------------------------
     @on(Transcript.BranchRequested)
     def _branch_requested(self, event: Transcript.BranchRequested) -> None:
         if self.streaming:

@@ -2,7 +2,8 @@
 
 Ingestion runs in a worker that feeds the ingest panel's progress bar, so the app stays
 responsive. Re-index (re-read a file), re-embed (a whole collection) and remove run in
-workers too; removing asks first.
+workers too; removing asks first. The collections list and the documents table are
+``tui.widgets.library``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.widget import Widget
 from textual.widgets import DataTable, Input, Label, OptionList, Static
-from textual.widgets.option_list import Option
 
 from engine.errors import ParleyError
 from engine.types import (
@@ -31,33 +31,12 @@ from engine.types import (
 )
 from tui.screens.base import ParleyScreen, engine_task
 from tui.screens.dialogs import ConfirmDialog
-from tui.widgets.format import count, one_line, short_path, when
+from tui.widgets.format import short_path, size_text, when
 from tui.widgets.ingest import IngestPanel
+from tui.widgets.library import ALL, DocumentsPane, collection_options
 
 if TYPE_CHECKING:
     from engine.portable.service import LastBackup
-
-ALL = "*"
-NO_DOCS = "No documents yet: press i to ingest a folder."
-STATUS_MARK = {"indexed": ("✔", "$text-success"), "error": ("✖", "$text-error")}
-
-
-def collection_prompt(info: CollectionInfo) -> Content:
-    """Name, then document and chunk counts and the embedder."""
-    return Content.assemble(
-        (info.name, "bold"), "\n",
-        (f"{info.document_count:,} docs · {count(info.chunk_count)} chunks · {info.embedder}",
-         "$text-muted"), "\n")
-
-
-def size_text(size: int) -> str:
-    """``12 KB``, ``3.4 MB``."""
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GB"
 
 
 class LibraryScreen(ParleyScreen):
@@ -89,20 +68,8 @@ class LibraryScreen(ParleyScreen):
                 yield OptionList(id="collections")
                 yield Static("Last backup: never", id="backup-status")
                 yield Static("", id="watch-status", classes="watch-status")
-            with Vertical(id="documents-pane"):
-                yield Label("Documents", classes="panel-title", id="documents-title")
-                yield DataTable(id="documents", cursor_type="row", zebra_stripes=True)
-                yield Static(NO_DOCS, classes="empty-state", id="documents-empty")
+            yield DocumentsPane(id="documents-pane")
         yield IngestPanel(id="ingest")
-
-    def on_mount(self) -> None:
-        table = self.query_one("#documents", DataTable)
-        table.add_column("", key="status", width=1)
-        table.add_column("Path", key="path")
-        table.add_column("Chunks", key="chunks")
-        table.add_column("Size", key="size")
-        table.add_column("Indexed", key="indexed")
-        table.add_column("Error", key="error")
 
     def on_screen_resume(self) -> None:
         self.refresh_library()
@@ -129,7 +96,7 @@ class LibraryScreen(ParleyScreen):
             self.collection = None
         self.documents = await engine.library.documents(self.collection)
         self._show_collections(collections)
-        self._show_documents()
+        self.query_one(DocumentsPane).show(self.documents, self.collection)
         self._show_backup(await engine.backups.last())
         if not self._run_shown:
             self._run_shown = True
@@ -139,35 +106,10 @@ class LibraryScreen(ParleyScreen):
 
     def _show_collections(self, collections: list[CollectionInfo]) -> None:
         option_list = self.query_one("#collections", OptionList)
-        total_docs = sum(c.document_count for c in collections)
-        options = [Option(Content.assemble(("All collections", "bold"), "\n",
-                                           (f"{total_docs:,} docs", "$text-muted"), "\n"), id=ALL)]
-        options += [Option(collection_prompt(c), id=f"c:{c.name}") for c in collections]
-        option_list.set_options(options)
+        option_list.set_options(collection_options(collections))
         key = f"c:{self.collection}" if self.collection else ALL
         with contextlib.suppress(Exception):
             option_list.highlighted = option_list.get_option_index(key)
-
-    def _show_documents(self) -> None:
-        table = self.query_one("#documents", DataTable)
-        keep = table.cursor_row
-        table.clear()
-        for doc in self.documents:
-            mark, style = STATUS_MARK.get(doc.status, ("•", "$text-warning"))
-            table.add_row(Content.styled(mark, style), short_path(doc.path, 70),
-                          f"{doc.chunk_count:,}", size_text(doc.size),
-                          when(doc.indexed_at) if doc.indexed_at else "–",
-                          Content.styled(one_line(doc.error or "", 40), "$text-error"),
-                          key=str(doc.id))
-        if self.documents:
-            table.move_cursor(row=min(keep, len(self.documents) - 1))
-        errors = sum(1 for d in self.documents if d.status == "error")
-        where = f" in {self.collection}" if self.collection else ""
-        title = f"Documents{where}  ({len(self.documents):,}"
-        title += f", {errors:,} with errors)" if errors else ")"
-        self.query_one("#documents-title", Label).update(title)
-        table.display = bool(self.documents)
-        self.query_one("#documents-empty").display = not self.documents
 
     def _show_backup(self, last: LastBackup | None) -> None:
         text = "Last backup: never" if last is None else \

@@ -7,41 +7,32 @@ settings or the next start of Parley.
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any
 
-from textual import on
-from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen
-from textual.widgets import Button, Label, Static
+
+from tui.screens.answer_card import AnswerCard, ask_card
 
 if TYPE_CHECKING:
     from engine import Engine
     from engine.types import TrustRequest
 
 
-class ServerTrust(ModalScreen[bool]):
+class ServerTrust(AnswerCard[bool]):
     """Dismissed with True (trust and start) or False."""
 
-    DEFAULT_CSS = """
-    ServerTrust .trust-command { height: auto; max-height: 10; background: $surface;
-                                 padding: 0 1; margin-bottom: 1; }
-    ServerTrust .trust-why { height: auto; color: $text-warning; margin-bottom: 1; }
-    ServerTrust Button { margin-left: 1; min-width: 10; }
-    """
+    DEFAULT_CSS = "ServerTrust .card-details { max-height: 10; }"
     BINDINGS = [
         Binding("t,y", "answer(True)", "Trust and start", id="trust.yes"),
         Binding("n,escape", "answer(False)", "Not now", id="trust.no"),
     ]
+    BUTTONS = (("trust", "Trust and start (t)", "primary", True),
+               ("refuse", "Not now (n)", "error", False))
+    FOCUS = "refuse"  # Enter alone must not run a program
+    DETAILS_ID = "trust-command"
 
     def __init__(self, request: TrustRequest) -> None:
-        super().__init__(classes="dialog")
-        self.request = request
-
-    def compose(self) -> ComposeResult:
-        r = self.request
+        r = request
         why = ("Its command line changed since you trusted it." if r.changed else
                "It has not run before.")
         details = [r.command_line]
@@ -49,44 +40,15 @@ class ServerTrust(ModalScreen[bool]):
             details.append(f"env: {', '.join(r.env_names)}")
         if r.cwd:
             details.append(f"in:  {r.cwd}")
-        with Vertical(classes="dialog-box -warning"):
-            yield Label(f"Start the MCP server '{r.server}'?", classes="dialog-title")
-            yield Static(f"{why} It will run this command with your rights; Parley "
-                         "remembers your answer for exactly this command line.",
-                         classes="trust-why", markup=False)
-            with VerticalScroll(classes="trust-command"):
-                yield Static("\n".join(details), markup=False, id="trust-command")
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("Trust and start (t)", variant="primary", id="trust")
-                yield Button("Not now (n)", variant="error", id="refuse")
-
-    def on_mount(self) -> None:
-        self.query_one("#refuse", Button).focus()  # Enter alone must not run a program
-
-    def action_answer(self, answer: bool) -> None:
-        self.dismiss(answer)
-
-    @on(Button.Pressed)
-    def _pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "trust")
+        super().__init__(f"Start the MCP server '{r.server}'?",
+                         f"{why} It will run this command with your rights; Parley remembers "
+                         "your answer for exactly this command line.", "\n".join(details))
+        self.request = request
 
 
 async def ask_trust(app: Any, request: TrustRequest) -> bool:
     """Show the card and wait for the answer (a cancelled wait takes the card away)."""
-    answered: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-    card = ServerTrust(request)
-
-    def done(answer: bool | None) -> None:
-        if not answered.done():
-            answered.set_result(bool(answer))
-
-    app.push_screen(card, done)
-    try:
-        return await answered
-    except asyncio.CancelledError:
-        if card.is_attached:
-            card.dismiss(False)
-        raise
+    return await ask_card(app, ServerTrust(request), False)
 
 
 def install_trust(app: Any, engine: Engine) -> None:

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from engine.types import HistoryHit, SessionSummary
 
 EMPTY_TEXT = "No sessions yet.\nAsk a question to start one."
+# Until the first page arrives: the sidebar never says "no sessions" before it knows.
+LOADING_TEXT = "Loading sessions…"
+UNAVAILABLE_TEXT = "Sessions unavailable:\nthe database did not open."
 NO_MATCH_TEXT = "Nothing matches.\n{clear} clears the filter."
 
 
@@ -109,7 +112,7 @@ class Sidebar(Vertical):
     def compose(self) -> ComposeResult:
         yield Input(placeholder="Filter sessions…", id="session-filter")
         yield SessionList(id="session-list")
-        yield Static(EMPTY_TEXT, classes="empty-state", id="sessions-empty")
+        yield Static(LOADING_TEXT, classes="empty-state", id="sessions-empty")
 
     @property
     def session_list(self) -> SessionList:
@@ -126,6 +129,10 @@ class Sidebar(Vertical):
             empty.update(text)
 
     # -- content, set by the screen ----------------------------------------------------------
+    def unavailable(self) -> None:
+        """The sessions cannot be listed (the database did not open)."""
+        self._show_empty(UNAVAILABLE_TEXT)
+
     def reset(self, page: Sequence[SessionSummary], *, exhausted: bool,
               current: int | None = None) -> None:
         """Show the first page of sessions (no filter)."""
