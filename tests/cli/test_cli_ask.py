@@ -1,5 +1,6 @@
-"""``parley ask`` and ``parley usage`` as scripts run them: the real command in a subprocess,
-the OpenAI-compatible test server on 127.0.0.1, both backends."""
+"""``parley ask`` and ``parley usage`` as scripts run them: the real command in a subprocess
+for the issue's example, errors, usage errors and Ctrl+C, the same command in-process for
+the other steps; the OpenAI-compatible test server on 127.0.0.1, both backends."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 
 from engine import Engine, Settings
-from tests.cli.test_cli_foundation import REPO, parley
+from tests.cli.test_cli_foundation import REPO, parley, steps
 from tests.conftest import migrate
 from tests.engine.chat_support import citing, sources_of, write_corpus
 from tests.support.openai_server import OpenAITestServer
@@ -64,9 +65,15 @@ async def home(settings: Settings, parley_home: Path, server: OpenAITestServer,
 
 @pytest.fixture
 def ask(home: Path, database_url: str) -> Any:
+    """``parley ask`` run in this process; ``ask.real`` runs it in a subprocess, for the
+    exits a user meets (errors, usage errors) and the issue's own example."""
     def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return steps("--db", database_url, "ask", *args, home=home, stdin=stdin)
+
+    def real(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         return parley("--db", database_url, "ask", *args, home=home, stdin=stdin)
 
+    run.real = real  # type: ignore[attr-defined]
     return run
 
 
@@ -84,7 +91,7 @@ async def stored(settings: Settings) -> list[tuple[str, str, str]]:
 
 
 def test_ask_new_json_works_as_the_issue_shows(ask: Any, server: OpenAITestServer) -> None:
-    result = ask("--new", "--json", "How much power does the flux capacitor need?")
+    result = ask.real("--new", "--json", "How much power does the flux capacitor need?")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert set(data) == {"session_id", "message_id", "status", "model", "answer", "citations",
@@ -146,7 +153,7 @@ def test_question_on_stdin_without_rag_continues_the_session(
 async def test_a_refused_key_exits_1_with_a_hint_and_keeps_the_question(
         ask: Any, server: OpenAITestServer, settings: Settings) -> None:
     server.api_key = "sk-needed"
-    result = ask("--new", "Will this work?")
+    result = ask.real("--new", "Will this work?")
     assert result.returncode == 1
     note, error = result.stderr.splitlines()  # what the new session searches, then the error
     assert note == "parley: searching all your collections (1): default"
@@ -160,7 +167,7 @@ async def test_a_hangup_prints_what_arrived_and_stores_it_interrupted(
         ask: Any, server: OpenAITestServer, settings: Settings) -> None:
     server.reply = "Half of this answer arrives before the line drops."
     server.hangup_after = 2
-    result = ask("--new", "--json", "Tell me")
+    result = ask.real("--new", "--json", "Tell me")
     assert result.returncode == 1
     data = json.loads(result.stdout)
     assert data["status"] == "interrupted" and data["answer"]
@@ -170,10 +177,10 @@ async def test_a_hangup_prints_what_arrived_and_stores_it_interrupted(
 
 
 def test_bad_arguments_are_usage_errors(ask: Any, server: OpenAITestServer) -> None:
-    assert ask("--json", "--stream-json", "q").returncode == 2
-    empty = ask(stdin="   \n")
+    assert ask.real("--json", "--stream-json", "q").returncode == 2
+    empty = ask.real(stdin="   \n")
     assert empty.returncode == 2 and "empty" in empty.stderr
-    missing = ask("--collection", "nope", "q")
+    missing = ask.real("--collection", "nope", "q")
     assert missing.returncode == 1 and "no collection named nope" in missing.stderr
     assert server.chat_requests == []
 
@@ -181,7 +188,7 @@ def test_bad_arguments_are_usage_errors(ask: Any, server: OpenAITestServer) -> N
 def test_regenerate_edit_and_switch_branches_from_the_command_line(
         ask: Any, home: Path, database_url: str, server: OpenAITestServer) -> None:
     def sessions(*args: str) -> subprocess.CompletedProcess[str]:
-        return parley("--db", database_url, "sessions", *args, home=home)
+        return steps("--db", database_url, "sessions", *args, home=home)
 
     server.reply = "First answer."
     first = json.loads(ask("--new", "--json", "--no-rag", "Which answer?").stdout)
@@ -213,13 +220,13 @@ def test_regenerate_edit_and_switch_branches_from_the_command_line(
                                                              "Edited answer."]
     assert len(shown["messages"][0]["alternatives"]) == 2
 
-    missing = sessions("switch", sid, "999999")
+    missing = parley("--db", database_url, "sessions", "switch", sid, "999999", home=home)
     assert missing.returncode == 1 and "no message 999999" in missing.stderr
 
 
 def test_regenerate_and_edit_refuse_what_cannot_apply(ask: Any, server: OpenAITestServer,
                                                       database_url: str, home: Path) -> None:
-    none_yet = ask("--regenerate")
+    none_yet = ask.real("--regenerate")
     assert none_yet.returncode == 2 and "no session yet" in none_yet.stderr
     for args, says in ((["--regenerate", "--edit", "q"], "cannot be combined"),
                        (["--regenerate", "--new"], "not with --new"),
@@ -256,17 +263,17 @@ async def test_ctrl_c_keeps_the_partial_answer(home: Path, database_url: str,
 def test_usage_reports_what_the_server_reported(ask: Any, home: Path,
                                                 database_url: str) -> None:
     assert ask("--new", "flux capacitor power?").returncode == 0
-    result = parley("--db", database_url, "usage", "--by", "model", "--json", home=home)
+    result = steps("--db", database_url, "usage", "--by", "model", "--json", home=home)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     rows = {row["key"]: row for row in data["rows"]}
     chat = rows["test/fake-chat"]
     assert (chat["calls"], chat["prompt_tokens"], chat["completion_tokens"]) == (1, 250, 9)
     assert data["total"]["calls"] == sum(row["calls"] for row in data["rows"])
-    table = parley("--db", database_url, "usage", "--by", "session", home=home)
+    table = steps("--db", database_url, "usage", "--by", "session", home=home)
     assert table.returncode == 0 and "flux capacitor power?" in table.stdout
     assert table.stdout.splitlines()[-1].startswith("total")
-    days = parley("--db", database_url, "usage", "--since", "7d", home=home)
+    days = steps("--db", database_url, "usage", "--since", "7d", home=home)
     assert days.returncode == 0 and days.stdout.startswith("DAY")
     bad = parley("--db", database_url, "usage", "--since", "last tuesday", home=home)
     assert bad.returncode == 2 and "YYYY-MM-DD" in bad.stderr

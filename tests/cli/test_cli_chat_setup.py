@@ -1,6 +1,7 @@
 """Chat setup from the command line, as scripts meet it: what a chat searches (and the note
 that says so), 'sessions set' and 'show', 'personas', 'ask -a' with good and bad files.
-The real command in a subprocess, the test model server on 127.0.0.1, both backends."""
+The steps of each scenario run the command in-process; the exits a user meets on bad input
+run the real command in a subprocess. The test model server on 127.0.0.1, both backends."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 
 from engine import Settings
-from tests.cli.test_cli_foundation import parley
+from tests.cli.test_cli_foundation import parley, steps
 from tests.conftest import migrate
 from tests.engine.chat_support import citing
 from tests.support.openai_server import OpenAITestServer
@@ -55,8 +56,11 @@ async def home(settings: Settings, parley_home: Path, server: OpenAITestServer) 
 
 @pytest.fixture
 def run(home: Path, database_url: str) -> Any:
-    def call(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return parley("--db", database_url, *args, home=home, stdin=stdin)
+    """The command in this process, or with ``real=True`` in a subprocess (for the exit
+    codes a user meets on bad input)."""
+    def call(*args: str, stdin: str | None = None,
+             real: bool = False) -> subprocess.CompletedProcess[str]:
+        return (parley if real else steps)("--db", database_url, *args, home=home, stdin=stdin)
 
     return call
 
@@ -113,7 +117,7 @@ def test_sessions_set_changes_what_the_next_question_uses(run: Any, tmp_path: Pa
     assert "Sources:" not in server.chat_requests[-1].json["messages"][-1]["content"]
 
 
-BAD_SETTINGS = [
+BAD_SETTINGS = [  # the first of each exit code through the real command
     (["--model", "no-such-model"], 1, "model 'no-such-model' is not on provider 'test'"),
     (["--param", "temperature=9"], 2, "invalid value for parameter temperature"),
     (["--param", "colour=blue"], 2, "unknown parameter colour"),
@@ -126,8 +130,8 @@ BAD_SETTINGS = [
 
 def test_sessions_set_refuses_bad_input_in_one_line_and_keeps_the_session(run: Any) -> None:
     session = json.loads(run("ask", "--new", "--json", "Hi").stdout)["session_id"]
-    for args, code, words in BAD_SETTINGS:
-        result = run("sessions", "set", str(session), *args)
+    for n, (args, code, words) in enumerate(BAD_SETTINGS):
+        result = run("sessions", "set", str(session), *args, real=n < 2)
         assert result.returncode == code, (args, result.stderr)
         assert words in result.stderr and len(result.stderr.strip().splitlines()) == 1
     settings = json.loads(run("sessions", "show", str(session), "--json").stdout)["settings"]
@@ -152,10 +156,11 @@ def test_personas_from_the_config_file_and_saved_from_a_session(
     shown = json.loads(run("personas", "show", "brief", "--json").stdout)
     assert (shown["origin"], shown["model"], shown["collections"]) == ("saved", "big-model",
                                                                        ["work"])
-    assert run("personas", "save", "brief", "--from-session", str(session)).returncode == 2
+    assert run("personas", "save", "brief", "--from-session", str(session),
+               real=True).returncode == 2
     assert run("personas", "delete", "tea-expert", "--yes").returncode == 2
     assert run("personas", "delete", "brief", "--yes").returncode == 0
-    missing = run("ask", "--persona", "brief", "Hi")
+    missing = run("ask", "--persona", "brief", "Hi", real=True)
     assert missing.returncode == 1 and "no persona named 'brief'" in missing.stderr
 
 
@@ -163,11 +168,11 @@ def test_a_persona_with_a_missing_provider_or_collection_is_named(
         run: Any, home: Path, server: OpenAITestServer) -> None:
     config = home / "config.yaml"
     config.write_text(CONFIG.format(url=server.base_url))  # 'work' is not ingested here
-    result = run("ask", "--persona", "tea-expert", "Hi")
+    result = run("ask", "--persona", "tea-expert", "Hi", real=True)
     assert result.returncode == 1
     assert "persona 'tea-expert' names collection 'work', which does not exist" in result.stderr
     config.write_text(config.read_text() + "  broken:\n    provider: nowhere\n")
-    result = run("personas", "list")
+    result = run("personas", "list", real=True)
     assert result.returncode == 2
     assert "persona 'broken' names provider 'nowhere'" in result.stderr
 
@@ -193,14 +198,15 @@ def test_bad_attachments_are_refused_in_one_line_and_nothing_is_stored(
     binary.write_bytes(bytes(range(256)) * 40)
     huge = tmp_path / "book.txt"
     huge.write_text("Tea leaves are picked by hand in the morning. " * 6000)
-    cases = [(["-a", str(binary)], 2, f"cannot attach {binary}: it is binary"),
+    cases = [  # the first of each exit code through the real command
+             (["-a", str(binary)], 2, f"cannot attach {binary}: it is binary"),
              (["-a", str(tmp_path / "nope.txt")], 2, "no such file"),
              (["-a", str(tmp_path)], 2, "it is a directory"),
              (["-a", str(huge)], 1, f"ingest it instead and ask about it: parley ingest {huge}"),
              (["-a", "-"], 2, "the question must be an argument")]
-    for args, code, words in cases:
+    for n, (args, code, words) in enumerate(cases):
         result = run("ask", "--new", *args, *(["Question?"] if args[-1] != "-" else []),
-                     stdin="")
+                     stdin="", real=n in (0, 3))
         assert result.returncode == code, (args, result.stderr)
         assert words in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert server.chat_requests == []

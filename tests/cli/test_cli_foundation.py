@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,16 +13,19 @@ import pytest
 
 from engine import Settings
 from tests.conftest import PostgresServer
-
-REPO = Path(__file__).resolve().parents[2]
-
+from tests.support.cli import REPO, real_cli, run_cli
 
 def parley(*args: str, home: Path, env: dict[str, str] | None = None,
            stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
-    full_env.update({"PARLEY_HOME": str(home), **(env or {})})
-    return subprocess.run([sys.executable, "-m", "tui.cli", *args], cwd=REPO, env=full_env,
-                          input=stdin, capture_output=True, text=True, timeout=120)
+    """The real command in a subprocess: for what a user meets as a process (exit codes of
+    errors, a broken config)."""
+    return real_cli(*args, home=home, env=env, stdin=stdin, timeout=120)
+
+
+def steps(*args: str, home: Path, env: dict[str, str] | None = None,
+          stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """The same command run in this process: for the steps of a scenario."""
+    return run_cli(*args, home=home, env=env, stdin=stdin, timeout=120)
 
 
 def digest(*paths: Path) -> list[str]:
@@ -58,20 +60,20 @@ def test_db_upgrade_creates_wal_sqlite_with_vec_and_fts(parley_home: Path) -> No
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
     assert "chunk_fts" in names
-    current = parley("db", "current", "--json", home=parley_home)
+    current = steps("db", "current", "--json", home=parley_home)
     assert json.loads(current.stdout)["up_to_date"] is True
 
 
 def test_config_show_json_names_sources(parley_home: Path) -> None:
     (parley_home / "config.yaml").write_text("retrieval:\n  top_k: 3\n")
-    result = parley("config", "show", "--json", home=parley_home,
-                    env={"PARLEY_CHAT__RAG": "false"})
+    result = steps("config", "show", "--json", home=parley_home,
+                   env={"PARLEY_CHAT__RAG": "false"})
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["settings"]["retrieval.top_k"] == {"value": 3, "source": "file"}
     assert data["settings"]["chat.rag"] == {"value": False, "source": "env"}
     assert data["settings"]["retrieval.candidates"]["source"] == "default"
-    text = parley("config", "show", home=parley_home)
+    text = steps("config", "show", home=parley_home)
     assert "retrieval.top_k" in text.stdout and "[file]" in text.stdout
 
 
@@ -122,7 +124,7 @@ def test_a_file_that_is_not_sqlite_is_left_alone(parley_home: Path) -> None:
 
 
 def test_a_database_from_a_newer_version_is_refused(parley_home: Path) -> None:
-    assert parley("db", "upgrade", home=parley_home).returncode == 0
+    assert steps("db", "upgrade", home=parley_home).returncode == 0
     db = parley_home / "parley.db"
     import sqlean
 
@@ -163,10 +165,10 @@ async def test_postgres_without_the_vector_extension(postgres_server: PostgresSe
 
 def test_db_commands_on_postgres(settings: Settings, parley_home: Path, backend: str) -> None:
     url = settings.database_url()
-    up = parley("--db", url, "db", "upgrade", "--json", home=parley_home)
+    up = steps("--db", url, "db", "upgrade", "--json", home=parley_home)
     assert up.returncode == 0, up.stderr
     assert json.loads(up.stdout)["to"] is not None
-    down = parley("--db", url, "db", "downgrade", "base", "--yes", home=parley_home)
+    down = steps("--db", url, "db", "downgrade", "base", "--yes", home=parley_home)
     assert down.returncode == 0, down.stderr
-    current = parley("--db", url, "db", "current", "--json", home=parley_home)
+    current = steps("--db", url, "db", "current", "--json", home=parley_home)
     assert json.loads(current.stdout)["current"] is None

@@ -1,34 +1,30 @@
 """``parley search``: one query, batch mode, filters, JSON shape, bad input. Both backends.
 
-The real command runs in a subprocess against the database the ``engine`` fixture seeded.
+The command runs against the database the ``engine`` fixture seeded: in-process for what a
+search returns, the real command in a subprocess for the errors a user meets.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 from engine import Engine
 from tests.engine.test_retrieval import seed
+from tests.support.cli import real_cli, run_cli
 
-REPO = Path(__file__).resolve().parents[2]
 HIT_KEYS = {"rank", "score", "path", "document_id", "chunk_id", "page", "line_start",
             "line_end", "heading", "text"}
 
 
 def search(engine: Engine, *args: str, stdin: str | None = None,
-           cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
-    env["PARLEY_HOME"] = os.environ["PARLEY_HOME"]
-    env["PYTHONPATH"] = str(REPO)
+           real: bool = False) -> subprocess.CompletedProcess[str]:
+    """``parley search ARGS`` in-process, or with ``real=True`` in a subprocess."""
     url = engine.settings.database.url
     assert url is not None
-    return subprocess.run([sys.executable, "-m", "tui.cli", "--db", url, "search", *args],
-                          cwd=cwd, env=env, input=stdin, capture_output=True, text=True,
-                          timeout=120)
+    return (real_cli if real else run_cli)("--db", url, "search", *args, stdin=stdin,
+                                           timeout=120)
 
 
 async def test_one_query_json_and_text(engine: Engine) -> None:
@@ -63,7 +59,7 @@ async def test_filters_and_collections(engine: Engine) -> None:
     assert [h["path"] for h in json.loads(out.stdout)["hits"]] == ["/notes/recipes/bread.md"]
     tagged = json.loads(search(engine, "notes", "--json", "-k", "10", "--tag", "home").stdout)
     assert {h["path"] for h in tagged["hits"]} == {"/notes/garden.md", "/notes/cats.txt"}
-    missing = search(engine, "x", "--collection", "nope")
+    missing = search(engine, "x", "--collection", "nope", real=True)
     assert missing.returncode == 1
     assert "no collection named 'nope'" in missing.stderr
     assert "parley collections list" in missing.stderr
@@ -96,11 +92,12 @@ async def test_bad_batch_input_is_a_usage_error_before_any_output(engine: Engine
                                                                   tmp_path: Path) -> None:
     await seed(engine)
     good = json.dumps({"id": 1, "text": "E4711"})
-    for body, fragment in [(good + "\n{not json\n", "line 2: not valid JSON"),
-                           (good + '\n{"id": 2}\n', 'line 2: no "text" string'),
-                           ('["E4711"]\n', 'line 1: no "text" string'),
-                           ('{"text": 5}\n', 'line 1: no "text" string')]:
-        out = search(engine, "--queries", "-", "--json", stdin=body)
+    for n, (body, fragment) in enumerate([
+            (good + "\n{not json\n", "line 2: not valid JSON"),
+            (good + '\n{"id": 2}\n', 'line 2: no "text" string'),
+            ('["E4711"]\n', 'line 1: no "text" string'),
+            ('{"text": 5}\n', 'line 1: no "text" string')]):
+        out = search(engine, "--queries", "-", "--json", stdin=body, real=n == 0)
         assert out.returncode == 2, (body, out.stderr)
         assert fragment in out.stderr and out.stdout == ""
     missing = search(engine, "--queries", str(tmp_path / "none.jsonl"), "--json")

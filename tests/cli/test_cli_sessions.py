@@ -6,10 +6,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import asyncpg
@@ -20,9 +18,9 @@ from cryptography.fernet import Fernet
 from sqlalchemy.engine import make_url
 
 from engine import Settings
+from tests.support.cli import real_cli, run_cli
 from tui.cli.main import cli
 
-REPO = Path(__file__).resolve().parents[2]
 WHEN = "2025-05-01T10:00:00+00:00"
 SEED = {
     "format": "parley-session", "version": 1,
@@ -43,13 +41,12 @@ def invoke(settings: Settings, *args: str, stdin: str | None = None) -> Result:
     return CliRunner().invoke(cli, ["--db", settings.database_url(), *args], input=stdin)
 
 
-def parley(settings: Settings, home: Path, *args: str,
-           env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
-    full_env.update({"PARLEY_HOME": str(home), **(env or {})})
-    return subprocess.run([sys.executable, "-m", "tui.cli", "--db", settings.database_url(),
-                           *args], cwd=REPO, env=full_env, capture_output=True, text=True,
-                          timeout=120)
+def parley(settings: Settings, home: Path, *args: str, env: dict[str, str] | None = None,
+           real: bool = True) -> subprocess.CompletedProcess[str]:
+    """The real command in a subprocess (or, with ``real=False``, the same in-process) with
+    a clean environment: only PARLEY_HOME and ``env``."""
+    return (real_cli if real else run_cli)("--db", settings.database_url(), *args, home=home,
+                                           env=env, timeout=120)
 
 
 def _pg_dsn(settings: Settings) -> str:
@@ -190,12 +187,15 @@ def test_key_problems_change_nothing(settings: Settings, tmp_path: Path, parley_
                 "wrong passphrase": "does not match this database",
                 "missing key file": "no encryption key found",
                 "loose permissions": "can be read by other users"}[problem]
+    # every problem through the real command once; the wrong key through each command
     for args in (("sessions", "show", "1"), ("key", "rotate")):
-        result = parley(settings, parley_home, *args, env=env)
+        result = parley(settings, parley_home, *args, env=env,
+                        real=args[0] == "sessions" or problem == "wrong key")
         assert result.returncode == 1, (args, result.stderr)
         assert result.stdout == ""
         assert expected in result.stderr and len(result.stderr.strip().splitlines()) == 1
-    status = parley(settings, parley_home, "key", "status", "--json", env=env)
+    status = parley(settings, parley_home, "key", "status", "--json", env=env,
+                    real=problem == "wrong key")
     assert status.returncode == 1 and expected in json.loads(status.stdout)["problem"]
     assert snapshot(settings, backend) == before
     assert not key_file.exists() if problem == "missing key file" else key_file.exists()
@@ -214,7 +214,7 @@ def test_a_corrupted_value_spoils_only_itself(settings: Settings, tmp_path: Path
     assert "Lisbon [1]." in result.stdout and "[unreadable" in result.stdout
     assert f"message {bad_id} of session {session_id} cannot be decrypted" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
-    listed = parley(settings, parley_home, "sessions", "list", "--json")
+    listed = parley(settings, parley_home, "sessions", "list", "--json", real=False)
     assert listed.returncode == 0 and json.loads(listed.stdout)[0]["title"] == "Lisbon trip"
     assert snapshot(settings, backend) == before
 

@@ -1,5 +1,6 @@
 """``parley ask --tools`` and ``parley tools`` as scripts run them: the real command in a
-subprocess, the OpenAI-compatible test server and a real MCP server (stdio)."""
+subprocess with no terminal and for the errors a user meets, in-process for the other steps;
+the OpenAI-compatible test server and a real MCP server (stdio)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 import yaml
 
 from engine import Engine, Settings
-from tests.cli.test_cli_foundation import parley
+from tests.cli.test_cli_foundation import parley, steps
 from tests.conftest import migrate
 from tests.engine.chat_support import write_corpus
 from tests.support.mcp_launch import stdio_config
@@ -50,8 +51,9 @@ async def home(settings: Settings, parley_home: Path, server: OpenAITestServer,
     return parley_home
 
 
-def run(home: Path, database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return parley("--db", database_url, *args, home=home)
+def run(home: Path, database_url: str, *args: str,
+        real: bool = False) -> subprocess.CompletedProcess[str]:
+    return (parley if real else steps)("--db", database_url, *args, home=home)
 
 
 def test_ask_with_tools_stream_json_events(home: Path, database_url: str,
@@ -81,7 +83,7 @@ def test_ask_with_tools_stream_json_events(home: Path, database_url: str,
 def test_ask_json_lists_tool_runs_and_no_terminal_denies(
         home: Path, database_url: str, server: OpenAITestServer) -> None:
     server.tool_calls = calls_script([[{"name": "files__echo", "arguments": {"text": "hi"}}]])
-    result = run(home, database_url, "ask", "--new", "--tools", "--json", "Echo hi")
+    result = run(home, database_url, "ask", "--new", "--tools", "--json", "Echo hi", real=True)
     assert result.returncode == 0, result.stderr
     (tool_run,) = json.loads(result.stdout)["tool_runs"]
     assert (tool_run["server"], tool_run["tool"], tool_run["status"],
@@ -104,10 +106,10 @@ def test_tools_list_call_and_bad_input(home: Path, database_url: str) -> None:
     assert policies["parley.search"] == "allow" and policies["files.add"] == "ask"
     called = run(home, database_url, "tools", "call", "files.add", "--args", '{"a": 2, "b": 3}')
     assert (called.returncode, called.stdout.strip()) == (0, "5")
-    bad = run(home, database_url, "tools", "call", "files.add", "--args", "{oops")
+    bad = run(home, database_url, "tools", "call", "files.add", "--args", "{oops", real=True)
     assert bad.returncode == 2 and "not valid JSON" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
-    missing = run(home, database_url, "tools", "call", "nosuch.tool")
+    missing = run(home, database_url, "tools", "call", "nosuch.tool", real=True)
     assert missing.returncode == 1 and "no tool server named 'nosuch'" in missing.stderr
     failed = run(home, database_url, "tools", "call", "files.fail", "--args",
                  '{"message": "disk full"}')

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from engine import Engine, Settings
-from tests.cli.test_cli_foundation import REPO, parley
+from tests.cli.test_cli_foundation import REPO, parley, steps
 from tests.conftest import migrate
 from tests.engine.chat_support import write_corpus
 from tests.support.mcp_launch import stdio_config
@@ -52,8 +52,9 @@ async def home(settings: Settings, parley_home: Path, server: OpenAITestServer,
     return parley_home
 
 
-def run(home: Path, database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return parley("--db", database_url, *args, home=home)
+def run(home: Path, database_url: str, *args: str,
+        real: bool = False) -> subprocess.CompletedProcess[str]:
+    return (parley if real else steps)("--db", database_url, *args, home=home)
 
 
 def on_terminal(home: Path, database_url: str, *args: str,
@@ -104,7 +105,7 @@ def test_a_new_local_server_command_is_confirmed_first(
     files = next(s for s in json.loads(listed.stdout)["servers"] if s["name"] == "files")
     assert files["state"] == "untrusted" and files["tools"] == []
     assert "--trust-servers" in files["error"]
-    refused = run(home, database_url, *add)
+    refused = run(home, database_url, *add, real=True)
     assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
     assert "has not been confirmed" in refused.stderr
     assert "mcp_servers.files.trusted: true" in refused.stderr
@@ -163,9 +164,10 @@ def test_sessions_set_tools_chooses_what_ask_offers(
     assert "tools: none" in shown.stdout
     back = run(home, database_url, "sessions", "set", session, "--default-tools")
     assert "tools: off (tools.enabled: false)  (config)" in back.stdout
-    for bad, message in ((("--tools", "nosuch.tool"), "no tool server matches 'nosuch'"),
-                         (("--tools", "search"), "not a tool name"),
-                         (("--tools", "parley.search", "--no-tools"), "cannot be combined")):
-        result = run(home, database_url, "sessions", "set", session, *bad)
+    for n, (bad, message) in enumerate((
+            (("--tools", "nosuch.tool"), "no tool server matches 'nosuch'"),
+            (("--tools", "search"), "not a tool name"),
+            (("--tools", "parley.search", "--no-tools"), "cannot be combined"))):
+        result = run(home, database_url, "sessions", "set", session, *bad, real=n == 0)
         assert result.returncode == 2 and message in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1

@@ -7,10 +7,8 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,9 +20,9 @@ from engine.db.search_backend import for_backend
 from engine.db.search_filter import DocFilter
 from tests.conftest import migrate
 from tests.engine.test_retrieval import Doc, add_collection
+from tests.support.cli import real_cli, run_cli
 
 pytestmark = pytest.mark.keyword_index
-REPO = Path(__file__).resolve().parents[2]
 WITH_INDEX = pytest.mark.parametrize("database_url", ["postgres-bm25"], indirect=True)
 WITHOUT_INDEX = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 
@@ -158,11 +156,10 @@ async def test_sqlite_keeps_fts5(engine: Engine) -> None:
     assert (await engine.keyword_search()).method == "fts5"
 
 
-def parley(url: str, *args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "PARLEY_CONFIG"}
-    env["PARLEY_HOME"] = str(home)
-    return subprocess.run([sys.executable, "-m", "tui.cli", "--db", url, *args], cwd=REPO,
-                           env=env, capture_output=True, text=True, timeout=300)
+def parley(url: str, *args: str, home: Path,
+           real: bool = False) -> subprocess.CompletedProcess[str]:
+    """``parley --db URL ARGS`` in-process, or with ``real=True`` in a subprocess."""
+    return (real_cli if real else run_cli)("--db", url, *args, home=home, timeout=300)
 
 
 @WITH_INDEX
@@ -184,7 +181,7 @@ async def test_an_extension_installed_later_is_taken_up_by_db_upgrade(
     shown = parley(database_url, "config", "show", "--json", home=parley_home)
     assert json.loads(shown.stdout)["keyword_search"]["method"] == "sql-bm25"
 
-    upgraded = parley(database_url, "db", "upgrade", home=parley_home)
+    upgraded = parley(database_url, "db", "upgrade", home=parley_home, real=True)
     assert upgraded.returncode == 0, upgraded.stderr
     assert "keyword search: pg_textsearch 1.0.0 BM25 index" in upgraded.stderr
     after = json.loads(parley(database_url, "db", "current", "--json", home=parley_home).stdout)
@@ -210,7 +207,7 @@ async def test_cli_reports_the_exact_method_without_the_extension(
 def test_config_show_says_when_the_database_cannot_be_asked(tmp_path: Path,
                                                             parley_home: Path) -> None:
     url = f"postgresql+asyncpg://nobody:secret@/parley?host={tmp_path / 'no-server'}"
-    shown = parley(url, "config", "show", "--json", home=parley_home)
+    shown = parley(url, "config", "show", "--json", home=parley_home, real=True)
     assert shown.returncode == 0, shown.stderr
     keyword = json.loads(shown.stdout)["keyword_search"]
     assert keyword["method"] == "unknown"

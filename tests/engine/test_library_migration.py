@@ -14,7 +14,7 @@ from tests.engine.test_ingest import copy_fixtures, index_state
 async def test_an_index_written_before_chunk_sets_migrates_whole(settings: Settings,
                                                                  tmp_path: Path) -> None:
     docs = copy_fixtures(tmp_path / "docs")
-    await migrate(settings)
+    await migrate(settings, from_scratch=True)
     async with Engine(settings) as engine:
         await engine.library.ingest([docs], collection="notes")
         before = await index_state(engine, "notes", docs)

@@ -113,7 +113,7 @@ async def test_an_existing_database_upgrades_and_keeps_its_data(settings: Settin
     after copying the file aside; PostgreSQL refuses until 'parley db upgrade'."""
     from engine.errors import SchemaOutOfDate
 
-    await migrate(settings)
+    await migrate(settings, from_scratch=True)
     async with Engine(settings) as engine:  # at head
         created = await engine.sessions.create("written before the upgrade")
         await engine.sessions.add_message(created.id, "user", "a question kept across it")

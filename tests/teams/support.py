@@ -23,6 +23,7 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 from engine import Engine, Settings, load_settings
+from tests.support.cli import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -51,6 +52,18 @@ class Person:
         return subprocess.run([sys.executable, "-m", "tui.cli", *pre, "--db", self.url, *args],
                               cwd=REPO, env=self.env(), input=stdin, capture_output=True,
                               text=True, timeout=300)
+
+    def steps(self, *args: str, stdin: str | None = None,
+              config: dict[str, Any] | None = None) -> subprocess.CompletedProcess[str]:
+        """What ``cli`` does, run in this process (the steps of a scenario; ``cli`` for what
+        a member meets as a process: refusals, exit codes)."""
+        pre: list[str] = []
+        if config is not None:
+            path = self.home / "config.yaml"
+            path.write_text(json.dumps(config))
+            pre = ["--config", str(path)]
+        return run_cli(*pre, "--db", self.url, *args, home=self.home, env=self.extra_env,
+                       stdin=stdin, timeout=300)
 
     def settings(self) -> Settings:
         return load_settings(overrides={"database": {"url": self.url}, "crypto": {

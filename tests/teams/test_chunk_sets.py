@@ -1,7 +1,8 @@
 """Chunk sets under row-level security: identical content is stored once per owner, never
 across users; members ingest, deduplicate, verify citations and watch folders; raw SQL as
 a member sees chunks only through documents they can read. Real roles on the embedded
-PostgreSQL, the real CLI as each person."""
+PostgreSQL, the CLI as each person (in-process for the steps of a scenario, the real command
+for what a member is refused)."""
 
 from __future__ import annotations
 
@@ -39,10 +40,10 @@ async def test_the_same_file_of_two_members_is_two_chunk_sets_and_neither_reads_
         team, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     db, owner, alice, bob = team
     # both ingest the same file; alice twice (a second collection): stored once for her
-    _ok(alice.cli("ingest", str(NOTES), "--collection", "mine"))
-    again = _json(alice.cli("ingest", str(NOTES), "--collection", "copies", "--json"))
+    _ok(alice.steps("ingest", str(NOTES), "--collection", "mine"))
+    again = _json(alice.steps("ingest", str(NOTES), "--collection", "copies", "--json"))
     assert again["linked"] == 1 and again["indexed"] == 1, again
-    _ok(bob.cli("ingest", str(NOTES), "--collection", "his"))
+    _ok(bob.steps("ingest", str(NOTES), "--collection", "his"))
     su = await db.superuser()
     try:
         sets = await _sets(su, NOTES)
@@ -51,7 +52,7 @@ async def test_the_same_file_of_two_members_is_two_chunk_sets_and_neither_reads_
         bob_chunks = await su.fetchval("SELECT count(*) FROM chunks WHERE chunk_set_id = $1",
                                        bob_set)
         assert bob_chunks > 0
-        listed = _json(alice.cli("docs", "list", "--json"))["documents"]
+        listed = _json(alice.steps("docs", "list", "--json"))["documents"]
         assert sorted(d["collection"] for d in listed) == ["copies", "mine"]
         assert all(d["copies"] for d in listed)
 
@@ -85,10 +86,10 @@ async def test_the_same_file_of_two_members_is_two_chunk_sets_and_neither_reads_
         assert await su.fetchval("SELECT count(*) FROM chunks WHERE chunk_set_id = $1",
                                  bob_set) == bob_chunks
         # deleting one of alice's copies keeps the other whole
-        _ok(alice.cli("collections", "remove", "copies", "--yes"))
+        _ok(alice.steps("collections", "remove", "copies", "--yes"))
         assert [s["id"] for s in await _sets(su, NOTES)] == [alice_set, bob_set]
-        hits = _json(alice.cli("search", "lighthouse keeper", "--collection", "mine",
-                               "--json"))["hits"]
+        hits = _json(alice.steps("search", "lighthouse keeper", "--collection", "mine",
+                                 "--json"))["hits"]
         assert hits and all(h["path"] == str(NOTES) for h in hits)
         assert alice.cli("search", "lighthouse", "--collection", "copies").returncode == 1
     finally:
@@ -102,10 +103,10 @@ async def test_a_writer_of_a_shared_collection_never_reaches_the_owners_private_
     private.mkdir()
     secret = private / "notes.md"
     shutil.copy(NOTES, secret)
-    _ok(owner.cli("ingest", str(DOCS), "--collection", "handbook"))
-    _ok(owner.cli("ingest", str(private), "--collection", "diary"))
-    _ok(owner.cli("collections", "share", "handbook", "--all"))
-    _ok(owner.cli("collections", "share", "handbook", "--with", alice.role, "--write"))
+    _ok(owner.steps("ingest", str(DOCS), "--collection", "handbook"))
+    _ok(owner.steps("ingest", str(private), "--collection", "diary"))
+    _ok(owner.steps("collections", "share", "handbook", "--all"))
+    _ok(owner.steps("collections", "share", "handbook", "--with", alice.role, "--write"))
     handbook = f"{owner.role}/handbook"
     su = await db.superuser()
     try:
@@ -114,7 +115,7 @@ async def test_a_writer_of_a_shared_collection_never_reaches_the_owners_private_
         shared = tmp_path / "shared"
         shared.mkdir()
         shutil.copy(NOTES, shared / "notes.md")
-        out = _json(alice.cli("ingest", str(shared), "--collection", handbook, "--json"))
+        out = _json(alice.steps("ingest", str(shared), "--collection", handbook, "--json"))
         assert out["indexed"] == 1 and out["linked"] == 0, out
         sets = await _sets(su, NOTES)
         assert [(s["owner"], s["creator"]) for s in sets] == [
@@ -132,21 +133,21 @@ async def test_a_writer_of_a_shared_collection_never_reaches_the_owners_private_
             finally:
                 await conn.close()
         # the shared collection is still searchable by the other member, and finds alice's file
-        hits = _json(bob.cli("search", "lighthouse keeper", "--collection", handbook,
-                             "--json"))["hits"]
+        hits = _json(bob.steps("search", "lighthouse keeper", "--collection", handbook,
+                               "--json"))["hits"]
         assert hits and any(h["path"].endswith(str(shared / "notes.md")) for h in hits)
         # alice removes her file: its document goes, the set stays for the owner to collect
         (shared / "notes.md").unlink()
-        _ok(alice.cli("ingest", str(shared), "--collection", handbook, "--prune"))
+        _ok(alice.steps("ingest", str(shared), "--collection", handbook, "--prune"))
         assert await su.fetchval("SELECT count(*) FROM documents WHERE chunk_set_id = $1",
                                  shared_set) == 0
         assert await su.fetchval("SELECT count(*) FROM chunk_embeddings e JOIN chunks c ON "
                                  "c.id = e.chunk_id WHERE c.chunk_set_id = $1", shared_set) == 0
         # the owner's next run removes it; the private copy is whole
-        _ok(owner.cli("ingest", str(private), "--collection", "diary"))
+        _ok(owner.steps("ingest", str(private), "--collection", "diary"))
         assert [s["id"] for s in await _sets(su, NOTES)] == [private_set]
-        found = _json(owner.cli("search", "lighthouse keeper", "--collection", "diary",
-                                "--json"))["hits"]
+        found = _json(owner.steps("search", "lighthouse keeper", "--collection", "diary",
+                                  "--json"))["hits"]
         assert found and found[0]["path"] == str(secret)
     finally:
         await su.close()
@@ -159,25 +160,25 @@ async def test_a_member_watches_a_folder_and_verifies_citations(
     folder.mkdir()
     notes = folder / "notes.md"
     write_notes(notes)
-    _ok(alice.cli("watch", "add", str(folder), "--collection", "notes"))
-    assert str(folder) in _ok(alice.cli("watch", "list"))
-    assert _ok(bob.cli("watch", "list")).strip() in ("", "no watched folders")
-    _ok(alice.cli("watch", "--once"))
-    asked = alice.cli("ask", "--json", "--collection", "notes",
-                      "What did the turquoise lighthouse keeper log?")
+    _ok(alice.steps("watch", "add", str(folder), "--collection", "notes"))
+    assert str(folder) in _ok(alice.steps("watch", "list"))
+    assert _ok(bob.steps("watch", "list")).strip() in ("", "no watched folders")
+    _ok(alice.steps("watch", "--once"))
+    asked = alice.steps("ask", "--json", "--collection", "notes",
+                        "What did the turquoise lighthouse keeper log?")
     session_id = _json(asked)["session_id"]
 
     def states(person: Person = alice) -> list[str]:
-        out = _json(person.cli("sessions", "verify", str(session_id), "--json"))
+        out = _json(person.steps("sessions", "verify", str(session_id), "--json"))
         return [c["citation"]["drift"]["state"] for c in out["citations"]
                 if "turquoise" in c["citation"]["snippet"]]
 
     assert states()[:1] == ["current"]
     write_notes(notes, above=5)
-    _ok(alice.cli("watch", "--once"))
+    _ok(alice.steps("watch", "--once"))
     assert states()[:1] == ["moved"]
     notes.unlink()
-    _ok(alice.cli("watch", "--once"))
+    _ok(alice.steps("watch", "--once"))
     assert states()[:1] == ["missing"]
     # bob sees neither the session nor the folder
     out = bob.cli("sessions", "verify", str(session_id), "--json")
@@ -197,13 +198,13 @@ async def test_a_member_watches_a_folder_and_verifies_citations(
 async def test_the_owner_migrates_members_libraries_down_and_up(
         team, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     db, owner, alice, bob = team
-    _ok(alice.cli("ingest", str(NOTES), "--collection", "mine"))
-    _ok(bob.cli("ingest", str(DOCS), "--collection", "his"))
+    _ok(alice.steps("ingest", str(NOTES), "--collection", "mine"))
+    _ok(bob.steps("ingest", str(DOCS), "--collection", "his"))
     su = await db.superuser()
     try:
         before = await su.fetchval("SELECT count(*) FROM chunks")
         # the owner is held to the policies (FORCE) but the revision rewrites every user's rows
-        _ok(owner.cli("db", "downgrade", "0010_session_tools", "--yes"))
+        _ok(owner.steps("db", "downgrade", "0010_session_tools", "--yes"))
         assert await su.fetchval("SELECT count(*) FROM chunks") == before
         policies = await su.fetch("SELECT policyname, qual, with_check FROM pg_policies "
                                   "WHERE tablename = 'chunks'")
@@ -211,7 +212,7 @@ async def test_the_owner_migrates_members_libraries_down_and_up(
         assert all("collection_id" in (p["qual"] or p["with_check"]) for p in policies)
         assert not await su.fetchval("SELECT count(*) FROM pg_proc WHERE proname = "
                                      "'parley_chunk_set_of'")
-        _ok(owner.cli("db", "upgrade"))
+        _ok(owner.steps("db", "upgrade"))
         assert await su.fetchval("SELECT count(*) FROM chunks") == before
         assert await su.fetchval("SELECT count(*) FROM chunks c WHERE NOT EXISTS (SELECT 1 "
                                  "FROM documents d WHERE d.chunk_set_id = c.chunk_set_id)") == 0
@@ -231,5 +232,5 @@ async def test_the_owner_migrates_members_libraries_down_and_up(
         assert 0 < mine < before
     finally:
         await conn.close()
-    hits = _json(bob.cli("search", "install", "--json"))["hits"]
+    hits = _json(bob.steps("search", "install", "--json"))["hits"]
     assert hits and all(h["path"].startswith(str(DOCS)) for h in hits)
