@@ -42,10 +42,40 @@ def start_tui(config_path: str | None, overrides: Mapping[str, Any]) -> None:
     from tui.app import ParleyApp
 
     app = ParleyApp(settings, settle=validated if early is not None else None, resume_gc=True)
-    app.run()
+    run_bounded(app)
     if app.config_error is not None:  # found right after the first frame
         fail(app.config_error)
     exit_now(app.return_code or 0)
+
+
+STRAGGLER_WAIT = 2.0  # seconds a quit gives tasks left behind once the app has ended
+
+
+def run_bounded(app: Any) -> None:
+    """Run the app on a loop of our own and end it without waiting forever on stragglers.
+
+    ``asyncio.run`` cancels the tasks still pending when the app returns and waits for all
+    of them, with no limit. The only ones left at that point are connection closes
+    SQLAlchemy schedules for pooled connections dropped by cancelled workers; now and then
+    aiosqlite's close of such a connection waits for a worker thread that has already
+    stopped, and the process never ended after Ctrl+Q. By then the app has stored what its
+    workers were writing and closed the engine (every write committed), so a close that
+    does not finish within ``STRAGGLER_WAIT`` is abandoned: the process is about to end."""
+    import asyncio
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        app.run(loop=loop)
+    finally:
+        pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.wait(pending, timeout=STRAGGLER_WAIT))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        # the default executor's idle threads would keep ``exit_now`` joining them
+        loop.run_until_complete(loop.shutdown_default_executor())
 
 
 def fail(exc: ParleyError) -> None:
