@@ -7,6 +7,7 @@ answers and for embeddings (so no model has to load).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,21 @@ async def tui_settings(database_url: str, parley_home: Path,
     settings = load_settings(overrides=overrides_for(database_url, chat_server))
     await migrate(settings)
     return settings
+
+
+@pytest.fixture
+def held_engine_open(monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """``Engine.open`` waits until the test sets the returned event: the app as it is
+    before its database has opened."""
+    gate = asyncio.Event()
+    real_open = Engine.open
+
+    async def held_open(self: Engine) -> None:
+        await gate.wait()
+        await real_open(self)
+
+    monkeypatch.setattr(Engine, "open", held_open)
+    return gate
 
 
 @pytest.fixture

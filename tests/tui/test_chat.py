@@ -45,15 +45,8 @@ def chat_parts(app: ParleyApp) -> tuple[ChatScreen, Transcript, PromptInput]:
 
 
 async def test_the_ui_paints_and_takes_input_before_the_database_opens(
-        tui_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    gate = asyncio.Event()
-    real_open = Engine.open
-
-    async def slow_open(self: Engine) -> None:
-        await gate.wait()
-        await real_open(self)
-
-    monkeypatch.setattr(Engine, "open", slow_open)
+        tui_settings: Settings, held_engine_open: asyncio.Event) -> None:
+    gate = held_engine_open
     app = ParleyApp(tui_settings)
     async with app.run_test(size=(120, 36)) as pilot:
         screen, transcript, prompt = chat_parts(app)

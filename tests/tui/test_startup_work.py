@@ -15,7 +15,7 @@ import textual.css.stylesheet
 from textual.widgets import Static
 from textual.widgets._footer import FooterKey
 
-from engine import Engine, Settings, load_settings
+from engine import Settings, load_settings
 from engine.config.early import read_early
 from engine.errors import ConfigError
 from tests.support.openai_server import OpenAITestServer
@@ -32,15 +32,8 @@ def sidebar_note(app: ParleyApp) -> str | None:
 
 
 async def test_the_sidebar_says_loading_until_the_sessions_are_known(
-        tui_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    gate = asyncio.Event()
-    real_open = Engine.open
-
-    async def slow_open(self: Engine) -> None:
-        await gate.wait()
-        await real_open(self)
-
-    monkeypatch.setattr(Engine, "open", slow_open)
+        tui_settings: Settings, held_engine_open: asyncio.Event) -> None:
+    gate = held_engine_open
     app = ParleyApp(tui_settings)
     async with app.run_test(size=(120, 36)) as pilot:
         await pilot.pause()
