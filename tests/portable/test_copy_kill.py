@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -80,33 +80,35 @@ async def _run_and_kill(source: str, target: str, at_least: int) -> None:
         await db.dispose()
 
 
-@pytest.mark.parametrize("target_kind", ["sqlite", "postgres"])
-async def test_sigkill_then_rerun_is_identical(parley_home: Path, target_kind: str,
-                                               request: pytest.FixtureRequest) -> None:
-    source = f"sqlite:///{parley_home / 'source.db'}"
-    name = None
-    if target_kind == "sqlite":
-        target = f"sqlite:///{parley_home / 'target.db'}"
-    else:
-        server: PostgresServer = request.getfixturevalue("postgres_server")
-        name = await server.create_database()
-        target = server.sqlalchemy_url(name)
+@pytest.fixture(params=["sqlite", "postgres"])
+async def target(request: pytest.FixtureRequest, parley_home: Path) -> AsyncIterator[str]:
+    """The copy's target: an SQLite file, or a fresh database on the suite's PostgreSQL
+    (dropped afterwards)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{parley_home / 'target.db'}"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    name = await server.create_database()
     try:
-        await _big_source(source)
-        # early (first tables), in the middle of the messages, near the end of them
-        for at_least in (1, 600, 1300):
-            await _run_and_kill(source, target, at_least)
-        done = cli("db", "copy", "--to", target, url=source)
-        assert done.returncode == 0, done.stderr
-        assert "(resumed)" in done.stderr and "every table verified" in done.stderr
-        assert await table_digests(target) == await table_digests(source)
-        # and once more: nothing to do, nothing duplicated
-        again = cli("db", "copy", "--to", target, url=source)
-        assert again.returncode == 0, again.stderr
-        assert await table_digests(target) == await table_digests(source)
+        yield server.sqlalchemy_url(name)
     finally:
-        if name is not None:
-            await request.getfixturevalue("postgres_server").drop_database(name)
+        await server.drop_database(name)
+
+
+async def test_sigkill_then_rerun_is_identical(parley_home: Path, target: str) -> None:
+    source = f"sqlite:///{parley_home / 'source.db'}"
+    await _big_source(source)
+    # early (first tables), in the middle of the messages, near the end of them
+    for at_least in (1, 600, 1300):
+        await _run_and_kill(source, target, at_least)
+    done = cli("db", "copy", "--to", target, url=source)
+    assert done.returncode == 0, done.stderr
+    assert "(resumed)" in done.stderr and "every table verified" in done.stderr
+    assert await table_digests(target) == await table_digests(source)
+    # and once more: nothing to do, nothing duplicated
+    again = cli("db", "copy", "--to", target, url=source)
+    assert again.returncode == 0, again.stderr
+    assert await table_digests(target) == await table_digests(source)
 
 
 async def _kill_in_phase(source: str, target: str, phase: str, at: int, marker: Path) -> None:
@@ -138,33 +140,21 @@ async def _vector_indexes(url: str) -> int:
         await db.dispose()
 
 
-@pytest.mark.parametrize("target_kind", ["sqlite", "postgres"])
 async def test_sigkill_while_building_indexes_and_verifying(
-        parley_home: Path, target_kind: str, request: pytest.FixtureRequest) -> None:
+        parley_home: Path, target: str) -> None:
     """Killed after the rows, with one vector index built; then killed halfway through the
     verification: the rerun builds what is missing, verifies, and the target checks clean."""
     source = f"sqlite:///{parley_home / 'source.db'}"
-    name = None
-    if target_kind == "sqlite":
-        target = f"sqlite:///{parley_home / 'target.db'}"
-    else:
-        server: PostgresServer = request.getfixturevalue("postgres_server")
-        name = await server.create_database()
-        target = server.sqlalchemy_url(name)
     marker = parley_home / "paused"
-    try:
-        await populate(source)
-        await _kill_in_phase(source, target, "(indexes)", 1, marker)
-        assert marker.read_text().startswith("(indexes) 1/3")
-        assert await _vector_indexes(target) == 1  # the other two were never built
-        await _kill_in_phase(source, target, "(verify)", 5, marker)
-        done = cli("db", "copy", "--to", target, url=source)
-        assert done.returncode == 0, done.stderr
-        assert "every table verified" in done.stderr
-        assert await table_digests(target) == await table_digests(source)
-        assert await _vector_indexes(target) == 3
-        checked = cli("db", "check", url=target)
-        assert checked.returncode == 0, checked.stdout + checked.stderr
-    finally:
-        if name is not None:
-            await request.getfixturevalue("postgres_server").drop_database(name)
+    await populate(source)
+    await _kill_in_phase(source, target, "(indexes)", 1, marker)
+    assert marker.read_text().startswith("(indexes) 1/3")
+    assert await _vector_indexes(target) == 1  # the other two were never built
+    await _kill_in_phase(source, target, "(verify)", 5, marker)
+    done = cli("db", "copy", "--to", target, url=source)
+    assert done.returncode == 0, done.stderr
+    assert "every table verified" in done.stderr
+    assert await table_digests(target) == await table_digests(source)
+    assert await _vector_indexes(target) == 3
+    checked = cli("db", "check", url=target)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
