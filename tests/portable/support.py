@@ -12,15 +12,13 @@ cached facts and session settings; and a second user's session.
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 import uuid
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from engine import Engine, Settings, load_settings
 from engine.db import models as m
@@ -28,6 +26,8 @@ from engine.db.connect import Database, create_engine
 from engine.portable.plan import build_plans, row_digest
 from engine.teams import rls
 from tests.engine.test_retrieval import CORPUS, add_collection
+from tests.support.cli import real_cli as _real_cli
+from tests.support.cli import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -193,11 +193,35 @@ async def add_member(url: str, role: str) -> str:
 def cli(*args: str, url: str | None = None, stdin: str | None = None,
         env_extra: dict[str, str] | None = None,
         timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """The real ``parley`` command in a subprocess, with this test's PARLEY_HOME."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
-    env["PARLEY_HOME"] = os.environ["PARLEY_HOME"]
-    env["PYTHONPATH"] = str(REPO)
-    env.update(env_extra or {})
+    """``parley ARGS`` run in this process (``tests.support.cli.run_cli``), with this
+    test's PARLEY_HOME: for the steps whose point is their result."""
     prefix = ["--db", url] if url else []
-    return subprocess.run([sys.executable, "-m", "tui.cli", *prefix, *args], cwd=REPO, env=env,
-                          input=stdin, capture_output=True, text=True, timeout=timeout)
+    return run_cli(*prefix, *args, env=env_extra, stdin=stdin, timeout=timeout)
+
+
+def real_cli(*args: str, url: str | None = None, stdin: str | None = None,
+             env_extra: dict[str, str] | None = None,
+             timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """The same as ``cli`` through the real ``python -m tui.cli`` in a subprocess: for
+    what a user meets as a process (a first error exit, a resume after a kill)."""
+    prefix = ["--db", url] if url else []
+    return _real_cli(*prefix, *args, env=env_extra, stdin=stdin, timeout=timeout)
+
+
+async def vector_indexes(url: str, *, full_precision_only: bool = False) -> int:
+    """How many vector indexes the database at ``url`` holds: PostgreSQL's HNSW indexes;
+    SQLite's vec0 tables, with ``full_precision_only`` without the binary-quantised
+    ``*_bit`` companions."""
+    db = Database(create_engine(url))
+    try:
+        async with db.engine.connect() as conn:
+            if db.backend == "postgresql":
+                sql = "SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'ix_vec_c%'"
+            else:
+                sql = ("SELECT count(*) FROM sqlite_master WHERE name GLOB 'vec_c*' "
+                       "AND sql LIKE 'CREATE VIRTUAL TABLE%'")
+                if full_precision_only:
+                    sql += " AND name GLOB 'vec_c*_g*' AND name NOT GLOB '*_bit'"
+            return int((await conn.execute(text(sql))).scalar_one())
+    finally:
+        await db.dispose()

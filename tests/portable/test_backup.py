@@ -25,6 +25,7 @@ from tests.portable.support import (
     add_member,
     cli,
     populate,
+    real_cli,
     role_name,
     settings_for,
     table_digests,
@@ -129,11 +130,16 @@ async def test_damaged_archives_are_refused_and_change_nothing(parley_home: Path
         "wrong passphrase": (sealed.read_bytes(), {"BACKUP_PASS": "wrong"}),
         "not an archive": (b"hello", {}),
     }
+    first = True
     for name, (data, extra) in cases.items():
         bad.write_bytes(data)
         pass_args = ["--passphrase-env", "BACKUP_PASS"] if extra else []
         for target, more in ((f"sqlite:///{fresh}", []), (existing, ["--merge"])):
-            out = cli("restore", str(bad), "--to", target, *pass_args, *more, env_extra=extra)
+            # the first refusal through the real process: exit code and the one line on
+            # stderr as a user meets them; the others in this process
+            run = real_cli if first else cli
+            first = False
+            out = run("restore", str(bad), "--to", target, *pass_args, *more, env_extra=extra)
             assert out.returncode == 1, (name, out.stderr)
             assert out.stderr.count("\n") == 1 and out.stderr.startswith("parley: error:"), \
                 (name, out.stderr)
@@ -197,6 +203,12 @@ async def test_one_users_backup(parley_home: Path, pg_url: str) -> None:
     assert made.returncode == 0, made.stderr
     rows = json.loads(made.stdout)["rows"]
     assert rows["users"] == 1 and rows["messages"] == 1 and rows["chunks"] == 0
+    # the first refusal of backup through the real process: exit 1, one line, no archive
+    nobody = parley_home / "nobody.parley-backup"
+    refused = real_cli("backup", str(nobody), "--only-user", "nobody", url=pg_url)
+    assert refused.returncode == 1 and "no user named 'nobody'" in refused.stderr
+    assert refused.stderr.startswith("parley: error:") and refused.stderr.count("\n") == 1
+    assert not nobody.exists()
     target = f"sqlite:///{parley_home / 'bob.db'}"
     assert cli("restore", str(archive), "--to", target).returncode == 0
     listed = cli("--user", bob, "sessions", "list", "--json", url=target)

@@ -22,7 +22,7 @@ def _out(result) -> str:  # type: ignore[no-untyped-def]
 
 
 def _titles(person: Person, *args: str) -> set[str]:
-    return {s["title"] for s in json.loads(_out(person.cli(*args, "sessions", "list",
+    return {s["title"] for s in json.loads(_out(person.steps(*args, "sessions", "list",
                                                            "--json")))}
 
 
@@ -33,7 +33,7 @@ async def test_a_members_copy_opens_as_the_files_own_user(team, parley_home: Pat
     shutil.copy(parley_home / "key", alice.home / "key")
     await populate(bob.url, second_user=False)
     out = parley_home / "alice-laptop.db"
-    pushed = alice.cli("db", "copy", "--to", f"sqlite:///{out}")
+    pushed = alice.steps("db", "copy", "--to", f"sqlite:///{out}")
     assert pushed.returncode == 0, pushed.stderr
     local = getpass.getuser()  # what `user:` defaults to: nothing sets it here
     assert f"user '{alice.role}' lands on '{local}'" in pushed.stderr
@@ -41,13 +41,13 @@ async def test_a_members_copy_opens_as_the_files_own_user(team, parley_home: Pat
     # the same person, same key and configuration, now on the file: no --user needed
     laptop = Person(local, f"sqlite:///{out}", alice.home)
     assert _titles(laptop) == {"Battery questions", "Empty one"}
-    found = json.loads(_out(laptop.cli("search", "battery warranty", "--collection", "notes",
+    found = json.loads(_out(laptop.steps("search", "battery warranty", "--collection", "notes",
                                        "--json")))
     assert found["hits"] and found["hits"][0]["path"] == "/manuals/warranty.pdf"
-    asked = json.loads(_out(laptop.cli("ask", "--json", "--new", "--collection", "notes",
+    asked = json.loads(_out(laptop.steps("ask", "--json", "--new", "--collection", "notes",
                                        "How long is the warranty?")))
     assert asked["citations"]
-    checked = laptop.cli("db", "check")
+    checked = laptop.steps("db", "check")
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert f"user '{local}': the key check value opens" in checked.stdout
     assert await _rows(f"sqlite:///{out}", m.User) == 1
@@ -61,9 +61,9 @@ async def test_the_owners_whole_team_copy_keeps_every_user_apart(team, parley_ho
     for person in (alice, bob):
         await populate(person.url, second_user=False)
         shutil.copy(parley_home / "key", person.home / "key")
-        _out(person.cli("ask", "--new", "--no-rag", f"a question only {person.role} asked"))
+        _out(person.steps("ask", "--new", "--no-rag", f"a question only {person.role} asked"))
     out = parley_home / "team.db"
-    copied = owner.cli("db", "copy", "--to", f"sqlite:///{out}")
+    copied = owner.steps("db", "copy", "--to", f"sqlite:///{out}")
     assert copied.returncode == 0, copied.stderr
     assert "lands on" not in copied.stderr
     assert "users keep their role names there" in copied.stderr
@@ -73,7 +73,7 @@ async def test_the_owners_whole_team_copy_keeps_every_user_apart(team, parley_ho
         mine = _titles(on_file, "--user", me.role)
         assert {"Battery questions", "Empty one"} <= mine and len(mine) == 3
         assert not any(other.role in t for t in mine)
-        found = json.loads(_out(on_file.cli("--user", me.role, "search", "warranty",
+        found = json.loads(_out(on_file.steps("--user", me.role, "search", "warranty",
                                             "--collection", "notes", "--json")))
         assert found["hits"]
     # nobody's data shows up as the file's default user

@@ -6,11 +6,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sqlalchemy import text
-
-from engine.db.connect import Database, create_engine
 from tests.conftest import PostgresServer
-from tests.portable.support import add_member, cli, populate, role_name, table_digests
+from tests.portable.support import (
+    add_member,
+    cli,
+    populate,
+    role_name,
+    table_digests,
+    vector_indexes,
+)
 
 
 def _views(url: str, me: str, bob: str) -> dict[str, object]:
@@ -32,20 +36,6 @@ def _views(url: str, me: str, bob: str) -> dict[str, object]:
     assert other.returncode == 0, other.stderr
     out["bob"] = json.loads(other.stdout)
     return out
-
-
-async def _vector_index_count(url: str) -> int:
-    db = Database(create_engine(url))
-    try:
-        async with db.engine.connect() as conn:
-            if db.backend == "postgresql":
-                sql = "SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'ix_vec_c%'"
-            else:
-                sql = ("SELECT count(*) FROM sqlite_master WHERE name GLOB 'vec_c*' "
-                       "AND sql LIKE 'CREATE VIRTUAL TABLE%'")
-            return int((await conn.execute(text(sql))).scalar_one())
-    finally:
-        await db.dispose()
 
 
 async def test_sqlite_to_postgres_to_sqlite(parley_home: Path,
@@ -80,8 +70,8 @@ async def test_sqlite_to_postgres_to_sqlite(parley_home: Path,
 
         # search indexes were built on each target: two collections, one with a
         # re-embed in progress (three generations), vec0 tables (float and bit) / HNSW
-        assert await _vector_index_count(pg) == 3
-        assert await _vector_index_count(last) == await _vector_index_count(first)
+        assert await vector_indexes(pg) == 3
+        assert await vector_indexes(last) == await vector_indexes(first)
 
         # the superuser copied every user; each then signs in as their own role
         me_url, bob_url = await add_member(pg, me), await add_member(pg, bob)

@@ -35,10 +35,10 @@ async def team(postgres_server: PostgresServer, parley_home: Path, tmp_path: Pat
     db = TeamDatabase(postgres_server.admin_url, tmp_path)
     owner = await db.create()
     try:
-        assert owner.cli("db", "upgrade").returncode == 0
+        assert owner.steps("db", "upgrade").returncode == 0
         alice, bob = db.person(db.role("alice")), db.person(db.role("bob"))
         for person in (alice, bob):
-            added = owner.cli("team", "add", person.role, "--create")
+            added = owner.steps("team", "add", person.role, "--create")
             assert added.returncode == 0, added.stderr
         yield db, owner, alice, bob
     finally:
@@ -63,7 +63,7 @@ async def test_a_member_copies_in_and_out_under_row_level_security(
     # bob was there first, with a collection he shares with everyone
     await populate(bob.url, second_user=False)
     shutil.copy(parley_home / "key", bob.home / "key")  # populate wrote under this key
-    shared = bob.cli("collections", "share", "notes", "--all")
+    shared = bob.steps("collections", "share", "notes", "--all")
     assert shared.returncode == 0, shared.stderr
     su = await db.superuser()
     try:
@@ -76,7 +76,7 @@ async def test_a_member_copies_in_and_out_under_row_level_security(
         laptop = f"sqlite:///{parley_home / 'laptop.db'}"
         await populate(laptop, second_user=False)
         shutil.copy(parley_home / "key", alice.home / "key")
-        pulled = alice.cli("db", "copy", "--from", laptop)
+        pulled = alice.steps("db", "copy", "--from", laptop)
         assert pulled.returncode == 0, pulled.stderr
         assert "every table verified" in pulled.stderr
 
@@ -88,17 +88,17 @@ async def test_a_member_copies_in_and_out_under_row_level_security(
         assert await su.fetchval("SELECT count(*) FROM messages WHERE user_id = $1",
                                  bob_id) == bob_messages
         assert await su.fetchval("SELECT count(*) FROM users") == 3  # nobody new
-        listed = alice.cli("sessions", "list", "--json")
+        listed = alice.steps("sessions", "list", "--json")
         assert {s["title"] for s in json.loads(listed.stdout)} == {"Battery questions",
                                                                    "Empty one"}
-        found = alice.cli("search", "battery warranty", "--collection", "notes", "--json")
+        found = alice.steps("search", "battery warranty", "--collection", "notes", "--json")
         assert found.returncode == 0, found.stderr
         assert json.loads(found.stdout)["hits"]
         # her vector indexes were made through the checked function
         assert await su.fetchval("SELECT count(*) FROM pg_indexes WHERE indexname LIKE "
                                  "'ix_vec_c%'") == 6
         # run again: nothing to do, nothing duplicated
-        again = alice.cli("db", "copy", "--from", laptop)
+        again = alice.steps("db", "copy", "--from", laptop)
         assert again.returncode == 0, again.stderr
         assert await su.fetchval("SELECT count(*) FROM messages WHERE user_id = $1",
                                  alice_id) == 4
@@ -129,13 +129,13 @@ async def test_a_member_copies_in_and_out_under_row_level_security(
         finally:
             await conn.close()
 
-        checked = alice.cli("db", "check")
+        checked = alice.steps("db", "check")
         assert checked.returncode == 0, checked.stdout + checked.stderr
         assert f"only the data of '{alice.role}'" in checked.stdout
 
         # out again: only alice's own rows
         out = f"sqlite:///{parley_home / 'alice-out.db'}"
-        pushed = alice.cli("db", "copy", "--to", out)
+        pushed = alice.steps("db", "copy", "--to", out)
         assert pushed.returncode == 0, pushed.stderr
         assert await _rows(out, m.User) == 1
         assert await _rows(out, m.Message) == 4
@@ -147,6 +147,7 @@ async def test_a_member_copies_in_and_out_under_row_level_security(
         assert {s["title"] for s in json.loads(mine.stdout)} == {"Battery questions",
                                                                  "Empty one"}
 
+        # a member refused, as a process: exit code and message as the member meets them
         refused = alice.cli("db", "copy", "--to", f"sqlite:///{parley_home / 'x.db'}",
                             "--only-user", bob.role)
         assert refused.returncode == 1
@@ -179,7 +180,7 @@ async def test_the_owner_copies_everyone_and_backups_follow_the_role(
         await conn.close()
 
     everyone = f"sqlite:///{parley_home / 'everyone.db'}"
-    out = owner.cli("db", "copy", "--to", everyone)
+    out = owner.steps("db", "copy", "--to", everyone)
     assert out.returncode == 0, out.stderr
     assert "every user's data" in out.stderr
     assert await _rows(everyone, m.Message) == 8
@@ -190,8 +191,8 @@ async def test_the_owner_copies_everyone_and_backups_follow_the_role(
     (tmp_path / "other").mkdir()
     owner2 = await other.create()
     try:
-        assert owner2.cli("db", "upgrade").returncode == 0
-        moved = owner2.cli("db", "copy", "--from", everyone)
+        assert owner2.steps("db", "upgrade").returncode == 0
+        moved = owner2.steps("db", "copy", "--from", everyone)
         assert moved.returncode == 0, moved.stderr
         assert "every table verified" in moved.stderr
         su2 = await other.superuser()
@@ -204,7 +205,7 @@ async def test_the_owner_copies_everyone_and_backups_follow_the_role(
             await su2.close()
         theirs = await table_digests(everyone)
         back = f"sqlite:///{parley_home / 'back.db'}"
-        assert owner2.cli("db", "copy", "--to", back).returncode == 0
+        assert owner2.steps("db", "copy", "--to", back).returncode == 0
         digests = await table_digests(back)
         for table in ("messages", "chunks", "chunk_embeddings", "citations", "sessions"):
             assert digests[table] == theirs[table], table
@@ -214,7 +215,7 @@ async def test_the_owner_copies_everyone_and_backups_follow_the_role(
     # a member's backup holds their data; the owner's holds everyone's
     for person, users in ((alice, 1), (owner, 3)):
         path = tmp_path / f"{person.role}.parley-backup"
-        made = person.cli("backup", str(path), "--json")
+        made = person.steps("backup", str(path), "--json")
         assert made.returncode == 0, made.stderr
         with tarfile.open(path) as tar:
             member = tar.extractfile("manifest.json")
