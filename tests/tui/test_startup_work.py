@@ -6,6 +6,7 @@ sources panel is built when first shown, and a theme change still restyles every
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -154,3 +155,30 @@ async def test_the_first_frame_parses_each_stylesheet_once_and_draws_the_bars_as
         app.theme = "nord"
         await settle(pilot)
         assert app.screen.styles.background != before
+
+
+async def test_the_first_frame_sent_to_the_terminal_is_the_whole_screen(
+        parley_home: Path, chat_server: OpenAITestServer,
+        held_engine_open: asyncio.Event) -> None:
+    """Frames drawn during start-up's batch update are dropped; the first one written must
+    still be complete (it was a partial one, without the inputs, until the next repaint)."""
+    written: list[str] = []
+
+    class Recorded(ParleyApp):
+        def _display(self, screen: Any, renderable: Any) -> None:
+            if renderable is not None and not self._batch_count and not written:
+                text = renderable.render_segments(self.console)
+                written.append(re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text))  # text only
+            super()._display(screen, renderable)
+
+    settings = load_settings(overrides=overrides_for(f"sqlite:///{parley_home / 'parley.db'}",
+                                                     chat_server))
+    app = Recorded(settings)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_until(pilot, lambda: bool(written))
+        first = written[0]
+        for part in ("parley", "Usage F5", "opening database", "Filter sessions",
+                     "Loading sessions", "sk a question", "earlier questions", "New chat",
+                     "palette"):
+            assert part in first, part
+        held_engine_open.set()
