@@ -36,6 +36,7 @@ from tui.ui_state import load_state, remember
 from tui.widgets.status import StatusInfo, model_status
 
 if TYPE_CHECKING:
+    from rich.console import RenderableType
     from textual.screen import Screen
 
     from engine import Engine, Settings
@@ -112,6 +113,16 @@ class ParleyApp(App[None]):
         # its variables (set on mount, it was parsed with the default theme's first).
         self._unknown_theme = self._apply_theme()
         self.stylesheet = KeptStylesheet(variables=self.get_css_variables())
+
+    def _display(self, screen: Screen[object], renderable: RenderableType | None) -> None:
+        # Textual draws frames during a batch update (the whole start-up is one) and drops
+        # them, yet its compositor counts what they drew as shown: the first frame written
+        # after the batch was a partial one without the inputs, and a complete screen came
+        # only with the next full repaint (a tenth of the first paint later). A frame
+        # dropped here makes the next one full.
+        if renderable is not None and self._batch_count:
+            screen._compositor._dirty_regions.add(screen.size.region)
+        super()._display(screen, renderable)
 
     def on_mount(self) -> None:
         if self._unknown_theme:

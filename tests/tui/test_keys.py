@@ -24,6 +24,7 @@ from tests.support.openai_server import OpenAITestServer
 from tests.tui.conftest import overrides_for, settle, type_text, wait_until
 from tui.app import ParleyApp
 from tui.keys import SCOPES, all_bindings, check_keys, key_list
+from tui.widgets.footer import Footer
 from tui.screens.help import HelpScreen
 from tui.widgets.prompt import PromptInput
 from tui.widgets.transcript import Transcript
@@ -126,9 +127,11 @@ async def test_a_rebound_key_works_the_old_one_does_not_and_help_and_footer_show
         await pilot.press("alt+m")
         await wait_until(pilot, lambda: isinstance(app.focused, Transcript))
         assert app.screen.active_bindings["f9"].binding.description == "Sidebar"
-        footer = app.screen.query_one("Footer")
-        await wait_until(pilot, lambda: any(
-            getattr(item, "key", None) == "f9" for item in footer.query("FooterKey")))
+        footer = app.screen.query_one(Footer)
+        await wait_until(pilot, lambda: any(item.key == "f9" for item in footer.items))
+        app.screen.query_one("#prompt").focus()  # fewer keys than the messages: all drawn
+        await wait_until(pilot, lambda: " f9 Sidebar " in footer.render().plain)
+        assert "^b" not in footer.render().plain
         await pilot.press("f1")
         await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
         text = "\n".join(str(s.render()) for s in app.screen.query(".help-rows"))
@@ -150,10 +153,9 @@ async def test_enter_adds_a_line_and_ctrl_j_sends_when_enter_sends_is_false(
         await type_text(pilot, "there")
         assert prompt.text == "hi\nthere"
         assert transcript.views == []
-        footer = app.screen.query_one("Footer")
+        footer = app.screen.query_one(Footer)
         await wait_until(pilot, lambda: any(
-            getattr(item, "key", None) == "ctrl+j" and item.description == "Send"
-            for item in footer.query("FooterKey")))
+            item.key == "ctrl+j" and item.description == "Send" for item in footer.items))
         await pilot.press("ctrl+j")
         await wait_until(pilot, lambda: len(transcript.views) == 2)
         await settle(pilot)

@@ -1,11 +1,12 @@
 """What the first frame does and does not do: the sidebar never claims "no sessions" before
 it knows, the configuration is validated right after the frame when it was drawn from the
-early read, each stylesheet is parsed once, the footer is built once, and a theme change
-still restyles everything."""
+early read, each stylesheet is parsed once, the footer and the status bar are one widget each and the
+sources panel is built when first shown, and a theme change still restyles everything."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,6 @@ from typing import Any
 import pytest
 import textual.css.stylesheet
 from textual.widgets import Static
-from textual.widgets._footer import FooterKey
 
 from engine import Settings, load_settings
 from engine.config.early import read_early
@@ -22,7 +22,10 @@ from tests.support.openai_server import OpenAITestServer
 from tests.tui.conftest import ask, overrides_for, settle, wait_until
 from tui.app import ParleyApp
 from tui.screens.chat import ChatScreen
+from tui.widgets.footer import Footer
 from tui.widgets.sessions import EMPTY_TEXT, LOADING_TEXT, UNAVAILABLE_TEXT
+from tui.widgets.sources import SourcesPanel
+from tui.widgets.status import StatusBar
 
 
 def sidebar_note(app: ParleyApp) -> str | None:
@@ -99,7 +102,7 @@ async def test_a_config_error_found_after_the_first_frame_ends_the_app(
     assert not opened and app.engine is None
 
 
-async def test_the_first_frame_parses_each_stylesheet_once_and_builds_the_footer_once(
+async def test_the_first_frame_parses_each_stylesheet_once_and_draws_the_bars_as_one_widget(
         parley_home: Path, chat_server: OpenAITestServer,
         monkeypatch: pytest.MonkeyPatch) -> None:
     parsed: Counter[str] = Counter()
@@ -110,20 +113,16 @@ async def test_the_first_frame_parses_each_stylesheet_once_and_builds_the_footer
         parsed[f"{read_from} {kwargs.get('tie_breaker')} {scope}"] += 1
         return real_parse(scope, css, read_from, *args, **kwargs)
 
-    keys: list[str] = []
-    real_key_init = FooterKey.__init__
-
-    def counting_key(self: FooterKey, key: str, *args: Any, **kwargs: Any) -> None:
-        keys.append(key)
-        real_key_init(self, key, *args, **kwargs)
-
     monkeypatch.setattr(textual.css.stylesheet, "parse", counting_parse)
-    monkeypatch.setattr(FooterKey, "__init__", counting_key)
     frame: dict[str, Any] = {}
 
     class Measured(ParleyApp):
         def after_first_frame(self) -> None:
-            frame.update(parsed=Counter(parsed), keys=list(keys))
+            footer = self.screen.query_one(Footer)
+            frame.update(parsed=Counter(parsed), widgets=len(list(self.screen.walk_children())),
+                         footer=footer.render().plain, children=len(footer.children),
+                         status=self.screen.query_one(StatusBar).render().plain,
+                         sources=len(self.screen.query_one(SourcesPanel).children))
             super().after_first_frame()
 
     settings = load_settings(overrides=overrides_for(f"sqlite:///{parley_home / 'parley.db'}",
@@ -134,17 +133,52 @@ async def test_the_first_frame_parses_each_stylesheet_once_and_builds_the_footer
         twice = {s: n for s, n in frame["parsed"].items() if n > 1}
         assert frame["parsed"] and not twice, twice
         assert any("chat.tcss" in source for source in frame["parsed"])
-        shown = app.screen.query(FooterKey)
-        assert len(frame["keys"]) == len(shown) > 5  # each key built once
+        # the first frame already shows every key and section, each bar with no children
+        assert " ^n New chat " in frame["footer"] and "^p palette" in frame["footer"]
+        assert frame["children"] == 0
+        assert "Chat F2" in frame["status"] and "Usage F5" in frame["status"]
+        assert frame["sources"] == 0 and frame["widgets"] < 30
         # the footer still follows the focus: the session list has keys of its own
+        footer = app.screen.query_one(Footer)
         app.screen.query_one("#session-list").focus()
-        await wait_until(pilot, lambda: any(k.description == "Rename"
-                                            for k in app.screen.query(FooterKey)))
+        await wait_until(pilot, lambda: any(k.description == "Rename" for k in footer.items))
+        assert "Rename" in footer.render().plain
         app.screen.query_one("#prompt").focus()
         await wait_until(pilot, lambda: not any(k.description == "Rename"
-                                                for k in app.screen.query(FooterKey)))
+                                                for k in footer.items))
+        # the sources panel builds its list when first shown
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: app.screen.query("#source-list").results()
+                         and app.screen.query_one("#source-list").has_focus)
         # a new theme still restyles: its variables are parsed anew
         before = app.screen.styles.background
         app.theme = "nord"
         await settle(pilot)
         assert app.screen.styles.background != before
+
+
+async def test_the_first_frame_sent_to_the_terminal_is_the_whole_screen(
+        parley_home: Path, chat_server: OpenAITestServer,
+        held_engine_open: asyncio.Event) -> None:
+    """Frames drawn during start-up's batch update are dropped; the first one written must
+    still be complete (it was a partial one, without the inputs, until the next repaint)."""
+    written: list[str] = []
+
+    class Recorded(ParleyApp):
+        def _display(self, screen: Any, renderable: Any) -> None:
+            if renderable is not None and not self._batch_count and not written:
+                text = renderable.render_segments(self.console)
+                written.append(re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text))  # text only
+            super()._display(screen, renderable)
+
+    settings = load_settings(overrides=overrides_for(f"sqlite:///{parley_home / 'parley.db'}",
+                                                     chat_server))
+    app = Recorded(settings)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_until(pilot, lambda: bool(written))
+        first = written[0]
+        for part in ("parley", "Usage F5", "opening database", "Filter sessions",
+                     "Loading sessions", "sk a question", "earlier questions", "New chat",
+                     "palette"):
+            assert part in first, part
+        held_engine_open.set()

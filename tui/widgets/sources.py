@@ -95,14 +95,23 @@ class SourcesPanel(Vertical):
         super().__init__(id=id)
         self.citations: tuple[Citation, ...] = ()
         self.unknown: tuple[int, ...] = ()
+        self._built = False
 
     def compose(self) -> ComposeResult:
-        yield Label("Sources", classes="panel-title")
-        yield SourceList(id="source-list")
-        yield Static(EMPTY_TEXT, classes="empty-state", id="sources-empty")
+        # The panel starts hidden: its widgets are made when first needed (``_build``),
+        # not before the chat screen's first frame.
+        return ()
+
+    def _build(self) -> None:
+        if not self._built:
+            self._built = True
+            self.mount_all([Label("Sources", classes="panel-title"),
+                            SourceList(id="source-list"),
+                            Static(EMPTY_TEXT, classes="empty-state", id="sources-empty")])
 
     @property
     def source_list(self) -> SourceList:
+        self._build()
         return self.query_one(SourceList)
 
     def show(self, citations: Sequence[Citation], unknown: Sequence[int] = ()) -> None:
@@ -115,7 +124,7 @@ class SourcesPanel(Vertical):
                                                ("names no source in this answer",
                                                 "$text-warning")), disabled=True)
                        for n in self.unknown)
-        source_list = self.source_list
+        source_list = self.source_list  # built by now
         source_list.set_options(options)
         source_list.display = bool(options)
         self.query_one("#sources-empty").display = not options

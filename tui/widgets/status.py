@@ -10,10 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from textual.app import ComposeResult
-from textual.containers import Horizontal
 from textual.content import Content
-from textual.widgets import Static
+from textual.widget import Widget
 
 from tui.widgets.format import count
 
@@ -86,24 +84,40 @@ def status_content(info: StatusInfo) -> Content:
     return Content.assemble(*parts)
 
 
-class StatusBar(Horizontal):
-    """The bar on top of each screen. ``mode`` names the section the screen belongs to."""
+def sections_content(current: str) -> Content:
+    """The left-hand side: the brand, then each section (a link) with its key."""
+    parts: list[Content | tuple[str, str] | str] = [("◆ ", "$accent"), ("parley", "bold"), "  "]
+    for mode, key, label in SECTIONS:
+        style = "bold $foreground on $accent 25%" if mode == current else "$foreground 80%"
+        parts.append(Content.from_markup(
+            f"[{style}][@click=app.switch_mode('{mode}')] {label} [$text-muted]{key}[/] [/][/]"))
+    return Content.assemble(*parts)
+
+
+class StatusBar(Widget):
+    """The bar on top of each screen. ``mode`` names the section the screen belongs to.
+
+    One widget draws the whole line (the sections on the left, the status on the right):
+    it is on every screen, so it costs as little as a line can before the first frame."""
 
     def __init__(self, mode: str) -> None:
         super().__init__(id="status-bar")
         self.mode = mode
-
-    def compose(self) -> ComposeResult:
-        yield Static(Content.assemble(("◆ ", "$accent"), ("parley", "bold")), id="brand")
-        for mode, key, label in SECTIONS:
-            tab = Static(Content.from_markup(
-                f"[@click=app.switch_mode('{mode}')]{label} [$text-muted]{key}[/][/]"),
-                classes="tab" + (" -active" if mode == self.mode else ""))
-            yield tab
-        yield Static(id="status-text")
+        self._sections = sections_content(mode)
+        self._info: StatusInfo | None = None
 
     def on_mount(self) -> None:
         self.watch(self.app, "status", self._show, init=True)
 
     def _show(self, info: StatusInfo) -> None:
-        self.query_one("#status-text", Static).update(status_content(info))
+        self._info = info
+        self.refresh()
+
+    def render(self) -> Content:
+        left = Content(" ") + self._sections
+        right = status_content(self._info) + " " if self._info is not None else Content()
+        gap = self.size.width - left.cell_length - right.cell_length
+        if gap < 1:  # too narrow for both: the status keeps its start, the sections stay
+            right = right.truncate(max(0, self.size.width - left.cell_length - 1))
+            gap = 1
+        return Content.assemble(left, " " * gap, right)
