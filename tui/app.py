@@ -112,7 +112,7 @@ class ParleyApp(App[None]):
         # The theme is set before the stylesheet is made, so the CSS is parsed once, with
         # its variables (set on mount, it was parsed with the default theme's first).
         self._unknown_theme = self._apply_theme()
-        self.stylesheet = KeptStylesheet(variables=self.get_css_variables())
+        self.stylesheet = KeptStylesheet(variables=self.get_css_variables(), keep=True)
 
     def _display(self, screen: Screen[object], renderable: RenderableType | None) -> None:
         # Textual draws frames during a batch update (the whole start-up is one) and drops
@@ -138,6 +138,8 @@ class ParleyApp(App[None]):
         over before the app handles anything but the first frame's keys (which use only
         ``ui``, read exactly as validated), and a broken configuration ends the app before
         the engine opens (``tui.cli.start`` prints the error and exits 2)."""
+        if isinstance(self.stylesheet, KeptStylesheet) and self.stylesheet.cache is not None:
+            self.stylesheet.cache.save()  # the rules the first frame parsed, for next time
         if self._resume_gc:
             self._resume_gc = False
             gc.freeze()  # what start-up built lives on: later collections skip it
