@@ -26,18 +26,18 @@ from textual.binding import Binding, BindingType
 from textual.reactive import reactive
 
 from engine.errors import ParleyError
-from tui.commands import ParleyCommands
 from tui.keys import keymap, keys_for
-from tui.open_source import SourceOpener
 from tui.screens.chat import ChatScreen
-from tui.screens.dialogs import ErrorDialog
 from tui.stylesheet import KeptStylesheet
 from tui.ui_state import load_state, remember
 from tui.widgets.status import StatusInfo, model_status
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
+    from textual.command import Provider
     from textual.screen import Screen
+
+    from tui.open_source import SourceOpener
 
     from engine import Engine, Settings
     from engine.config.early import EarlySettings
@@ -51,6 +51,13 @@ async def _settled(waiting: Awaitable[object]) -> None:
     """Wait for a worker to end, however it ends (its errors were reported already)."""
     with contextlib.suppress(Exception, asyncio.CancelledError):
         await waiting
+
+
+def _commands() -> type[Provider]:
+    """Parley's palette entries, imported when the palette first opens."""
+    from tui.commands import ParleyCommands
+
+    return ParleyCommands
 
 
 def _later(module: str, name: str) -> Callable[[], Screen[None]]:
@@ -72,7 +79,7 @@ class ParleyApp(App[None]):
              "library": _later("tui.screens.library", "LibraryScreen"),
              "usage": _later("tui.screens.usage", "UsageScreen")}
     DEFAULT_MODE = "chat"
-    COMMANDS = App.COMMANDS | {ParleyCommands}
+    COMMANDS = App.COMMANDS | {_commands}
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f1", "help", "Help", id="app.help"),
         Binding("f2", "switch_mode('chat')", "Chat", show=False, id="app.chat"),
@@ -100,7 +107,7 @@ class ParleyApp(App[None]):
         self._settle = settle
         self._resume_gc = resume_gc
         self.config_error: ParleyError | None = None
-        self.opener = opener or SourceOpener(settings.ui.editor)
+        self._opener = opener
         self.engine: Engine | None = None
         self.folder_news: WatchEvent | None = None  # the folder watcher's last news
         self.folder_count = 0
@@ -123,6 +130,15 @@ class ParleyApp(App[None]):
         if renderable is not None and self._batch_count:
             screen._compositor._dirty_regions.add(screen.size.region)
         super()._display(screen, renderable)
+
+    @property
+    def opener(self) -> SourceOpener:
+        """What opens a cited source (made when first used: not needed for first paint)."""
+        if self._opener is None:
+            from tui.open_source import SourceOpener
+
+            self._opener = SourceOpener(self.settings.ui.editor)
+        return self._opener
 
     def on_mount(self) -> None:
         if self._unknown_theme:
@@ -276,6 +292,8 @@ class ParleyApp(App[None]):
             self.notify(f"lost the connection to the database ({exc}); the next action "
                         "reconnects", title="Database", severity="warning", timeout=10)
             return
+        from tui.screens.dialogs import ErrorDialog
+
         details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         self.push_screen(ErrorDialog(f"Unexpected error: {type(exc).__name__}",
                                      str(exc) or type(exc).__name__, details))

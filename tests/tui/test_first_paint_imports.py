@@ -36,13 +36,12 @@ OWN = {
     "engine", "engine.errors",
     # the pydantic-free part of the configuration: files, and the first frame's keys
     "engine.config", "engine.config.files", "engine.config.early",
-    "tui", "tui.app", "tui.commands", "tui.keys", "tui.open_source", "tui.stylesheet",
+    "tui", "tui.app", "tui.keys", "tui.stylesheet",
     "tui.ui_state",
     "tui.cli", "tui.cli.entry", "tui.cli.start",
     "tui.screens", "tui.screens.base", "tui.screens.chat", "tui.screens.chat_turns",
     "tui.screens.chat_sources",  # the chat screen's sources half
     "tui.screens.chat_setup",  # the chat screen's set-up half; its dialogs load later
-    "tui.screens.dialogs",
     "tui.widgets", "tui.widgets.footer", "tui.widgets.format", "tui.widgets.message",
     "tui.widgets.prompt", "tui.widgets.sessions", "tui.widgets.sources",
     "tui.widgets.status", "tui.widgets.transcript",

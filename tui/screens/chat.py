@@ -19,7 +19,6 @@ from engine.errors import ParleyError
 from tui.screens.base import engine_task
 from tui.screens.chat_setup import ChatSetup
 from tui.screens.chat_turns import ChatTurns
-from tui.screens.dialogs import ConfirmDialog, TextDialog
 from tui.widgets.prompt import PromptInput
 from tui.widgets.sessions import SessionList, Sidebar, session_prompt
 from tui.widgets.sources import SourcesPanel
@@ -184,6 +183,8 @@ class ChatScreen(ChatSetup, ChatTurns):
             if title:
                 self.rename_session(session_id, title)
 
+        from tui.screens.dialogs import TextDialog
+
         self.app.push_screen(TextDialog("Rename session", current, placeholder="Session title"),
                              renamed)
 
@@ -206,6 +207,8 @@ class ChatScreen(ChatSetup, ChatTurns):
         def answered(sure: bool | None) -> None:
             if sure:
                 self.delete_session(session_id)
+
+        from tui.screens.dialogs import ConfirmDialog
 
         self.app.push_screen(ConfirmDialog(
             "Delete session?", "The session, its messages and citations are deleted for "
