@@ -113,6 +113,7 @@ class Chat:
         ``attachments`` go into the prompt as the first numbered sources and are stored
         with the question; if they do not fit the model's context, nothing is stored."""
         question = question.strip()
+        preset_tools: tuple[str, ...] | None = None  # a persona's tools, for its new session
         if persona is not None:
             if session_id is not None:
                 raise UsageError("a persona starts a new session: it cannot continue one",
@@ -126,6 +127,7 @@ class Chat:
             collections = collections or preset.collections
             rag = preset.rag if rag is None else rag
             params = merged_params(preset.params, params)
+            preset_tools = preset.tools
         if not question:
             raise UsageError("the question is empty", "type a question, or pipe one on stdin")
         if new and session_id is not None:
@@ -134,12 +136,14 @@ class Chat:
         summary = detail.session if detail else None
         given = parse_params(params) if params else {}
         setup = await turn_setup(self, summary, provider, model, collections, rag, given,
-                                 system_prompt, question, attachments)
+                                 system_prompt, question, attachments, tools=preset_tools)
         async with self.engine._require_db().write() as s:
             if summary is None:
                 session = await self._create_in(s, question, provider,
                                                 model, system_prompt, collections or ())
                 session.rag, session.params = rag, merged_params(given) or None
+                if preset_tools is not None:
+                    session.tools, session.tools_persona = list(preset_tools), persona
             else:
                 session = await self.branches.owned(s, summary.id)
                 if summary.message_count == 0 and summary.title == "New chat":
@@ -226,6 +230,8 @@ class Chat:
             session.title = "New chat"
             if preset is not None:
                 session.rag, session.params = preset.rag, dict(preset.params) or None
+                if preset.tools is not None:
+                    session.tools, session.tools_persona = list(preset.tools), preset.name
         return (await self.engine.sessions.get(session.id)).session
 
     async def configure(self, session_id: int, **changes: Any) -> tuple[SessionSummary,

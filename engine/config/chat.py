@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from engine.config.base import Section as _Section
 
@@ -104,3 +104,17 @@ class PersonaSettings(_Section):
     first_message: str | None = None
     """A first question put in the prompt box (and asked by ``ask --persona`` with no
     question)."""
+    tools: list[str] | None = None
+    """Tools its chats may use: ``server.tool`` globs as ``sessions set --tools`` takes them
+    (a list, or one comma-separated string), ``all`` or ``none``. Empty: ``tools.enabled``."""
+
+    @field_validator("tools", mode="before")
+    @classmethod
+    def _tools_words(cls, value: object) -> object:
+        # the words of 'sessions set --all-tools/--no-tools', and "a, b" as --tools takes it
+        if isinstance(value, str):
+            word = value.strip().lower()
+            if word in ("all", "none"):
+                return ["*"] if word == "all" else []
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value

@@ -109,10 +109,28 @@ def _check_references(settings: Settings) -> None:
             raise ConfigError(f"mcp_servers.{server}: a server name uses letters, digits, '-' "
                               "and single '_' ('parley' is Parley's own)",
                               "rename it, e.g. 'files' or 'github'")
+    _check_persona_tools(settings)
     emb = settings.embedding.provider
     if emb != "local" and emb not in settings.providers:
         raise ConfigError(f"embedding.provider '{emb}' is not defined under 'providers'",
                           "use 'local' for the bundled model or add the provider")
+
+
+def _check_persona_tools(settings: Settings) -> None:
+    """A persona's tools must name Parley's own or a configured server (after the server
+    names themselves were checked); kept in the canonical form sessions store."""
+    for name, persona in settings.personas.items():
+        if persona.tools is None:
+            continue
+        from engine.errors import UsageError
+        from engine.tools.selection import parse_selection
+
+        servers = ["parley", *settings.mcp_servers]
+        try:
+            persona.tools = parse_selection(persona.tools, servers)
+        except UsageError as exc:
+            raise ConfigError(f"persona '{name}': {exc.message}",
+                              f"fix personas.{name}.tools ({exc.hint})") from None
 
 
 def effective_items(settings: Settings) -> list[tuple[str, Any, str]]:

@@ -101,7 +101,8 @@ def to_summary(row: m.Session, message_count: int,
                           updated_at=row.updated_at, archived=row.archived,
                           collections=tuple(collections), system_prompt=row.system_prompt,
                           rag=row.rag, params=dict(row.params or {}),
-                          tools=None if row.tools is None else tuple(row.tools))
+                          tools=None if row.tools is None else tuple(row.tools),
+                          tools_persona=row.tools_persona)
 
 
 class SessionStore:

@@ -49,9 +49,11 @@ class TurnSetup:
 async def turn_setup(chat: Chat, summary: SessionSummary | None, provider: str | None,
                      model: str | None, collections: Sequence[str] | None, rag: bool | None,
                      params: Mapping[str, Any], system_prompt: str | None, question: str,
-                     attachments: Sequence[LoadedAttachment]) -> TurnSetup:
+                     attachments: Sequence[LoadedAttachment], *,
+                     tools: Sequence[str] | None = None) -> TurnSetup:
     """Everything a turn takes from the call, the session and the configuration; refuses
-    attachments that cannot fit before anything is stored."""
+    attachments that cannot fit before anything is stored. ``tools``: the selection of a
+    session about to be created (a persona's); an existing session keeps its own."""
     engine = chat.engine
     name, chosen = await choose_model(chat, summary, provider, model)
     scope = await turn_scope(engine, summary, collections, rag)
@@ -66,7 +68,8 @@ async def turn_setup(chat: Chat, summary: SessionSummary | None, provider: str |
         if needed > window.tokens - reserve:
             raise too_large(attachments, needed, window.tokens, reserve)
     options = TurnOptions(temperature, max_tokens, top_k, window.tokens, scope, pinned,
-                          tools=summary.tools if summary else None)
+                          tools=summary.tools if summary else
+                          (None if tools is None else tuple(tools)))
     return TurnSetup(name, chosen, system, scope, options)
 
 

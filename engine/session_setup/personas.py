@@ -1,5 +1,5 @@
 """Personas: named chat presets (provider, model, system prompt, collections, RAG switch,
-parameters, a first question).
+parameters, tools, a first question).
 
 They come from the config file (``personas:``) or are saved from a session into the
 database (``save_from_session``), per user. A name in the config file wins over a saved one
@@ -29,7 +29,8 @@ def _from_row(row: m.Persona) -> PersonaInfo:
     return PersonaInfo(name=row.name, origin="saved", provider=row.provider, model=row.model,
                        system_prompt=row.system_prompt, collections=tuple(row.collections or ()),
                        rag=row.rag, params=dict(row.params or {}),
-                       first_message=row.first_message)
+                       first_message=row.first_message,
+                       tools=None if row.tools is None else tuple(row.tools))
 
 
 class Personas:
@@ -45,7 +46,8 @@ class Personas:
             out.append(PersonaInfo(name=name, origin="config", provider=p.provider,
                                    model=p.model, system_prompt=p.system_prompt,
                                    collections=tuple(p.collections), rag=p.rag, params=params,
-                                   first_message=p.first_message, description=p.description))
+                                   first_message=p.first_message, description=p.description,
+                                   tools=None if p.tools is None else tuple(p.tools)))
         return out
 
     async def list(self) -> list[PersonaInfo]:
@@ -68,7 +70,17 @@ class Personas:
                        f"known: {known}; save one: parley personas save NAME --from-session ID")
 
     async def check(self, persona: PersonaInfo) -> None:
-        """A persona's collections must exist: ``NotFound`` naming the persona otherwise."""
+        """A persona's collections must exist: ``NotFound`` naming the persona otherwise;
+        a saved persona's tools must name configured servers (``UsageError``)."""
+        if persona.tools and persona.origin != "config":  # config ones: checked at load
+            from engine.tools.selection import parse_selection
+
+            try:
+                parse_selection(persona.tools, ["parley", *self.engine.settings.mcp_servers])
+            except UsageError as exc:
+                raise UsageError(f"persona '{persona.name}': {exc.message}",
+                                 f"{exc.hint}; save it again from a session with "
+                                 "the tools you want (--replace)") from None
         if not persona.collections:
             return
         have = {c.name for c in await self.engine.library.collections()}
@@ -104,6 +116,7 @@ class Personas:
             row.system_prompt = summary.system_prompt
             row.collections = list(summary.collections)
             row.rag, row.params = summary.rag, dict(summary.params or {})
+            row.tools = None if summary.tools is None else list(summary.tools)
             try:
                 await s.flush()
             except IntegrityError:

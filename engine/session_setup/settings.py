@@ -170,7 +170,7 @@ async def configure(engine: Engine, session_id: int, *, provider: Any = UNSET,
         if checked:
             session.params = merged_params(session.params, checked) or None
         if tools is not UNSET:
-            session.tools = tools
+            session.tools, session.tools_persona = tools, None
         if collections is not UNSET:
             await replace_collections(engine, s, session, list(collections or ()))
     return (await engine.sessions.get(session_id)).session, warnings
@@ -197,8 +197,14 @@ def described(summary: SessionSummary, engine: Engine) -> dict[str, Any]:
         "max_tokens": pick(params.get("max_tokens"), chat.max_tokens),
         "top_k": pick(params.get("top_k"), retrieval.top_k),
         "tools": {"value": _tools_text(summary, engine),
-                  "from": "session" if summary.tools is not None else "config"},
+                  "from": _tools_from(summary)},
     }
+
+
+def _tools_from(summary: SessionSummary) -> str:
+    if summary.tools is None:
+        return "config"
+    return f"persona {summary.tools_persona}" if summary.tools_persona else "session"
 
 
 def _tools_text(summary: SessionSummary, engine: Engine) -> str:

@@ -47,6 +47,7 @@ class SessionSummary:
     rag: bool | None = None  # None: chat.rag
     params: dict[str, float | int] = field(default_factory=dict)  # temperature, top_k, ...
     tools: tuple[str, ...] | None = None  # server.tool globs; None: tools.enabled, (): none
+    tools_persona: str | None = None  # the persona its tools came from (not changed since)
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,3 +59,4 @@ class PersonaInfo:
     params: dict[str, float | int] = field(default_factory=dict)
     first_message: str | None = None
     description: str | None = None
+    tools: tuple[str, ...] | None = None  # server.tool globs; None: tools.enabled, (): none

@@ -25,7 +25,14 @@ def personas_group() -> None:
 def _summary(p: PersonaInfo) -> str:
     model = "/".join(x for x in (p.provider, p.model) if x) or "configured model"
     scope = ", ".join(p.collections) or "all collections"
-    return f"{model} · {scope}" + (f" · {p.description}" if p.description else "")
+    tools = "" if p.tools is None else f" · tools: {', '.join(p.tools) or 'none'}"
+    return f"{model} · {scope}{tools}" + (f" · {p.description}" if p.description else "")
+
+
+def _tools(p: PersonaInfo, enabled: bool) -> str:
+    from engine.tools.selection import describe
+
+    return describe(p.tools, enabled)
 
 
 @personas_group.command("list")
@@ -62,7 +69,8 @@ async def show(name: str, as_json: bool) -> None:
         click.echo(p.description)
     rows = [("provider", p.provider or "(configured)"), ("model", p.model or "(configured)"),
             ("collections", ", ".join(p.collections) or "all"),
-            ("rag", "(configured)" if p.rag is None else ("on" if p.rag else "off"))]
+            ("rag", "(configured)" if p.rag is None else ("on" if p.rag else "off")),
+            ("tools", _tools(p, engine.settings.tools.enabled))]
     rows += [(k.replace("_", " "), v) for k, v in p.params.items()]
     for key, value in rows:
         click.echo(f"{key}: {value}")

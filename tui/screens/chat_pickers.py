@@ -30,7 +30,8 @@ def persona_prompt(persona: PersonaInfo) -> Content:
     """Name and origin, then what the persona sets."""
     model = "/".join(x for x in (persona.provider, persona.model) if x) or "configured model"
     scope = ", ".join(persona.collections) or "all collections"
-    detail = " · ".join(x for x in (persona.description, model, scope) if x)
+    tools = None if persona.tools is None else f"tools: {', '.join(persona.tools) or 'none'}"
+    detail = " · ".join(x for x in (persona.description, model, scope, tools) if x)
     return Content.assemble((persona.name, "bold"), (f"  {persona.origin}", "$text-muted"),
                             "\n", (detail, "$text-muted"))
 

@@ -45,6 +45,8 @@ class Session(Base):
     params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # Tools the session may use (server.tool globs); None: the configuration, []: none.
     tools: Mapped[list[str] | None] = mapped_column(JSON)
+    # The persona the session's tools came from, until they are set otherwise.
+    tools_persona: Mapped[str | None] = mapped_column(String(100))
     collections: Mapped[list[Collection]] = relationship(secondary="session_collections",
                                                          lazy="raise")
 
@@ -142,6 +144,8 @@ class Persona(Base):
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
     first_message: Mapped[str | None] = mapped_column(EncryptedText())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # server.tool globs like sessions.tools: NULL follows the configuration, [] none
+    tools: Mapped[list[str] | None] = mapped_column(JSON)
 
 
 class Attachment(Base):
