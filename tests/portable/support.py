@@ -124,7 +124,8 @@ async def populate(url: str, *, second_user: bool = True, user: str | None = Non
             # the chat setup's tables (a later revision): copied with no code of their own
             s.add(m.Persona(user_id=engine.user_id, name="terse", model="m1",
                             system_prompt="Answer in one line", collections=["notes"],
-                            rag=True, params={"temperature": 0.2}, first_message="Hi ✓"))
+                            rag=True, params={"temperature": 0.2}, first_message="Hi ✓",
+                            tools=["parley.search", "files.*"]))
             s.add(m.Attachment(user_id=engine.user_id, message_id=q.id, position=0,
                                path="/tmp/receipt.txt", kind="text",
                                text="Bought on 2026-01-02", pages=[[1, 0, 20]]))
@@ -132,7 +133,7 @@ async def populate(url: str, *, second_user: bool = True, user: str | None = Non
                 s.add(m.ModelInfo(provider="p", model="m1", base_url="http://127.0.0.1:1/v1",
                                   context_window=8192, source="test"))
             await s.execute(update(m.Session).where(m.Session.id == first.id).values(
-                rag=False, params={"top_k": 3}))
+                rag=False, params={"top_k": 3}, tools=["parley.*"], tools_persona="terse"))
     if second_user:
         other = settings_for(other_user) if "://" in other_user else \
             settings_for(url, other_user)

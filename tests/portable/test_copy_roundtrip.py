@@ -27,7 +27,8 @@ def _views(url: str, me: str, bob: str) -> dict[str, object]:
                        "search": ("search", "battery warranty", "--collection", "notes",
                                   "--json", "-k", "4"),
                        "keyword": ("search", "E4711", "--collection", "notes", "--json"),
-                       "usage": ("usage", "--by", "model", "--json")}.items():
+                       "usage": ("usage", "--by", "model", "--json"),
+                       "persona": ("personas", "show", "terse", "--json")}.items():
         res = cli("--user", me, *args, url=url)
         out[name] = (res.returncode, res.stdout, res.stderr) if res.returncode else \
             json.loads(res.stdout)
@@ -86,5 +87,9 @@ async def test_sqlite_to_postgres_to_sqlite(parley_home: Path,
         assert views["search"]["hits"][0]["path"] == "/manuals/warranty.pdf"  # type: ignore[index]
         assert views["keyword"]["hits"]  # type: ignore[index]  # FTS5 / tsv on the copy
         assert views["bob"][0]["title"] == "Bob's secrets"  # type: ignore[index]
+        # the persona's tools, and the persona the session's tools came from, travel
+        assert views["persona"]["tools"] == ["parley.search", "files.*"]  # type: ignore[index]
+        assert views["show"]["settings"]["tools"] == {  # type: ignore[index]
+            "value": "parley.*", "from": "persona terse"}
     finally:
         await postgres_server.drop_database(name)
