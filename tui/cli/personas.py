@@ -87,7 +87,8 @@ async def show(name: str, as_json: bool) -> None:
 @click.option("--replace", is_flag=True, help="Overwrite a saved persona of that name.")
 @run
 async def save(name: str, session_id: int, replace: bool) -> None:
-    """Save the settings of a session as persona NAME (kept in the database)."""
+    """Save the settings of a session (model, prompt, collections, parameters, tools) as
+    persona NAME (kept in the database)."""
     async with open_engine() as engine:
         p = await engine.personas.save_from_session(name, session_id, replace=replace)
     info(f"saved persona '{p.name}': {_summary(p)}; use it with: parley ask --persona {p.name}")
