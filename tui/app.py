@@ -4,8 +4,8 @@ The first screen paints before the engine opens: opening (connecting, migrating 
 embedded database, checking the key) runs in a worker after mount, and screens wait for it
 in their own workers (``ready_engine``). Started by ``parley``, it may also paint before the
 configuration is validated (``settle``): that runs right after the first frame, before any
-key is handled, and a broken configuration ends the app (``config_error``). Screens do the work; this module only connects
-them.
+key is handled, and a broken configuration ends the app (``config_error``). Screens do the
+work; this module only connects them.
 """
 
 from __future__ import annotations

@@ -37,6 +37,7 @@ OWN = {
     # the pydantic-free part of the configuration: files, and the first frame's keys
     "engine.config", "engine.config.files", "engine.config.early",
     "tui", "tui.app", "tui.keys", "tui.stylesheet",
+    "tui.keys_table",  # every class's default keys, read only to check a `ui.keys` section
     "tui.ui_state",
     "tui.cli", "tui.cli.entry", "tui.cli.start",
     "tui.screens", "tui.screens.base", "tui.screens.chat", "tui.screens.chat_turns",
@@ -122,12 +123,16 @@ def test_modules_imported_before_the_first_paint_stay_within_the_allowed_list(
 
 def test_with_a_config_file_only_pyyaml_is_added(parley_home: Path) -> None:
     """A config file is read as written (PyYAML), not validated (pydantic), before the
-    first frame; the flags of plain `parley` do not bring click in either. (A `ui.keys`
-    section also imports every screen before the first frame: conflicts are checked
-    against all their bindings before any UI appears.)"""
+    first frame; the flags of plain `parley` do not bring click in either. A `ui.keys`
+    section is checked for conflicts before any UI appears, against every class's keys
+    read from a generated table, not by importing every screen."""
     config = parley_home / "elsewhere.yaml"
-    config.write_text("ui:\n  theme: nord\n  enter_sends: false\nretrieval:\n  top_k: 4\n")
+    config.write_text("ui:\n  theme: nord\n  enter_sends: false\n  keys:\n"
+                      "    chat.toggle_sidebar: f9\n    library.refresh: ctrl+r\n"
+                      "retrieval:\n  top_k: 4\n")
     modules, parent = first_paint_modules(parley_home, "--config", str(config),
                                           "--user", "someone")
     check(modules, parent, PACKAGES | WITH_A_CONFIG_FILE)
     assert "yaml" in modules and "pydantic" not in modules and "click" not in modules
+    assert "tui.keys_table" in modules  # the keymap was checked, from the table
+    assert "tui.screens.library" not in modules and "tui.screens.search" not in modules

@@ -192,3 +192,12 @@ def test_an_unknown_action_from_the_environment_is_named_with_its_origin(
         in done.stderr
     assert "did you mean 'chat.regenerate'" in done.stderr
 
+
+
+def test_the_keys_table_matches_the_classes() -> None:
+    """``check_keys`` reads the classes' keys from ``tui/keys_table.py`` (so a keymap costs
+    the first paint nothing): the table must say what the classes say."""
+    from tui.keys import default_keys
+    from tui.keys_table import DEFAULT_KEYS
+
+    assert default_keys() == DEFAULT_KEYS, "a binding changed: run `python -m tui.keys`"

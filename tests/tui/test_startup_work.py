@@ -1,7 +1,8 @@
 """What the first frame does and does not do: the sidebar never claims "no sessions" before
 it knows, the configuration is validated right after the frame when it was drawn from the
-early read, each stylesheet is parsed once, the footer and the status bar are one widget each and the
-sources panel is built when first shown, and a theme change still restyles everything."""
+early read, each stylesheet is parsed once, the footer and the status bar are one widget
+each, the sources panel is built when first shown, the first frame written is the whole
+screen, and a theme change still restyles everything."""
 
 from __future__ import annotations
 
