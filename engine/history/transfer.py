@@ -107,6 +107,7 @@ class SessionDoc(_Strict):
     rag: bool | None = None
     params: dict[str, float | int] = {}
     tools: list[str] | None = None
+    tools_persona: str | None = None  # the persona the tools came from, if they did
 
 
 class ExportDoc(_Strict):
@@ -184,6 +185,7 @@ async def export_session(store: SessionStore, session_id: int, fmt: str) -> str:
             "collections": names, "created_at": _utc(row.created_at),
             "updated_at": _utc(row.updated_at), "current": number.get(row.current_message_id),
             "rag": row.rag, "params": dict(row.params or {}), "tools": row.tools,
+            "tools_persona": row.tools_persona,
         },
         "messages": [{
             "id": number[msg.id], "parent": number.get(msg.parent_id), "role": msg.role,
@@ -332,7 +334,8 @@ async def import_session(store: SessionStore, data: str | bytes, *,
                         provider=info.provider, system_prompt=info.system_prompt,
                         archived=info.archived, created_at=info.created_at,
                         updated_at=info.updated_at, rag=info.rag,
-                        params=dict(info.params) or None, tools=info.tools)
+                        params=dict(info.params) or None, tools=info.tools,
+                        tools_persona=info.tools_persona)
         s.add(row)
         await s.flush()
         found = (await s.scalars(select(m.Collection).where(

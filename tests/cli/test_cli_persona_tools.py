@@ -84,7 +84,7 @@ def test_config_personas_show_and_list_their_tools(run: Any) -> None:
 
 
 def test_ask_as_a_persona_offers_its_tools_and_save_keeps_a_sessions_tools(
-        run: Any, server: OpenAITestServer) -> None:
+        run: Any, server: OpenAITestServer, home: Path) -> None:
     # tools.enabled is false, yet the persona's chat is offered exactly its tool
     server.tool_calls = calls_script(SEARCH)
     asked = json.loads(ok(run("ask", "--persona", "searcher", "--json", "Search my notes")))
@@ -94,6 +94,13 @@ def test_ask_as_a_persona_offers_its_tools_and_save_keeps_a_sessions_tools(
     settings = json.loads(ok(run("sessions", "show", session, "--json")))["settings"]
     assert settings["tools"] == {"value": "parley.search", "from": "persona searcher"}
     assert "tools: parley.search  (persona searcher)\n" in ok(run("sessions", "show", session))
+    # an exported session keeps where its tools came from
+    exported = ok(run("sessions", "export", session, "--format", "json"))
+    assert json.loads(exported)["session"]["tools_persona"] == "searcher"
+    copy_file = home / "exported.json"
+    copy_file.write_text(exported, encoding="utf-8")
+    copy = ok(run("sessions", "import", str(copy_file))).strip()
+    assert "tools: parley.search  (persona searcher)\n" in ok(run("sessions", "show", copy))
 
     # the session's tools, once changed, are the session's own; a persona saved from it
     # keeps them (none here), and a chat started from that persona offers none
