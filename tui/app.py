@@ -37,11 +37,10 @@ if TYPE_CHECKING:
     from textual.command import Provider
     from textual.screen import Screen
 
-    from tui.open_source import SourceOpener
-
     from engine import Engine, Settings
     from engine.config.early import EarlySettings
     from engine.types import WatchEvent
+    from tui.open_source import SourceOpener
 
 STYLES = Path(__file__).parent / "styles"
 QUIT_WAIT = 10.0  # seconds a quit waits for workers still storing their results
