@@ -101,13 +101,12 @@ class KeptStylesheet(Stylesheet):
                  keep: bool = False) -> None:
         """``keep``: keep parsed rules between runs too (``RuleCache``)."""
         super().__init__(variables=variables)
-        self.keep = keep
         self.cache = RuleCache(self._variables) if keep else None
 
     def set_variables(self, variables: dict[str, str]) -> None:
         if variables != self._variables:
             super().set_variables(variables)
-            if self.keep:
+            if self.cache is not None:  # another theme: its own rules
                 self.cache = RuleCache(self._variables)
 
     def _parse_rules(self, css: str, read_from: Any, is_default_rules: bool = False,
