@@ -8,11 +8,13 @@ answers and for embeddings (so no model has to load).
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import textual.css.stylesheet
 from textual.pilot import Pilot
 from textual.worker import WorkerCancelled
 
@@ -38,6 +40,29 @@ def overrides_for(database_url: str, server: OpenAITestServer, **extra: Any) -> 
     for key, value in extra.items():
         values[key] = {**values.get(key, {}), **value}
     return values
+
+
+async def sqlite_settings(home: Path, server: OpenAITestServer, **ui: Any) -> Settings:
+    """Settings on a migrated SQLite file in ``home``, with these ``ui`` keys."""
+    settings = load_settings(overrides=overrides_for(f"sqlite:///{home / 'parley.db'}", server,
+                                                     ui=ui))
+    await migrate(settings)
+    return settings
+
+
+@pytest.fixture
+def css_parses(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """How often Textual parsed each CSS source, by where it was read from, its tie-breaker
+    and scope (one source can be parsed per tie-breaker: a widget's CSS under subclasses)."""
+    counted: Counter[str] = Counter()
+    real_parse = textual.css.stylesheet.parse
+
+    def counting_parse(scope: str, css: str, read_from: Any, *args: Any, **kwargs: Any) -> Any:
+        counted[f"{read_from} {kwargs.get('tie_breaker')} {scope}"] += 1
+        return real_parse(scope, css, read_from, *args, **kwargs)
+
+    monkeypatch.setattr(textual.css.stylesheet, "parse", counting_parse)
+    return counted
 
 
 @pytest.fixture

@@ -11,8 +11,7 @@ from textual.binding import Binding, BindingType
 from textual.widgets import Input
 
 from tests.support.openai_server import OpenAITestServer
-from tests.tui.conftest import settle, wait_until
-from tests.tui.test_keys import sqlite_settings
+from tests.tui.conftest import settle, sqlite_settings, wait_until
 from tui.app import ParleyApp
 from tui.widgets.footer import Footer
 

@@ -19,9 +19,9 @@ from textual.dom import DOMNode
 import tui
 from engine import Settings, load_settings
 from engine.errors import ConfigError
-from tests.conftest import REPO_ROOT, migrate
+from tests.conftest import REPO_ROOT
 from tests.support.openai_server import OpenAITestServer
-from tests.tui.conftest import overrides_for, settle, type_text, wait_until
+from tests.tui.conftest import settle, sqlite_settings, type_text, wait_until
 from tui.app import ParleyApp
 from tui.keys import SCOPES, all_bindings, check_keys, key_list
 from tui.widgets.footer import Footer
@@ -32,13 +32,6 @@ from tui.widgets.transcript import Transcript
 
 def keyed(**ui: Any) -> Settings:
     return load_settings(overrides={"ui": ui})
-
-
-async def sqlite_settings(home: Path, server: OpenAITestServer, **ui: Any) -> Settings:
-    settings = load_settings(overrides=overrides_for(f"sqlite:///{home / 'parley.db'}", server,
-                                                     ui=ui))
-    await migrate(settings)
-    return settings
 
 
 # -- names -------------------------------------------------------------------------------------

@@ -8,8 +8,7 @@ from pathlib import Path
 
 from engine import Engine
 from tests.support.openai_server import OpenAITestServer
-from tests.tui.conftest import settle, wait_until
-from tests.tui.test_keys import sqlite_settings
+from tests.tui.conftest import settle, sqlite_settings, wait_until
 from tui.app import ParleyApp
 from tui.widgets.prompt import PromptInput
 from tui.widgets.transcript import Transcript

@@ -12,8 +12,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pytest
-import textual.css.stylesheet
 from textual.widgets import Static
 
 from engine import Settings, load_settings
@@ -104,17 +102,8 @@ async def test_a_config_error_found_after_the_first_frame_ends_the_app(
 
 
 async def test_the_first_frame_parses_each_stylesheet_once_and_draws_the_bars_as_one_widget(
-        parley_home: Path, chat_server: OpenAITestServer,
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    parsed: Counter[str] = Counter()
-    real_parse = textual.css.stylesheet.parse
-
-    def counting_parse(scope: str, css: str, read_from: Any, *args: Any, **kwargs: Any) -> Any:
-        # one source can be parsed per tie-breaker (a widget's CSS under its subclasses)
-        parsed[f"{read_from} {kwargs.get('tie_breaker')} {scope}"] += 1
-        return real_parse(scope, css, read_from, *args, **kwargs)
-
-    monkeypatch.setattr(textual.css.stylesheet, "parse", counting_parse)
+        parley_home: Path, chat_server: OpenAITestServer, css_parses: Counter[str]) -> None:
+    parsed = css_parses
     frame: dict[str, Any] = {}
 
     class Measured(ParleyApp):
